@@ -1,0 +1,35 @@
+# pxelab: `make demo` boots a VM from pxelab; `make test` runs every test. Both set up first.
+PY := .venv/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup install serve demo test unit lint format clean
+
+setup:
+	@scripts/setup.sh
+
+install:  ## pxelab into the current Python environment
+	python3 -m pip install .
+
+serve: setup  ## serve with configs/pxelab.toml (edit it first)
+	$(PY) -m pxelab serve --config configs/pxelab.toml
+
+demo: setup  ## a private namespace, pxelab, and a QEMU UEFI VM that boots from it
+	$(PY) -m pxelab demo
+
+test: setup  ## everything: unit, integration (namespaces) and QEMU end-to-end tests
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: setup  ## the fast tests that need no root
+	$(PY) -m pytest -m "not netns" $(PYTEST_ARGS)
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+format: setup
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean:
+	rm -rf .venv build dist .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,108 @@
+"""The `pxelab` command line: `pxelab serve` and friends; exit 2 with one clear line for a bad setting."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pxelab import __version__
+from pxelab.config import build_config, read_toml
+from pxelab.errors import ConfigError
+
+EXIT_BAD_SETTING = 2
+
+# flag -> config key; every flag overrides the same key of the TOML file.
+SERVE_FLAGS: list[tuple[str, str, str]] = [
+    ("--interface", "IF", "answer DHCP on this interface (without it: TFTP and HTTP only)"),
+    ("--address", "IP", "this server's address on --interface (default: the interface's own)"),
+    ("--dhcp-range", "FIRST-LAST", "DHCP pool, e.g. 10.0.0.100-10.0.0.200"),
+    ("--router", "IP", "default gateway handed to DHCP clients"),
+    ("--dns", "IP[,IP]", "DNS servers handed to DHCP clients"),
+    ("--lease-time", "SECONDS", "DHCP lease time"),
+    ("--dhcp-port", "N", "DHCP server port (default 67)"),
+    ("--hosts-dir", "DIR", "directory of JSON host files (default ~/.pxelab/hosts)"),
+    (
+        "--images-dir",
+        "DIR",
+        "kernels, initrds and ISOs served at /images/ (default ~/.pxelab/images)",
+    ),
+    ("--tftp-root", "DIR", "TFTP root with the iPXE binaries (default ~/.pxelab/tftp)"),
+    ("--tftp-address", "IP", "address the TFTP server binds to"),
+    ("--tftp-port", "N", "TFTP port (default 69; 0 turns TFTP off)"),
+    ("--http-address", "IP", "address the HTTP server binds to (default 0.0.0.0)"),
+    ("--http-port", "N", "HTTP port (default 8080; 0 picks a free port)"),
+    ("--state-dir", "DIR", "state directory (default ~/.pxelab/state)"),
+    ("--templates-dir", "DIR", "templates here override the shipped ones"),
+    ("--log-level", "LEVEL", "debug, info, warning or error"),
+]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pxelab", description="Network-boot lab machines and VMs: DHCP, TFTP and HTTP."
+    )
+    parser.add_argument("--version", action="version", version=f"pxelab {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run the DHCP, TFTP and HTTP servers")
+    serve.add_argument("--config", metavar="FILE", type=Path, help="TOML settings file")
+    for flag, metavar, help_text in SERVE_FLAGS:
+        serve.add_argument(flag, metavar=metavar, help=help_text)
+    demo = commands.add_parser(
+        "demo", help="boot a QEMU VM from pxelab in a private network namespace (root)"
+    )
+    demo.add_argument("--timeout", type=float, default=300, help="seconds to wait for the boot")
+    return parser
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pxelab.daemon import serve
+
+    file_settings: dict[str, Any] = {}
+    source = "command line"
+    if args.config:
+        file_settings = read_toml(args.config)
+        source = str(args.config)
+    overrides = {
+        flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_"))
+        for flag, _, _ in SERVE_FLAGS
+    }
+    config = build_config(file_settings, overrides, source)
+    _setup_logging(config.log_level)
+    asyncio.run(serve(config))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_BAD_SETTING
+    try:
+        if args.command == "serve":
+            return cmd_serve(args)
+        if args.command == "demo":
+            from pxelab.demo import run_demo
+
+            _setup_logging("warning")
+            return run_demo(args.timeout)
+    except ConfigError as exc:
+        print(f"pxelab: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTING
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping
+        return 130
+    parser.error(f"unknown command {args.command}")

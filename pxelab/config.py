@@ -1,0 +1,202 @@
+"""Settings: defaults, then a TOML file, then command-line flags; every error names its key.
+
+`build_config` is pure apart from expanding `~`; nothing here opens sockets or checks the disk.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+from pxelab.errors import ConfigError
+
+HOME = Path("~/.pxelab")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything `pxelab serve` needs to know; see the README's config reference."""
+
+    interface: str | None = None
+    """Interface to answer DHCP on; without it pxelab runs TFTP and HTTP only."""
+    address: IPv4Address | None = None
+    """This server's IPv4 address on `interface`; read from the interface when unset."""
+    dhcp_range: tuple[IPv4Address, IPv4Address] | None = None
+    """First and last address of the DHCP pool (inclusive)."""
+    router: IPv4Address | None = None
+    """Default gateway handed to DHCP clients (option 3); none when unset."""
+    dns: tuple[IPv4Address, ...] = ()
+    """DNS servers handed to DHCP clients (option 6)."""
+    lease_time: int = 3600
+    """DHCP lease time in seconds."""
+    dhcp_port: int = 67
+    """UDP port the DHCP server listens on."""
+    hosts_dir: Path = HOME / "hosts"
+    """Directory of JSON host files (pvmlab's `~/.pvmlab/vms` works unchanged)."""
+    images_dir: Path = HOME / "images"
+    """Kernels, initrds and ISOs, served at `/images/…`."""
+    tftp_root: Path = HOME / "tftp"
+    """Root of the TFTP server (iPXE binaries); nothing outside it is served."""
+    tftp_address: IPv4Address | None = None
+    """Address the TFTP server binds to; `address` (or all addresses) when unset."""
+    tftp_port: int = 69
+    """UDP port of the TFTP server; 0 turns TFTP off."""
+    http_address: str = "0.0.0.0"
+    """Address the HTTP server binds to."""
+    http_port: int = 8080
+    """TCP port of the HTTP server; 0 picks a free one (it is logged)."""
+    state_dir: Path = HOME / "state"
+    """Where pxelab keeps its state (leases, install states)."""
+    templates_dir: Path | None = None
+    """Templates here override the shipped ones, file by file."""
+    log_level: str = "info"
+    """debug, info, warning or error."""
+
+
+def _ip(key: str, value: Any) -> IPv4Address:
+    if not isinstance(value, str):
+        raise ConfigError(f"key {key!r}: expected an IPv4 address as a string, got {value!r}")
+    try:
+        return IPv4Address(value.strip())
+    except ValueError:
+        raise ConfigError(f"key {key!r}: {value!r} is not an IPv4 address") from None
+
+
+def _opt_ip(key: str, value: Any) -> IPv4Address | None:
+    return None if value in (None, "") else _ip(key, value)
+
+
+def _range(key: str, value: Any) -> tuple[IPv4Address, IPv4Address] | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, str) and value.count("-") == 1:
+        first_s, last_s = value.split("-")
+        first, last = _ip(key, first_s), _ip(key, last_s)
+    elif isinstance(value, list) and len(value) == 2:
+        first, last = _ip(key, value[0]), _ip(key, value[1])
+    else:
+        raise ConfigError(f"key {key!r}: expected FIRST-LAST, e.g. 10.0.0.100-10.0.0.200")
+    if int(last) < int(first):
+        raise ConfigError(f"key {key!r}: {last} comes before {first}")
+    return first, last
+
+
+def _ips(key: str, value: Any) -> tuple[IPv4Address, ...]:
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, list):
+        raise ConfigError(f"key {key!r}: expected a list of IPv4 addresses")
+    return tuple(_ip(key, v) for v in value)
+
+
+def _int(lo: int, hi: int) -> Callable[[str, Any], int]:
+    def check(key: str, value: Any) -> int:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            raise ConfigError(
+                f"key {key!r}: expected a whole number from {lo} to {hi}, got {value!r}"
+            )
+        return value
+
+    return check
+
+
+def _path(key: str, value: Any) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"key {key!r}: expected a path, got {value!r}")
+    return Path(value).expanduser()
+
+
+def _opt_path(key: str, value: Any) -> Path | None:
+    return None if value in (None, "") else _path(key, value)
+
+
+def _opt_str(key: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"key {key!r}: expected a string, got {value!r}")
+    return value
+
+
+def _str(key: str, value: Any) -> str:
+    text = _opt_str(key, value)
+    if text is None:
+        raise ConfigError(f"key {key!r}: must not be empty")
+    return text
+
+
+def _level(key: str, value: Any) -> str:
+    text = _str(key, value).lower()
+    if text not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"key {key!r}: expected debug, info, warning or error, got {value!r}")
+    return text
+
+
+_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "interface": _opt_str,
+    "address": _opt_ip,
+    "dhcp_range": _range,
+    "router": _opt_ip,
+    "dns": _ips,
+    "lease_time": _int(60, 2**31 - 1),
+    "dhcp_port": _int(1, 65535),
+    "hosts_dir": _path,
+    "images_dir": _path,
+    "tftp_root": _path,
+    "tftp_address": _opt_ip,
+    "tftp_port": _int(0, 65535),
+    "http_address": _str,
+    "http_port": _int(0, 65535),
+    "state_dir": _path,
+    "templates_dir": _opt_path,
+    "log_level": _level,
+}
+assert set(_CHECKS) == {f.name for f in fields(Config)}
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The settings in a TOML file; a ConfigError names the file when it is unreadable."""
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def build_config(
+    file_settings: Mapping[str, Any], overrides: Mapping[str, Any], source: str = "config"
+) -> Config:
+    """Defaults, overlaid by a file's settings, overlaid by flags (None = not given)."""
+    values: dict[str, Any] = {}
+    for key, value in file_settings.items():
+        if key not in _CHECKS:
+            known = ", ".join(sorted(_CHECKS))
+            raise ConfigError(f"{source}: unknown key {key!r} (known keys: {known})")
+        values[key] = value
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    checked: dict[str, Any] = {}
+    for key, value in values.items():
+        try:
+            checked[key] = _CHECKS[key](key, value)
+        except ConfigError as exc:
+            where = "command line" if overrides.get(key) is not None else source
+            raise ConfigError(f"{where}: {exc}") from None
+    config = Config(**checked)
+    for key in ("hosts_dir", "images_dir", "tftp_root", "state_dir"):
+        if key not in checked:
+            checked[key] = getattr(config, key).expanduser()
+    config = Config(**checked)
+    if config.interface and config.dhcp_range is None:
+        raise ConfigError(
+            f"{source}: key 'dhcp_range' is required when 'interface' is set "
+            '(e.g. dhcp_range = "10.0.0.100-10.0.0.200")'
+        )
+    return config

@@ -1,0 +1,174 @@
+"""`pxelab serve`: DHCP, TFTP and HTTP in one asyncio process, stopped cleanly by SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface
+from typing import Protocol, TypeVar
+
+from aiohttp import web
+
+from pxelab.config import Config
+from pxelab.errors import ConfigError
+from pxelab.http.app import AccessLogger, make_app
+from pxelab.inventory import Inventory
+from pxelab.render import Renderer
+
+log = logging.getLogger("pxelab")
+
+INVENTORY_POLL = 2.0
+"""Seconds between scans of the hosts dir, so changes are logged soon after they happen."""
+
+
+class Service(Protocol):
+    """What the daemon needs of a started UDP service."""
+
+    def close(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Ready:
+    """What is listening, once `serve` has bound every socket."""
+
+    http_port: int
+    """The bound HTTP port (useful when 0 was asked for)."""
+    tftp_port: int | None
+    """The bound TFTP port, or None when TFTP is off."""
+    dhcp_interface: str | None
+    """The interface DHCP answers on, or None when DHCP is off."""
+
+
+def interface_address(config: Config) -> IPv4Interface:
+    """This server's address and prefix on config.interface (the interface's own, or `address`)."""
+    from pxelab.dhcp.interface import interface_ipv4
+
+    assert config.interface is not None
+    try:
+        found = interface_ipv4(config.interface)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"key 'interface': {exc}") from None
+    if config.address is None:
+        return found
+    if config.address not in found.network:
+        raise ConfigError(
+            f"key 'address': {config.address} is not in {config.interface}'s network {found.network}"
+        )
+    return IPv4Interface(f"{config.address}/{found.network.prefixlen}")
+
+
+T = TypeVar("T")
+
+
+async def _bind(what: str, key: str, start: Awaitable[T]) -> T:
+    try:
+        return await start
+    except OSError as exc:
+        raise ConfigError(f"key {key!r}: cannot start {what}: {exc.strerror or exc}") from None
+
+
+async def serve(config: Config, on_ready: Callable[[Ready], None] | None = None) -> None:
+    """Run until SIGINT or SIGTERM; raise ConfigError (before serving) for a bad setting."""
+    for directory in (config.hosts_dir, config.images_dir, config.tftp_root, config.state_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    inventory = Inventory(config.hosts_dir)
+    services: list[Service] = []
+    runner = web.AppRunner(
+        make_app(inventory, Renderer(config.templates_dir), config.images_dir),
+        access_log_class=AccessLogger,
+        access_log=logging.getLogger("pxelab.http"),
+        handle_signals=False,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.http_address, config.http_port, reuse_address=True)
+        await _bind(f"HTTP on {config.http_address}:{config.http_port}", "http_port", site.start())
+        http_port: int = runner.addresses[0][1]
+
+        server_if = interface_address(config) if config.interface else None
+        tftp_port = None
+        if config.tftp_port:
+            from pxelab.tftp.server import start_tftp
+
+            tftp_host = config.tftp_address or (server_if.ip if server_if else None)
+            tftp = await _bind(
+                f"TFTP on port {config.tftp_port}",
+                "tftp_port",
+                start_tftp(
+                    config.tftp_root,
+                    str(tftp_host or "0.0.0.0"),
+                    config.tftp_port,
+                    interface=config.interface,
+                ),
+            )
+            services.append(tftp)
+            tftp_port = tftp.port
+
+        if config.interface and server_if is not None:
+            services.append(await _start_dhcp(config, server_if, http_port, inventory))
+
+        ready = Ready(http_port, tftp_port, config.interface)
+        log.info(
+            "pxelab ready: http on %s:%d, tftp %s, dhcp %s; hosts from %s",
+            config.http_address,
+            http_port,
+            f"on port {tftp_port} from {config.tftp_root}" if tftp_port else "off",
+            f"on {config.interface} ({server_if})" if server_if else "off (no --interface)",
+            config.hosts_dir,
+        )
+        if on_ready:
+            on_ready(ready)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), INVENTORY_POLL)
+            inventory.refresh()
+        log.info("pxelab stopping")
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        for service in reversed(services):
+            service.close()
+        for service in services:
+            await service.wait_closed()
+        await runner.cleanup()
+
+
+async def _start_dhcp(
+    config: Config, server_if: IPv4Interface, http_port: int, inventory: Inventory
+) -> Service:
+    from pxelab.dhcp.policy import DhcpContext
+    from pxelab.dhcp.server import start_dhcp
+
+    assert config.interface is not None and config.dhcp_range is not None
+    first, last = config.dhcp_range
+    for key, ip in (("dhcp_range", first), ("dhcp_range", last), ("router", config.router)):
+        if isinstance(ip, IPv4Address) and ip not in server_if.network:
+            raise ConfigError(
+                f"key {key!r}: {ip} is not in {config.interface}'s network {server_if.network}"
+            )
+    ctx = DhcpContext(
+        server_ip=server_if.ip,
+        network=server_if.network,
+        pool_start=first,
+        pool_end=last,
+        router=config.router,
+        dns=config.dns,
+        lease_time=config.lease_time,
+        http_port=http_port,
+    )
+    return await _bind(
+        f"DHCP on {config.interface} port {config.dhcp_port}",
+        "dhcp_port",
+        start_dhcp(ctx, inventory, config.interface, port=config.dhcp_port),
+    )

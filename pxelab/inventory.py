@@ -1,0 +1,272 @@
+"""Host definitions: a directory of pvmlab-style JSON files, indexed by MAC, reloaded live.
+
+`parse_host` is pure; `Inventory` owns the directory and re-reads only the files that changed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface
+from pathlib import Path
+from typing import Any
+
+from pxelab.errors import HostFileError
+
+log = logging.getLogger("pxelab.inventory")
+
+ARCH_ALIASES = {
+    "x86_64": "x86_64",
+    "amd64": "x86_64",
+    "x64": "x86_64",
+    "aarch64": "aarch64",
+    "arm64": "aarch64",
+}
+"""Accepted spellings of an architecture, mapped to the one pxelab uses (pvmlab's)."""
+
+IMAGE_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+"""Directory name of an architecture in the images cache (Debian's names)."""
+
+KNOWN_KEYS = frozenset(
+    {"name", "arch", "mac", "ip", "distro", "pxeboot", "kernel", "initrd", "ssh_key", "kernel_args"}
+)
+
+_HEX_MAC = re.compile(r"[0-9a-f]{12}")
+_RELOAD_INTERVAL = 0.5
+
+
+def normalize_mac(value: str) -> str:
+    """Any common MAC spelling -> `aa:bb:cc:dd:ee:ff`; ValueError if it is not a MAC."""
+    digits = re.sub(r"[:\-.]", "", value.strip().lower())
+    if not _HEX_MAC.fullmatch(digits):
+        raise ValueError(f"not a MAC address: {value!r}")
+    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+
+
+@dataclass(frozen=True)
+class Host:
+    """One machine pxelab boots, as read from its host file."""
+
+    name: str
+    """Host name; also the key of its per-host URLs."""
+    mac: str
+    """Boot NIC MAC, normalised to lower case with colons."""
+    arch: str = "x86_64"
+    """CPU architecture: `x86_64` or `aarch64`."""
+    ip: IPv4Address | None = None
+    """Reserved IPv4 address, if any; otherwise the DHCP pool assigns one."""
+    distro: str | None = None
+    """Image directory name under the images dir, e.g. `ubuntu-24.04`."""
+    pxeboot: bool = True
+    """False: DHCP gives an address but no boot file."""
+    kernel: str = "vmlinuz"
+    """Kernel file name under the host's image directory, or an absolute http(s) URL."""
+    initrd: str = "initrd"
+    """Initrd file name under the host's image directory, or an absolute http(s) URL."""
+    kernel_args: str = ""
+    """Extra arguments appended to the kernel command line."""
+    ssh_key: str | None = None
+    """Public SSH key handed to installers."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Every other key of the host file, kept as it was."""
+    source: str = ""
+    """The file the host came from (for messages)."""
+
+    @property
+    def image_arch(self) -> str:
+        """Architecture directory name in the images cache (`amd64`, `arm64`)."""
+        return IMAGE_ARCH[self.arch]
+
+
+def _str(data: Mapping[str, Any], key: str, source: str, default: str | None = None) -> str | None:
+    value = data.get(key, default)
+    if value is None or isinstance(value, str):
+        return value
+    raise HostFileError(f"{source}: key {key!r} must be a string, not {type(value).__name__}")
+
+
+def parse_host(data: Any, source: str) -> Host:
+    """Build a Host from one decoded host file; raise HostFileError naming the file and key."""
+    if not isinstance(data, dict):
+        raise HostFileError(f"{source}: expected a JSON object, got {type(data).__name__}")
+    name = _str(data, "name", source) or Path(source).stem
+    raw_mac = _str(data, "mac", source)
+    if not raw_mac:
+        raise HostFileError(f"{source}: key 'mac' is missing")
+    try:
+        mac = normalize_mac(raw_mac)
+    except ValueError as exc:
+        raise HostFileError(f"{source}: key 'mac': {exc}") from None
+    raw_arch = (_str(data, "arch", source) or "x86_64").lower()
+    if raw_arch not in ARCH_ALIASES:
+        raise HostFileError(
+            f"{source}: key 'arch': {raw_arch!r} is not one of x86_64, aarch64 (or amd64, arm64)"
+        )
+    raw_ip = _str(data, "ip", source)
+    ip = None
+    if raw_ip:
+        try:
+            ip = IPv4Interface(raw_ip).ip  # pvmlab may write "10.0.0.5/24"
+        except ValueError:
+            raise HostFileError(f"{source}: key 'ip': {raw_ip!r} is not an IPv4 address") from None
+    pxeboot = data.get("pxeboot", True)
+    if not isinstance(pxeboot, bool):
+        raise HostFileError(f"{source}: key 'pxeboot' must be true or false")
+    kernel_args = data.get("kernel_args", "")
+    if isinstance(kernel_args, list) and all(isinstance(a, str) for a in kernel_args):
+        kernel_args = " ".join(kernel_args)
+    if not isinstance(kernel_args, str):
+        raise HostFileError(f"{source}: key 'kernel_args' must be a string or a list of strings")
+    if "\n" in kernel_args or "\r" in kernel_args:
+        raise HostFileError(f"{source}: key 'kernel_args' must be one line")
+    for key in ("kernel", "initrd"):
+        value = _str(data, key, source)
+        if value is not None and (not value or any(c.isspace() for c in value)):
+            raise HostFileError(f"{source}: key {key!r} must be a file name without spaces")
+    return Host(
+        name=name,
+        mac=mac,
+        arch=ARCH_ALIASES[raw_arch],
+        ip=ip,
+        distro=_str(data, "distro", source),
+        pxeboot=pxeboot,
+        kernel=_str(data, "kernel", source) or "vmlinuz",
+        initrd=_str(data, "initrd", source) or "initrd",
+        kernel_args=kernel_args.strip(),
+        ssh_key=_str(data, "ssh_key", source),
+        extra={k: v for k, v in data.items() if k not in KNOWN_KEYS},
+        source=source,
+    )
+
+
+def load_host_file(path: Path) -> Host:
+    """Read and parse one host file; every failure is a HostFileError naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HostFileError(f"{path}: cannot read: {exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise HostFileError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    return parse_host(data, str(path))
+
+
+@dataclass
+class _Entry:
+    stamp: tuple[int, int, int]
+    host: Host | None
+    error: str | None
+
+
+class Inventory:
+    """The hosts in a directory of `*.json` files, looked up by MAC, kept in step with the disk.
+
+    A broken file is logged (file and reason) once per change and skipped; the others keep working.
+    """
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+        self._files: dict[Path, _Entry] = {}
+        self._by_mac: dict[str, Host] = {}
+        self._by_name: dict[str, Host] = {}
+        self._last_scan = float("-inf")
+        self.refresh()
+
+    @property
+    def errors(self) -> dict[str, str]:
+        """Broken host files and why, by path."""
+        return {str(p): e.error for p, e in self._files.items() if e.error}
+
+    def hosts(self) -> list[Host]:
+        self._refresh_if_stale()
+        return sorted(self._by_mac.values(), key=lambda h: h.name)
+
+    def lookup(self, mac: str) -> Host | None:
+        """The host with this MAC (any case or separator), or None."""
+        self._refresh_if_stale()
+        try:
+            return self._by_mac.get(normalize_mac(mac))
+        except ValueError:
+            return None
+
+    def by_name(self, name: str) -> Host | None:
+        self._refresh_if_stale()
+        return self._by_name.get(name)
+
+    def reserved(self) -> dict[IPv4Address, str]:
+        """Reserved address -> MAC of the host that owns it."""
+        self._refresh_if_stale()
+        return {h.ip: h.mac for h in self._by_mac.values() if h.ip is not None}
+
+    def _refresh_if_stale(self) -> None:
+        if time.monotonic() - self._last_scan >= _RELOAD_INTERVAL:
+            self.refresh()
+
+    def refresh(self) -> bool:
+        """Re-read changed, new and removed files; True if anything changed."""
+        self._last_scan = time.monotonic()
+        if self.directory is None:
+            return False
+        try:
+            paths = host_files_in(self.directory)
+        except OSError as exc:
+            log.error("hosts dir %s: cannot list: %s", self.directory, exc)
+            return False
+        changed = False
+        seen: set[Path] = set()
+        for path in paths:
+            try:
+                st = path.stat()
+            except OSError:
+                continue  # removed between glob and stat
+            seen.add(path)
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            old = self._files.get(path)
+            if old is not None and old.stamp == stamp:
+                continue
+            changed = True
+            try:
+                self._files[path] = _Entry(stamp, load_host_file(path), None)
+            except HostFileError as exc:
+                log.error("host file skipped: %s", exc)
+                self._files[path] = _Entry(stamp, None, str(exc))
+        for gone in set(self._files) - seen:
+            changed = True
+            del self._files[gone]
+        if changed:
+            self._reindex()
+        return changed
+
+    def _reindex(self) -> None:
+        by_mac: dict[str, Host] = {}
+        by_name: dict[str, Host] = {}
+        by_ip: dict[IPv4Address, Host] = {}
+        for path, entry in sorted(self._files.items()):
+            host = entry.host
+            if host is None:
+                continue
+            entry.error = None
+            clash = by_mac.get(host.mac) or by_name.get(host.name)
+            if clash is None and host.ip is not None:
+                clash = by_ip.get(host.ip)
+            if clash is not None:
+                entry.error = (
+                    f"{path}: mac, name or ip clashes with {clash.source}; keeping {clash.source}"
+                )
+                log.error("host file skipped: %s", entry.error)
+                continue
+            by_mac[host.mac] = by_name[host.name] = host
+            if host.ip is not None:
+                by_ip[host.ip] = host
+        self._by_mac, self._by_name = by_mac, by_name
+        log.info("inventory: %d hosts from %s", len(by_mac), self.directory)
+
+
+def host_files_in(directory: Path) -> list[Path]:
+    """The host files a directory holds, in the order the inventory reads them."""
+    return sorted(p for p in directory.glob("*.json") if not p.name.startswith("."))

@@ -1,0 +1,1 @@
+"""Machinery to boot VMs from pxelab: namespaces, a tiny initrd, QEMU; used by tests and the demo."""

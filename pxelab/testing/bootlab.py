@@ -1,0 +1,133 @@
+"""A boot lab on disk and in a namespace: host files, a test kernel+initrd, iPXE, and the daemon.
+
+Used by the end-to-end tests and by `pxelab demo`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pxelab.testing.initrd import build_initrd, find_kernel
+from pxelab.testing.netns import Lab
+
+IPXE_DIR = Path("/usr/lib/ipxe")
+IPXE_FILES = ("ipxe.efi", "snponly.efi", "undionly.kpxe")
+"""Debian's iPXE builds (package ipxe) copied into the lab's TFTP root."""
+
+READY = "pxelab ready"
+"""What the daemon logs once every socket is bound."""
+
+
+@dataclass(frozen=True)
+class LabDirs:
+    """The directories of one lab, all under `root`."""
+
+    root: Path
+    """Top of the lab's files."""
+
+    @property
+    def hosts(self) -> Path:
+        return self.root / "hosts"
+
+    @property
+    def images(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def tftp(self) -> Path:
+        return self.root / "tftp"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+
+def write_host(dirs: LabDirs, host: Mapping[str, Any]) -> Path:
+    """Write one host file, named after the host."""
+    dirs.hosts.mkdir(parents=True, exist_ok=True)
+    path = dirs.hosts / f"{host['name']}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(host, indent=2) + "\n")
+    tmp.rename(path)
+    return path
+
+
+def prepare(root: Path, hosts: Iterable[Mapping[str, Any]], distro: str = "demo") -> LabDirs:
+    """Lay out a lab: the test kernel and initrd as images/<distro>/amd64/, iPXE, host files."""
+    dirs = LabDirs(root)
+    for d in (dirs.hosts, dirs.tftp, dirs.state):
+        d.mkdir(parents=True, exist_ok=True)
+    image_dir = dirs.images / distro / "amd64"
+    image_dir.mkdir(parents=True, exist_ok=True)
+    kernel = find_kernel()
+    shutil.copyfile(kernel.vmlinuz, image_dir / "vmlinuz")
+    (image_dir / "initrd").write_bytes(build_initrd(kernel))
+    for name in IPXE_FILES:
+        source = IPXE_DIR / name
+        if not source.is_file():
+            raise FileNotFoundError(f"{source} is missing: install Debian's ipxe package")
+        shutil.copyfile(source, dirs.tftp / name)
+    for host in hosts:
+        write_host(dirs, host)
+    return dirs
+
+
+@dataclass
+class Daemon:
+    """`pxelab serve` running as a child process; its log goes to `log`."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, needle: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while needle not in self.text():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pxelab exited with {self.proc.returncode}:\n{self.text()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"pxelab did not log {needle!r} in {timeout}s:\n{self.text()}")
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 10) -> int:
+        """SIGTERM, then wait; the exit code (SIGKILL after timeout)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def start_daemon(lab: Lab, dirs: LabDirs, *extra: str, http_port: int = 8080) -> Daemon:
+    """Start `python -m pxelab serve` in the lab's server namespace, answering DHCP on its bridge."""
+    log = dirs.root / "pxelab.log"
+    argv = [
+        sys.executable, "-m", "pxelab", "serve",
+        "--interface", lab.bridge,
+        "--dhcp-range", f"{lab.ip(100)}-{lab.ip(199)}",
+        "--hosts-dir", str(dirs.hosts),
+        "--images-dir", str(dirs.images),
+        "--tftp-root", str(dirs.tftp),
+        "--state-dir", str(dirs.state),
+        "--http-port", str(http_port),
+        *extra,
+    ]  # fmt: skip
+    with log.open("ab") as out:
+        proc = lab.server.popen(*argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+    daemon = Daemon(proc, log)
+    daemon.wait_for(READY)
+    return daemon

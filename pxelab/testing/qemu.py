@@ -1,0 +1,107 @@
+"""QEMU VMs that network-boot: command lines per firmware, and a handle to wait on the serial log."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pxelab.testing.netns import NetNs
+
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def clean_line(text: str) -> str:
+    """A serial-console line without terminal escapes and control characters."""
+    return _ANSI.sub("", text).strip()
+
+
+def accel() -> str:
+    """`kvm` only where the CPU can really run UEFI guests (vmx/svm and /dev/kvm), else `tcg`."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "tcg"
+    has_virt = re.search(r"^flags\s*:.*\b(vmx|svm)\b", flags, re.M) is not None
+    return "kvm" if has_virt and os.access("/dev/kvm", os.R_OK | os.W_OK) else "tcg"
+
+
+def uefi_x86_argv(tap: str, mac: str, vars_file: Path, serial_log: Path) -> list[str]:
+    """x86-64 UEFI (OVMF) booting from a virtio NIC with OVMF's own PXE client (romfile=)."""
+    return [
+        "qemu-system-x86_64",
+        "-accel", accel(),
+        "-M", "q35",
+        "-m", "512",
+        "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+        "-drive", f"if=pflash,format=raw,unit=1,file={vars_file}",
+        "-netdev", f"tap,id=net0,ifname={tap},script=no,downscript=no",
+        "-device", f"virtio-net-pci,netdev=net0,mac={mac},bootindex=1,romfile=",
+        "-display", "none",
+        "-serial", f"file:{serial_log}",
+        "-no-reboot",
+    ]  # fmt: skip
+
+
+@dataclass
+class QemuVm:
+    """A running VM; its serial console goes to `serial_log`."""
+
+    proc: subprocess.Popen[bytes]
+    serial_log: Path
+    started: float = field(default_factory=time.monotonic)
+
+    def text(self) -> str:
+        try:
+            return self.serial_log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
+        """The first match of pattern in the serial log; TimeoutError with the log's tail if none."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            found = regex.search(self.text())
+            if found:
+                return found
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                why = (
+                    f"QEMU exited with {self.proc.returncode}"
+                    if self.proc.returncode is not None
+                    else f"no match after {timeout:.0f}s"
+                )
+                tail = "\n".join(clean_line(x) for x in self.text().splitlines()[-40:])
+                raise TimeoutError(f"{why} for {pattern!r}; serial log tail:\n{tail}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_uefi_x86(ns: NetNs, tap: str, mac: str, workdir: Path) -> QemuVm:
+    """Boot an x86-64 UEFI VM in namespace ns from the tap device there."""
+    if shutil.which("qemu-system-x86_64") is None:
+        raise FileNotFoundError("qemu-system-x86_64 is missing: install qemu-system-x86 and ovmf")
+    workdir.mkdir(parents=True, exist_ok=True)
+    vars_file = workdir / f"OVMF_VARS-{mac.replace(':', '')}.fd"
+    shutil.copyfile(OVMF_VARS, vars_file)
+    serial = workdir / f"serial-{mac.replace(':', '')}.log"
+    serial.write_bytes(b"")
+    argv = uefi_x86_argv(tap, mac, vars_file, serial)
+    with (workdir / "qemu.stderr").open("ab") as err:
+        proc = ns.popen(*argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+    return QemuVm(proc, serial)
