@@ -52,7 +52,7 @@ def interface_address(config: Config) -> IPv4Interface:
     assert config.interface is not None
     try:
         found = interface_ipv4(config.interface)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ConfigError) as exc:
         raise ConfigError(f"key 'interface': {exc}") from None
     if config.address is None:
         return found
