@@ -104,6 +104,9 @@ class AccessLogger(AbstractAccessLogger):
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         note = request.get(NOTE, "")
+        sent = response.body_length  # sendfile bytes are not counted there: use the length
+        if request.method != "HEAD" and response.content_length is not None:
+            sent = response.content_length
         level = logging.ERROR if response.status >= 500 else logging.INFO
         self.logger.log(
             level,
@@ -112,7 +115,7 @@ class AccessLogger(AbstractAccessLogger):
             request.method,
             request.path_qs,
             response.status,
-            response.body_length,
+            sent,
             time,
             f" ({note})" if note else "",
         )
