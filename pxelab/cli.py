@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="boot a QEMU VM from pxelab in a private network namespace (root)"
     )
     demo.add_argument("--timeout", type=float, default=300, help="seconds to wait for the boot")
+    demo.add_argument(
+        "--network",
+        choices=["netns", "user"],
+        help="netns (root: DHCP, TFTP, HTTP in a namespace) or user (QEMU user-mode, HTTP only); "
+        "default: netns as root, else user",
+    )
     return parser
 
 
@@ -99,10 +105,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             from pxelab.demo import run_demo
 
             _setup_logging("warning")
-            return run_demo(args.timeout)
+            return run_demo(args.network, args.timeout)
     except ConfigError as exc:
         print(f"pxelab: error: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTING
+    except (RuntimeError, FileNotFoundError) as exc:  # the demo's missing tools or rights
+        print(f"pxelab: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         return 130
     parser.error(f"unknown command {args.command}")

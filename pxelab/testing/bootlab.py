@@ -6,6 +6,7 @@ Used by the end-to-end tests and by `pxelab demo`.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pxelab.testing.initrd import build_initrd, find_kernel
-from pxelab.testing.netns import Lab
+from pxelab.testing.netns import Lab, NetNs
 
 IPXE_DIR = Path("/usr/lib/ipxe")
 IPXE_FILES = ("ipxe.efi", "snponly.efi", "undionly.kpxe")
@@ -25,6 +26,7 @@ IPXE_FILES = ("ipxe.efi", "snponly.efi", "undionly.kpxe")
 
 READY = "pxelab ready"
 """What the daemon logs once every socket is bound."""
+_READY_PORT = re.compile(r"pxelab ready: http on \S+?:(\d+)")
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,14 @@ class Daemon:
     def text(self) -> str:
         return self.log.read_text(errors="replace")
 
+    @property
+    def http_port(self) -> int:
+        """The HTTP port from the daemon's ready line."""
+        found = _READY_PORT.search(self.text())
+        if found is None:
+            raise RuntimeError(f"pxelab has not logged its HTTP port:\n{self.text()}")
+        return int(found.group(1))
+
     def wait_for(self, needle: str, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
         while needle not in self.text():
@@ -112,22 +122,31 @@ class Daemon:
         return self.proc.returncode
 
 
-def start_daemon(lab: Lab, dirs: LabDirs, *extra: str, http_port: int = 8080) -> Daemon:
-    """Start `python -m pxelab serve` in the lab's server namespace, answering DHCP on its bridge."""
+def _launch(dirs: LabDirs, args: list[str], ns: NetNs | None) -> Daemon:
     log = dirs.root / "pxelab.log"
     argv = [
         sys.executable, "-m", "pxelab", "serve",
-        "--interface", lab.bridge,
-        "--dhcp-range", f"{lab.ip(100)}-{lab.ip(199)}",
         "--hosts-dir", str(dirs.hosts),
         "--images-dir", str(dirs.images),
         "--tftp-root", str(dirs.tftp),
         "--state-dir", str(dirs.state),
-        "--http-port", str(http_port),
-        *extra,
+        *args,
     ]  # fmt: skip
     with log.open("ab") as out:
-        proc = lab.server.popen(*argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        kwargs: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": out, "stderr": out}
+        proc = ns.popen(*argv, **kwargs) if ns else subprocess.Popen(argv, **kwargs)
     daemon = Daemon(proc, log)
     daemon.wait_for(READY)
     return daemon
+
+
+def start_daemon(lab: Lab, dirs: LabDirs, *extra: str, http_port: int = 8080) -> Daemon:
+    """`pxelab serve` in the lab's server namespace, answering DHCP on its bridge (root)."""
+    args = ["--interface", lab.bridge, "--dhcp-range", f"{lab.ip(100)}-{lab.ip(199)}"]
+    return _launch(dirs, [*args, "--http-port", str(http_port), *extra], lab.server)
+
+
+def start_daemon_usernet(dirs: LabDirs, *extra: str) -> Daemon:
+    """`pxelab serve` on 127.0.0.1, HTTP only, on a free port: for QEMU user-mode guests, no root."""
+    args = ["--http-address", "127.0.0.1", "--http-port", "0", "--tftp-port", "0"]
+    return _launch(dirs, [*args, *extra], None)

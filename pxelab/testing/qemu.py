@@ -33,8 +33,28 @@ def accel() -> str:
     return "kvm" if has_virt and os.access("/dev/kvm", os.R_OK | os.W_OK) else "tcg"
 
 
-def uefi_x86_argv(tap: str, mac: str, vars_file: Path, serial_log: Path) -> list[str]:
-    """x86-64 UEFI (OVMF) booting from a virtio NIC with OVMF's own PXE client (romfile=)."""
+def tap_netdev(tap: str) -> str:
+    """A QEMU -netdev on a tap device (the tests' namespaces: DHCP and TFTP from pxelab)."""
+    return f"tap,id=net0,ifname={tap},script=no,downscript=no"
+
+
+def user_netdev(boot_url: str) -> str:
+    """A QEMU user-mode (slirp) -netdev whose DHCP hands out boot_url; needs no root.
+
+    The guest reaches the host's 127.0.0.1 as 10.0.2.2.
+    """
+    return f"user,id=net0,bootfile={boot_url}"
+
+
+def uefi_x86_argv(
+    netdev: str, mac: str, vars_file: Path, serial_log: Path, *, nic_rom: bool
+) -> list[str]:
+    """x86-64 UEFI (OVMF) booting from a virtio NIC.
+
+    nic_rom=False (`romfile=`) makes OVMF's own PXE client do DHCP and TFTP, as real hardware
+    does; nic_rom=True keeps QEMU's iPXE ROM, which boots the DHCP boot file over HTTP.
+    """
+    device = f"virtio-net-pci,netdev=net0,mac={mac},bootindex=1" + ("" if nic_rom else ",romfile=")
     return [
         "qemu-system-x86_64",
         "-accel", accel(),
@@ -42,8 +62,8 @@ def uefi_x86_argv(tap: str, mac: str, vars_file: Path, serial_log: Path) -> list
         "-m", "512",
         "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
         "-drive", f"if=pflash,format=raw,unit=1,file={vars_file}",
-        "-netdev", f"tap,id=net0,ifname={tap},script=no,downscript=no",
-        "-device", f"virtio-net-pci,netdev=net0,mac={mac},bootindex=1,romfile=",
+        "-netdev", netdev,
+        "-device", device,
         "-display", "none",
         "-serial", f"file:{serial_log}",
         "-no-reboot",
@@ -92,16 +112,22 @@ class QemuVm:
                 self.proc.wait()
 
 
-def start_uefi_x86(ns: NetNs, tap: str, mac: str, workdir: Path) -> QemuVm:
-    """Boot an x86-64 UEFI VM in namespace ns from the tap device there."""
+def start_uefi_x86(
+    workdir: Path, mac: str, netdev: str, *, ns: NetNs | None = None, nic_rom: bool = False
+) -> QemuVm:
+    """Boot an x86-64 UEFI VM (in namespace ns, if given) from the network."""
     if shutil.which("qemu-system-x86_64") is None:
         raise FileNotFoundError("qemu-system-x86_64 is missing: install qemu-system-x86 and ovmf")
     workdir.mkdir(parents=True, exist_ok=True)
-    vars_file = workdir / f"OVMF_VARS-{mac.replace(':', '')}.fd"
+    tag = mac.replace(":", "")
+    vars_file = workdir / f"OVMF_VARS-{tag}.fd"
     shutil.copyfile(OVMF_VARS, vars_file)
-    serial = workdir / f"serial-{mac.replace(':', '')}.log"
+    serial = workdir / f"serial-{tag}.log"
     serial.write_bytes(b"")
-    argv = uefi_x86_argv(tap, mac, vars_file, serial)
-    with (workdir / "qemu.stderr").open("ab") as err:
-        proc = ns.popen(*argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+    argv = uefi_x86_argv(netdev, mac, vars_file, serial, nic_rom=nic_rom)
+    with (workdir / f"qemu-{tag}.stderr").open("ab") as err:
+        if ns is not None:
+            proc = ns.popen(*argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+        else:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
     return QemuVm(proc, serial)
