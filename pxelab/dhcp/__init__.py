@@ -1,0 +1,1 @@
+"""DHCP: codec (packet, options), arch table, lease table, policy (decide) and the asyncio server."""

@@ -74,6 +74,7 @@ def _as_nobody(top: Path, *argv: str, timeout: float) -> subprocess.CompletedPro
 
 
 @pytest.mark.e2e
+@pytest.mark.root
 def test_no_step_needs_root(world_venv: Path) -> None:
     tests = _as_nobody(
         world_venv,
