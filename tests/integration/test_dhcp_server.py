@@ -1,0 +1,139 @@
+"""The DHCP adapter in this process on loopback: logging, malformed input, relay replies, close.
+
+Needs root (SO_BINDTODEVICE); all traffic stays on 127.0.0.0/8.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+from collections.abc import AsyncIterator, Mapping
+from ipaddress import IPv4Address, IPv4Network
+
+import pytest
+
+from pxelab.dhcp.packet import DhcpPacket, MessageType, Op, OptionCode, build, parse
+from pxelab.dhcp.policy import DhcpContext, HostInfo
+from pxelab.dhcp.server import DhcpServer, start_dhcp
+from tests.netns import require_root
+
+pytestmark = pytest.mark.netns
+
+RELAY = "127.0.0.2"
+CTX = DhcpContext(
+    server_ip=IPv4Address("127.0.0.1"),
+    network=IPv4Network("127.0.0.0/8"),
+    pool_start=IPv4Address("127.0.0.100"),
+    pool_end=IPv4Address("127.0.0.120"),
+    lease_time=300,
+)
+
+
+class NoHosts:
+    def lookup(self, mac: str) -> HostInfo | None:
+        return None
+
+    def reserved(self) -> Mapping[IPv4Address, str]:
+        return {}
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[DhcpServer]:
+    require_root()
+    srv = await start_dhcp(CTX, NoHosts(), "lo", port=0)
+    try:
+        yield srv
+    finally:
+        srv.close()
+        await srv.wait_closed()
+
+
+def relay_socket() -> socket.socket:
+    """Stand in for a relay agent: replies to relayed requests go to giaddr:67."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((RELAY, 67))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            pytest.skip(f"{RELAY}:67 is taken on this host")
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def discover(xid: int, arch: bytes = b"\x00\x07") -> bytes:
+    return build(
+        DhcpPacket(
+            op=Op.BOOTREQUEST,
+            xid=xid,
+            hops=1,
+            giaddr=IPv4Address(RELAY),
+            chaddr=bytes.fromhex("525400cc0001"),
+            options=((OptionCode.MESSAGE_TYPE, bytes((MessageType.DISCOVER,))), (93, arch)),
+        )
+    )
+
+
+async def test_relayed_discover_is_answered_and_logged(
+    server: DhcpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pxelab.dhcp")
+    loop = asyncio.get_running_loop()
+    with relay_socket() as relay:
+        await loop.sock_sendto(relay, discover(7), ("127.0.0.1", server.port))
+        data = await asyncio.wait_for(loop.sock_recv(relay, 2048), 5)
+    offer = parse(data)
+    assert offer.op is Op.BOOTREPLY and offer.xid == 7
+    assert offer.yiaddr == IPv4Address("127.0.0.100")
+    assert offer.file == b"ipxe.efi"
+    assert offer.option(OptionCode.MESSAGE_TYPE) == bytes((MessageType.OFFER,))
+    lease = server.leases.get("52:54:00:cc:00:01", 0)
+    assert lease is None or lease.ip == IPv4Address("127.0.0.100")
+    assert (
+        "pxelab.dhcp",
+        logging.INFO,
+        "DISCOVER from 52:54:00:cc:00:01 (arch x86-64 UEFI (7)): OFFER 127.0.0.100 "
+        "file=ipxe.efi to 127.0.0.2:67",
+    ) in caplog.record_tuples
+
+
+async def test_malformed_and_ignored_datagrams_never_stop_the_server(
+    server: DhcpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pxelab.dhcp")
+    loop = asyncio.get_running_loop()
+    with relay_socket() as relay:
+        for junk in (b"", b"\x01" * 239, b"\x00" * 300, discover(1)[:240] + b"\x35\x09"):
+            await loop.sock_sendto(relay, junk, ("127.0.0.1", server.port))
+        await loop.sock_sendto(relay, discover(8, arch=b"\x00\x2a"), ("127.0.0.1", server.port))
+        data = await asyncio.wait_for(loop.sock_recv(relay, 2048), 5)
+    offer = parse(data)
+    assert offer.xid == 8 and offer.file == b""  # unknown arch: an address, no boot file
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 4
+    assert all(
+        r.getMessage().startswith(f"malformed DHCP datagram from {RELAY}:67: ") for r in warnings
+    )
+    assert "magic cookie is 00000000" in warnings[2].getMessage()
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    unknown = [m for m in infos if "arch unknown (42)" in m]
+    assert unknown and "no boot file: unknown client architecture 42" in unknown[0]
+
+
+async def test_close_is_idempotent() -> None:
+    require_root()
+    srv = await start_dhcp(CTX, NoHosts(), "lo", port=0)
+    srv.close()
+    srv.close()
+    await asyncio.wait_for(srv.wait_closed(), 2)
+    await asyncio.wait_for(srv.wait_closed(), 2)
+
+
+async def test_unknown_interface_is_named_in_the_error() -> None:
+    require_root()
+    with pytest.raises(OSError, match="interface 'nosuchif0'"):
+        await start_dhcp(CTX, NoHosts(), "nosuchif0", port=0)
