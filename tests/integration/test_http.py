@@ -54,9 +54,7 @@ async def test_boot_script_for_a_known_mac(client: Client) -> None:
         ({"mac": "52:54:00:aa:bb:02"}, 500),
     ],
 )
-async def test_boot_script_errors(
-    client: Client, query: dict[str, str], status: int
-) -> None:
+async def test_boot_script_errors(client: Client, query: dict[str, str], status: int) -> None:
     resp = await client.get("/boot", params=query)
     assert resp.status == status
     assert "#!ipxe" not in await resp.text()
@@ -89,9 +87,7 @@ async def test_images_range_and_head(client: Client) -> None:
         "/images/nope",
     ],
 )
-async def test_images_stay_inside_the_images_dir(
-    client: Client, path: str
-) -> None:
+async def test_images_stay_inside_the_images_dir(client: Client, path: str) -> None:
     resp = await client.get(path)
     assert resp.status == 404
     assert b"outside" not in await resp.read()

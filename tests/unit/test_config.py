@@ -64,5 +64,5 @@ def test_unreadable_and_invalid_toml_name_the_file(tmp_path: Path) -> None:
         read_toml(tmp_path / "missing.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("http_port = = 1")
-    with pytest.raises(ConfigError, match="bad.toml: invalid TOML"):
+    with pytest.raises(ConfigError, match=r"bad\.toml: invalid TOML"):
         read_toml(bad)

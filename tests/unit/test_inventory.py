@@ -86,7 +86,7 @@ def test_defaults() -> None:
     ],
 )
 def test_bad_host_data_names_file_and_key(data: object, message: str) -> None:
-    with pytest.raises(HostFileError, match="h.json") as info:
+    with pytest.raises(HostFileError, match=r"h\.json") as info:
         parse_host(data, "h.json")
     assert message in str(info.value)
 

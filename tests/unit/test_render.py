@@ -50,7 +50,7 @@ def test_no_html_escaping() -> None:
 
 def test_host_without_distro_is_a_render_error() -> None:
     host = parse_host({"name": "nod", "mac": "52:54:00:00:00:04"}, "nod.json")
-    with pytest.raises(RenderError, match="nod.json"):
+    with pytest.raises(RenderError, match=r"nod\.json"):
         Renderer().boot_script(host, BASE)
 
 
@@ -59,7 +59,7 @@ def test_override_dir_wins_and_errors_are_whole(tmp_path: Path) -> None:
     host = parse_host({"name": "c", "mac": "52:54:00:00:00:05", "distro": "d"}, "c.json")
     assert Renderer(tmp_path).boot_script(host, BASE) == "#!ipxe\necho custom c\n"
     (tmp_path / "boot.ipxe.j2").write_text("#!ipxe\necho {{ host.nope }}\n")
-    with pytest.raises(RenderError, match="boot.ipxe.j2"):
+    with pytest.raises(RenderError, match=r"boot\.ipxe\.j2"):
         Renderer(tmp_path).boot_script(host, BASE)
     (tmp_path / "boot.ipxe.j2").write_text("#!ipxe\n{% if %}\n")
     with pytest.raises(RenderError, match="line 2"):
