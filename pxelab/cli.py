@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from pxelab import __version__
-from pxelab.config import build_config, read_toml
+from pxelab.config import Config, build_config, read_toml
 from pxelab.errors import ConfigError
 
 EXIT_BAD_SETTING = 2
@@ -42,6 +43,36 @@ SERVE_FLAGS: list[tuple[str, str, str]] = [
 ]
 
 
+COMMAND_MODULES: tuple[str, ...] = ()
+"""Modules that add subcommands: each has `register(commands)`, and sets `func` on its parser."""
+
+Func = Callable[[argparse.Namespace], int]
+
+
+def add_settings_flags(parser: argparse.ArgumentParser, keys: Iterable[str] | None = None) -> None:
+    """`--config FILE` and the flags of the given config keys (all when None)."""
+    parser.add_argument("--config", metavar="FILE", type=Path, help="TOML settings file")
+    wanted = None if keys is None else set(keys)
+    for flag, metavar, help_text in SERVE_FLAGS:
+        if wanted is None or flag[2:].replace("-", "_") in wanted:
+            parser.add_argument(flag, metavar=metavar, help=help_text)
+
+
+def settings_from_args(args: argparse.Namespace) -> Config:
+    """The Config from `--config` and the flags present on args; ConfigError names the key."""
+    file_settings: dict[str, Any] = {}
+    source = "command line"
+    if args.config:
+        file_settings = read_toml(args.config)
+        source = str(args.config)
+    overrides = {
+        key: getattr(args, key)
+        for key in (flag[2:].replace("-", "_") for flag, _, _ in SERVE_FLAGS)
+        if hasattr(args, key)
+    }
+    return build_config(file_settings, overrides, source)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pxelab", description="Network-boot lab machines and VMs: DHCP, TFTP and HTTP."
@@ -49,11 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pxelab {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve = commands.add_parser("serve", help="run the DHCP, TFTP and HTTP servers")
-    serve.add_argument("--config", metavar="FILE", type=Path, help="TOML settings file")
-    for flag, metavar, help_text in SERVE_FLAGS:
-        serve.add_argument(flag, metavar=metavar, help=help_text)
+    add_settings_flags(serve)
+    serve.set_defaults(func=cmd_serve)
     demo = commands.add_parser(
-        "demo", help="boot a QEMU VM from pxelab in a private network namespace (root)"
+        "demo", help="boot a QEMU VM from pxelab (a private namespace as root, else user-mode)"
     )
     demo.add_argument("--timeout", type=float, default=300, help="seconds to wait for the boot")
     demo.add_argument(
@@ -62,10 +92,13 @@ def _parser() -> argparse.ArgumentParser:
         help="netns (root: DHCP, TFTP, HTTP in a namespace) or user (QEMU user-mode, HTTP only); "
         "default: netns as root, else user",
     )
+    demo.set_defaults(func=cmd_demo)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(commands)
     return parser
 
 
-def _setup_logging(level: str) -> None:
+def setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -77,41 +110,34 @@ def _setup_logging(level: str) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from pxelab.daemon import serve
 
-    file_settings: dict[str, Any] = {}
-    source = "command line"
-    if args.config:
-        file_settings = read_toml(args.config)
-        source = str(args.config)
-    overrides = {
-        flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_"))
-        for flag, _, _ in SERVE_FLAGS
-    }
-    config = build_config(file_settings, overrides, source)
-    _setup_logging(config.log_level)
+    config = settings_from_args(args)
+    setup_logging(config.log_level)
     asyncio.run(serve(config))
     return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pxelab.demo import run_demo
+
+    setup_logging("warning")
+    try:
+        return run_demo(args.network, args.timeout)
+    except (RuntimeError, FileNotFoundError) as exc:  # missing tools or rights
+        print(f"pxelab: error: {exc}", file=sys.stderr)
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command is None:
+    func: Func | None = getattr(args, "func", None)
+    if func is None:
         parser.print_help()
         return EXIT_BAD_SETTING
     try:
-        if args.command == "serve":
-            return cmd_serve(args)
-        if args.command == "demo":
-            from pxelab.demo import run_demo
-
-            _setup_logging("warning")
-            return run_demo(args.network, args.timeout)
+        return func(args)
     except ConfigError as exc:
         print(f"pxelab: error: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTING
-    except (RuntimeError, FileNotFoundError) as exc:  # the demo's missing tools or rights
-        print(f"pxelab: error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         return 130
-    parser.error(f"unknown command {args.command}")
