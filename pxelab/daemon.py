@@ -15,6 +15,7 @@ from aiohttp import web
 
 from pxelab.config import Config
 from pxelab.errors import ConfigError
+from pxelab.events import Timeline
 from pxelab.http.app import AccessLogger, make_app
 from pxelab.inventory import Inventory
 from pxelab.render import Renderer
@@ -83,9 +84,10 @@ async def serve(config: Config, on_ready: Callable[[Ready], None] | None = None)
         loop.add_signal_handler(signum, stop.set)
 
     inventory = Inventory(config.hosts_dir)
+    timeline = Timeline()
     services: list[Service] = []
     runner = web.AppRunner(
-        make_app(inventory, Renderer(config.templates_dir), config.images_dir),
+        make_app(inventory, Renderer(config.templates_dir), config.images_dir, timeline),
         access_log_class=AccessLogger,
         access_log=logging.getLogger("pxelab.http"),
         handle_signals=False,

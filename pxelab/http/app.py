@@ -6,11 +6,13 @@ Routes: /boot?mac= (and /ipxe?mac=), /boot.ipxe, /images/… (GET, HEAD, Range).
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path, PurePosixPath
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from pxelab.events import Timeline
 from pxelab.inventory import Inventory, normalize_mac
 from pxelab.render import Renderer, RenderError
 
@@ -23,6 +25,7 @@ NOTE: web.RequestKey[str] = web.RequestKey("note", str)
 INVENTORY: web.AppKey[Inventory] = web.AppKey("inventory", Inventory)
 RENDERER: web.AppKey[Renderer] = web.AppKey("renderer", Renderer)
 IMAGES_DIR: web.AppKey[Path] = web.AppKey("images_dir", Path)
+TIMELINE: web.AppKey[Timeline] = web.AppKey("timeline", Timeline)
 
 
 def base_url(request: web.Request) -> str:
@@ -49,6 +52,9 @@ async def boot_script(request: web.Request) -> web.Response:
         request[NOTE] = str(exc)
         raise web.HTTPInternalServerError(text=f"{exc}\n") from None
     request[NOTE] = f"host {host.name}"
+    request.app[TIMELINE].record(
+        time.time(), "script", f"boot script {request.path}", mac=mac, ip=request.remote or ""
+    )
     return web.Response(text=script, content_type=IPXE_TYPE)
 
 
@@ -86,9 +92,12 @@ async def image_file(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path, chunk_size=256 * 1024)
 
 
-def make_app(inventory: Inventory, renderer: Renderer, images_dir: Path) -> web.Application:
+def make_app(
+    inventory: Inventory, renderer: Renderer, images_dir: Path, timeline: Timeline | None = None
+) -> web.Application:
     """The aiohttp application; the caller runs it."""
     app = web.Application()
+    app[TIMELINE] = timeline or Timeline()
     app[INVENTORY] = inventory
     app[RENDERER] = renderer
     app[IMAGES_DIR] = images_dir
