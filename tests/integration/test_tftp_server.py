@@ -1,0 +1,333 @@
+"""The TFTP server on loopback, driven packet by packet: confinement, refusals, timers, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from pxelab.tftp.packet import (
+    Ack,
+    Data,
+    ErrorCode,
+    ErrorPacket,
+    OptionAck,
+    Packet,
+    ReadRequest,
+    WriteRequest,
+    build,
+    parse,
+)
+from pxelab.tftp.server import TftpServer, start_tftp
+from pxelab.tftp.session import SessionConfig
+
+HOST = "127.0.0.1"
+Address = tuple[str, int]
+
+
+class RawClient(asyncio.DatagramProtocol):
+    """A UDP socket on loopback that sends packets and queues what comes back."""
+
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[tuple[bytes, Address]] = asyncio.Queue()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    @classmethod
+    async def open(cls) -> RawClient:
+        loop = asyncio.get_running_loop()
+        _, client = await loop.create_datagram_endpoint(cls, local_addr=(HOST, 0))
+        return client
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        self.inbox.put_nowait((data, addr))
+
+    def send(self, packet: Packet | bytes, addr: Address) -> None:
+        assert self.transport is not None
+        self.transport.sendto(packet if isinstance(packet, bytes) else build(packet), addr)
+
+    async def recv(self, timeout: float = 2.0) -> tuple[Packet, Address]:
+        data, addr = await asyncio.wait_for(self.inbox.get(), timeout)
+        return parse(data), addr
+
+    async def nothing_for(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(self.inbox.get(), seconds)
+        except TimeoutError:
+            return True
+        return False
+
+    def close(self) -> None:
+        assert self.transport is not None
+        self.transport.close()
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    (root / "grub").mkdir(parents=True)
+    (root / "small.bin").write_bytes(bytes(range(256)) * 5)  # 1280 bytes: blocks of 512, 512, 256
+    (root / "grub" / "grub.cfg").write_text("set timeout=1\n")
+    (tmp_path / "secret").write_text("do not serve\n")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "x").write_text("x\n")
+    (root / "escape").symlink_to(tmp_path / "secret")
+    (root / "dir-out").symlink_to("../outside")
+    os.mkfifo(root / "fifo")
+    return root
+
+
+@pytest.fixture
+async def server(root: Path) -> AsyncIterator[TftpServer]:
+    tftp = await start_tftp(root, HOST, 0, config=SessionConfig(timeout=5.0))
+    yield tftp
+    tftp.close()
+    await tftp.wait_closed()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[RawClient]:
+    raw = await RawClient.open()
+    yield raw
+    raw.close()
+
+
+async def fetch(client: RawClient, port: int, filename: str) -> bytes:
+    """Read a file lockstep, without options."""
+    client.send(ReadRequest(filename, "octet"), (HOST, port))
+    content = bytearray()
+    while True:
+        packet, tid = await client.recv()
+        assert isinstance(packet, Data), packet
+        content += packet.data
+        client.send(Ack(packet.block), tid)
+        if len(packet.data) < 512:
+            return bytes(content)
+
+
+async def test_lockstep_read_from_a_new_port(
+    server: TftpServer, client: RawClient, root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "pxelab.tftp")
+    client.send(ReadRequest("/small.bin", "octet"), (HOST, server.port))
+    packet, tid = await client.recv()
+    assert packet == Data(1, (root / "small.bin").read_bytes()[:512])
+    assert tid[1] != server.port
+    assert await fetch(client, server.port, "small.bin") == (root / "small.bin").read_bytes()
+    await asyncio.sleep(0.05)
+    assert "RRQ 'small.bin': sent 1280 bytes in" in caplog.text
+
+
+async def test_tsize_then_error_8_is_a_normal_end(
+    server: TftpServer, client: RawClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "pxelab.tftp")
+    options = {"tsize": "0", "blksize": "1468"}
+    client.send(ReadRequest("small.bin", "octet", options), (HOST, server.port))
+    packet, tid = await client.recv()
+    assert packet == OptionAck({"tsize": "1280", "blksize": "1468"})
+    client.send(ErrorPacket(ErrorCode.OPTION_NEGOTIATION, "got the size"), tid)
+    assert await client.nothing_for(0.2)
+    assert "RRQ 'small.bin': aborted after OACK (tsize 1280), client error 8" in caplog.text
+
+
+async def test_largest_blksize_on_loopback(server: TftpServer, client: RawClient) -> None:
+    client.send(ReadRequest("small.bin", "octet", {"blksize": "65464"}), (HOST, server.port))
+    packet, tid = await client.recv()
+    assert packet == OptionAck({"blksize": "65464"})
+    client.send(Ack(0), tid)
+    packet, _ = await client.recv()
+    assert isinstance(packet, Data)
+    assert len(packet.data) == 1280
+
+
+@pytest.mark.parametrize(
+    ("filename", "code"),
+    [
+        ("../secret", ErrorCode.ACCESS_VIOLATION),
+        ("/../secret", ErrorCode.ACCESS_VIOLATION),
+        ("grub/../../secret", ErrorCode.ACCESS_VIOLATION),
+        ("..\\secret", ErrorCode.ACCESS_VIOLATION),
+        ("escape", ErrorCode.ACCESS_VIOLATION),
+        ("dir-out/x", ErrorCode.ACCESS_VIOLATION),
+        ("grub", ErrorCode.ACCESS_VIOLATION),
+        ("fifo", ErrorCode.ACCESS_VIOLATION),
+        ("x" * 600, ErrorCode.ACCESS_VIOLATION),
+        ("/secret", ErrorCode.FILE_NOT_FOUND),  # a leading slash means the TFTP root
+        ("autoexec.ipxe", ErrorCode.FILE_NOT_FOUND),
+        ("small.bin/x", ErrorCode.FILE_NOT_FOUND),
+    ],
+)
+async def test_refusals_answer_at_once_and_the_server_keeps_serving(
+    server: TftpServer,
+    client: RawClient,
+    root: Path,
+    filename: str,
+    code: ErrorCode,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "pxelab.tftp")
+    client.send(ReadRequest(filename, "octet"), (HOST, server.port))
+    packet, _ = await client.recv(timeout=1.0)
+    assert isinstance(packet, ErrorPacket)
+    assert packet.code == code
+    assert f"error {int(code)} (" in caplog.text
+    assert await fetch(client, server.port, "grub/grub.cfg") == b"set timeout=1\n"
+
+
+async def test_write_requests_are_refused(server: TftpServer, client: RawClient) -> None:
+    client.send(WriteRequest("small.bin", "octet"), (HOST, server.port))
+    packet, _ = await client.recv()
+    assert packet == ErrorPacket(ErrorCode.ACCESS_VIOLATION, "read-only server")
+
+
+async def test_mail_mode_is_refused(server: TftpServer, client: RawClient) -> None:
+    client.send(ReadRequest("small.bin", "mail"), (HOST, server.port))
+    packet, _ = await client.recv()
+    assert isinstance(packet, ErrorPacket)
+    assert packet.code == ErrorCode.ILLEGAL_OPERATION
+
+
+async def test_malformed_datagrams_are_logged_and_survived(
+    server: TftpServer, client: RawClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "pxelab.tftp")
+    for junk in (b"\x00", b"\x00\x09zz", b"\xff" * 100, b"\x00\x03\x00"):
+        client.send(junk, (HOST, server.port))
+    assert await client.nothing_for(0.1)  # junk gets no answer
+    client.send(b"\x00\x01no-terminator", (HOST, server.port))
+    packet, _ = await client.recv()
+    assert packet == ErrorPacket(ErrorCode.ILLEGAL_OPERATION, "malformed request")
+    warnings = [
+        r for r in caplog.records if r.levelno == logging.WARNING and r.name == "pxelab.tftp"
+    ]
+    assert len(warnings) == 5
+    assert all(f"{HOST}:" in r.getMessage() for r in warnings)
+    assert "unknown opcode 9" in caplog.text
+    assert len(await fetch(client, server.port, "small.bin")) == 1280
+
+
+async def test_malformed_datagram_during_a_transfer_is_ignored(
+    server: TftpServer, client: RawClient
+) -> None:
+    client.send(ReadRequest("small.bin", "octet"), (HOST, server.port))
+    _, tid = await client.recv()
+    client.send(b"\x00\x04", tid)
+    client.send(Ack(1), tid)
+    packet, _ = await client.recv()
+    assert isinstance(packet, Data)
+    assert packet.block == 2
+
+
+async def test_duplicate_ack_gets_no_duplicate_block(server: TftpServer, client: RawClient) -> None:
+    client.send(ReadRequest("small.bin", "octet"), (HOST, server.port))
+    _, tid = await client.recv()
+    client.send(Ack(1), tid)
+    client.send(Ack(1), tid)
+    packet, _ = await client.recv()
+    assert isinstance(packet, Data)
+    assert packet.block == 2
+    assert await client.nothing_for(0.2)
+
+
+async def test_other_ports_cannot_disturb_a_transfer(server: TftpServer, client: RawClient) -> None:
+    client.send(ReadRequest("small.bin", "octet"), (HOST, server.port))
+    _, tid = await client.recv()
+    intruder = await RawClient.open()
+    try:
+        intruder.send(Ack(1), tid)
+        assert await client.nothing_for(0.2)
+    finally:
+        intruder.close()
+    client.send(Ack(1), tid)
+    packet, _ = await client.recv()
+    assert isinstance(packet, Data)
+    assert packet.block == 2
+
+
+async def test_retransmits_then_gives_up(
+    root: Path, client: RawClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "pxelab.tftp")
+    tftp = await start_tftp(root, HOST, 0, config=SessionConfig(timeout=0.1, retries=2))
+    try:
+        client.send(ReadRequest("small.bin", "octet"), (HOST, tftp.port))
+        copies = [await client.recv() for _ in range(3)]
+        assert len({packet for packet, _ in copies}) == 1
+        assert await client.nothing_for(0.3)
+        assert "RRQ 'small.bin': timed out, 0 of 1280 bytes acknowledged" in caplog.text
+    finally:
+        tftp.close()
+        await tftp.wait_closed()
+
+
+async def test_a_vanished_client_ends_the_transfer(
+    root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "pxelab.tftp")
+    tftp = await start_tftp(root, HOST, 0, config=SessionConfig(timeout=0.1, retries=50))
+    try:
+        client = await RawClient.open()
+        client.send(ReadRequest("small.bin", "octet"), (HOST, tftp.port))
+        await client.recv()
+        client.close()
+        for _ in range(50):
+            if "stopped, client unreachable" in caplog.text:
+                break
+            await asyncio.sleep(0.05)
+        assert "stopped, client unreachable" in caplog.text
+    finally:
+        tftp.close()
+        await tftp.wait_closed()
+
+
+async def test_close_is_idempotent_stops_transfers_and_frees_the_port(
+    root: Path, client: RawClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "pxelab.tftp")
+    tftp = await start_tftp(root, HOST, 0)
+    port = tftp.port
+    client.send(ReadRequest("small.bin", "octet"), (HOST, port))
+    await client.recv()
+    tftp.close()
+    tftp.close()
+    await tftp.wait_closed()
+    await tftp.wait_closed()
+    assert "stopped, server closing (0 of 1280 bytes acknowledged)" in caplog.text
+    again = await start_tftp(root, HOST, port)
+    assert again.port == port
+    again.close()
+    await again.wait_closed()
+
+
+async def test_root_must_be_a_directory(root: Path) -> None:
+    with pytest.raises(NotADirectoryError):
+        await start_tftp(root / "small.bin", HOST, 0)
+
+
+async def test_port_in_use_raises_oserror(server: TftpServer, root: Path) -> None:
+    with pytest.raises(OSError):
+        await start_tftp(root, HOST, server.port)
+
+
+async def test_bound_to_a_device(root: Path, client: RawClient) -> None:
+    try:
+        tftp = await start_tftp(root, HOST, 0, interface="lo")
+    except PermissionError:
+        pytest.skip("SO_BINDTODEVICE needs CAP_NET_RAW here")
+    try:
+        assert await fetch(client, tftp.port, "small.bin") == (root / "small.bin").read_bytes()
+    finally:
+        tftp.close()
+        await tftp.wait_closed()
+
+
+async def test_unknown_device_fails_to_bind(root: Path) -> None:
+    with pytest.raises(OSError):
+        await start_tftp(root, HOST, 0, interface="no-such-if0")
