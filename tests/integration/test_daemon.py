@@ -119,3 +119,25 @@ def test_http_only_serve_reload_and_clean_stop(tmp_path: Path) -> None:
     assert re.search(r"c\.json: invalid JSON", text), text
     assert re.search(r"GET /boot\?mac=52-54-00-00-00-0A 200 \d+B .*\(host a\)", text), text
     assert "pxelab stopping" in text
+
+
+def test_sigint_stops_cleanly_with_every_service(tmp_path: Path) -> None:
+    """TFTP on a free high port plus HTTP; Ctrl-C (SIGINT) gives exit 0 and no traceback."""
+    log = tmp_path / "pxelab.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*PXELAB, "serve", "--http-address", "127.0.0.1", "--http-port", "0",
+             "--tftp-address", "127.0.0.1", "--tftp-port", "16969",
+             "--hosts-dir", str(tmp_path / "hosts"), "--images-dir", str(tmp_path / "images"),
+             "--tftp-root", str(tmp_path / "tftp"), "--state-dir", str(tmp_path / "state")],
+            stdout=out, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+    try:
+        _wait_ready(proc, log)
+        assert "tftp on port 16969" in log.read_text()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=10)
+    text = log.read_text()
+    assert code == 0, text
+    assert "Traceback" not in text and "pxelab stopping" in text
