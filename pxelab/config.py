@@ -45,6 +45,12 @@ class Config:
     """Address the TFTP server binds to; `address` (or all addresses) when unset."""
     tftp_port: int = 69
     """UDP port of the TFTP server; 0 turns TFTP off."""
+    tftp_max_sessions: int = 512
+    """TFTP transfers in flight at most; further requests are dropped (clients retry)."""
+    tftp_max_per_client: int = 16
+    """TFTP transfers in flight from one client IP address at most."""
+    tftp_windowsize_max: int = 64
+    """Largest TFTP windowsize (RFC 7440) granted to a client."""
     http_address: str = "0.0.0.0"
     """Address the HTTP server binds to."""
     http_port: int = 8080
@@ -151,6 +157,9 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "tftp_root": _path,
     "tftp_address": _opt_ip,
     "tftp_port": _int(0, 65535),
+    "tftp_max_sessions": _int(1, 65535),
+    "tftp_max_per_client": _int(1, 65535),
+    "tftp_windowsize_max": _int(1, 65535),
     "http_address": _str,
     "http_port": _int(0, 65535),
     "state_dir": _path,

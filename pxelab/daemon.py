@@ -102,6 +102,7 @@ async def serve(config: Config, on_ready: Callable[[Ready], None] | None = None)
         tftp_port = None
         if config.tftp_port:
             from pxelab.tftp.server import start_tftp
+            from pxelab.tftp.session import SessionConfig
 
             tftp_host = config.tftp_address or (server_if.ip if server_if else None)
             tftp = await _bind(
@@ -112,6 +113,10 @@ async def serve(config: Config, on_ready: Callable[[Ready], None] | None = None)
                     str(tftp_host or "0.0.0.0"),
                     config.tftp_port,
                     interface=config.interface,
+                    config=SessionConfig(max_windowsize=config.tftp_windowsize_max),
+                    max_sessions=config.tftp_max_sessions,
+                    max_per_client=config.tftp_max_per_client,
+                    timeline=timeline,
                 ),
             )
             services.append(tftp)

@@ -70,12 +70,24 @@ class SessionConfig:
     """Largest blksize granted; the adapter lowers it to the path MTU minus 32."""
     max_windowsize: int = 64
     """Largest windowsize granted (RFC 7440 allows up to 65535)."""
+    backoff: float = 2.0
+    """Each retransmission of the same window waits this many times longer than the last one."""
+    max_delay: float = 8.0
+    """Longest wait between retransmissions (a negotiated `timeout` above it is kept as is)."""
+    idle_limit: float = 120.0
+    """A session with no progress (no new ACK) for this many seconds ends, whatever it receives."""
 
     def __post_init__(self) -> None:
         if self.timeout <= 0:
             raise ValueError(f"timeout must be positive, not {self.timeout}")
         if self.retries < 0:
             raise ValueError(f"retries must be >= 0, not {self.retries}")
+        if self.backoff < 1:
+            raise ValueError(f"backoff must be >= 1, not {self.backoff}")
+        if self.max_delay <= 0:
+            raise ValueError(f"max_delay must be positive, not {self.max_delay}")
+        if self.idle_limit <= 0:
+            raise ValueError(f"idle_limit must be positive, not {self.idle_limit}")
         if not MIN_BLKSIZE <= self.max_blksize <= MAX_BLKSIZE:
             raise ValueError(f"max_blksize must be in {MIN_BLKSIZE}..{MAX_BLKSIZE}")
         if not MIN_WINDOWSIZE <= self.max_windowsize <= MAX_WINDOWSIZE:
@@ -175,6 +187,8 @@ class Ending(StrEnum):
     """The client sent an ERROR during the transfer."""
     TIMED_OUT = "timed out"
     """The client stopped answering; retransmissions ran out."""
+    IDLE = "idle"
+    """No progress for `idle_limit` seconds (a client that only repeats old ACKs)."""
     ILLEGAL_OPERATION = "illegal operation"
     """The client sent a packet that has no place in a read transfer; it got ERROR 4."""
 
@@ -221,6 +235,7 @@ class ReadSession:
         self._awaiting_oack_ack = bool(self.negotiated.oack)
         self._tries = 0
         self._deadline: float | None = None
+        self._idle_at = 0.0
         self.outcome: Outcome | None = None
         """Set once the session has ended."""
 
@@ -234,7 +249,7 @@ class ReadSession:
         if self._deadline is not None or self.outcome is not None:
             raise RuntimeError("ReadSession.start() called twice")
         if self._awaiting_oack_ack:
-            self._deadline = now + self.negotiated.timeout
+            self._progress(now)
             return Step((self._oack(),), self._deadline)
         return self._send_window(1, now)
 
@@ -253,15 +268,17 @@ class ReadSession:
         return self._end(Ending.ILLEGAL_OPERATION, error, send=(build(error),))
 
     def expire(self, now: float) -> Step:
-        """Handle the timer: retransmit what is unacknowledged, or give up."""
+        """Handle the timer: retransmit what is unacknowledged (backing off), or give up."""
         if self.outcome is not None:
             return Step()
         if self._deadline is None or now < self._deadline:
             return Step(deadline=self._deadline)
+        if now >= self._idle_at:
+            return self._end(Ending.IDLE, None)
         if self._tries >= self._config.retries:
             return self._end(Ending.TIMED_OUT, None)
         self._tries += 1
-        self._deadline = now + self.negotiated.timeout
+        self._arm(now)
         if self._awaiting_oack_ack:
             return Step((self._oack(),), self._deadline)
         return Step(self._blocks(self._acked + 1, self._sent), self._deadline)
@@ -285,9 +302,22 @@ class ReadSession:
 
     def _send_window(self, first: int, now: float) -> Step:
         self._sent = min(first + self.negotiated.windowsize - 1, self._last)
-        self._tries = 0
-        self._deadline = now + self.negotiated.timeout
+        self._progress(now)
         return Step(self._blocks(first, self._sent), self._deadline)
+
+    def _progress(self, now: float) -> None:
+        """New data is going out: reset the retries and the idle clock, arm the first timer."""
+        self._tries = 0
+        self._idle_at = now + self._config.idle_limit
+        self._arm(now)
+
+    def _arm(self, now: float) -> None:
+        """Deadline of the next retransmission: timeout * backoff**tries, capped; or going idle."""
+        timeout = self.negotiated.timeout
+        delay = min(
+            timeout * self._config.backoff**self._tries, max(timeout, self._config.max_delay)
+        )
+        self._deadline = min(now + delay, self._idle_at)
 
     def _blocks(self, first: int, last: int) -> tuple[bytes, ...]:
         blksize = self.negotiated.blksize

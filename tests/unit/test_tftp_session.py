@@ -122,6 +122,9 @@ def test_negotiate_never_grants_out_of_range(options: dict[str, str]) -> None:
         ({"max_blksize": 7}, "max_blksize"),
         ({"max_blksize": 65465}, "max_blksize"),
         ({"max_windowsize": 0}, "max_windowsize"),
+        ({"backoff": 0.5}, "backoff"),
+        ({"max_delay": 0}, "max_delay"),
+        ({"idle_limit": 0}, "idle_limit"),
     ],
 )
 def test_config_is_validated(kwargs: dict[str, float], message: str) -> None:
@@ -227,17 +230,77 @@ def test_illegal_packets_get_error_4(packet: Packet) -> None:
 
 
 def test_retransmit_on_timeout_then_give_up() -> None:
-    session = make(b"q" * 700)  # retries=2
+    session = make(b"q" * 700)  # retries=2, backoff 2
     first = session.start(0.0)
     assert session.expire(0.5) == Step(deadline=1.0)  # early timer: nothing to do
     again = session.expire(1.0)
     assert again.send == first.send
-    assert again.deadline == 2.0
-    assert session.expire(2.1).send == first.send
-    step = session.expire(3.1)
+    assert again.deadline == 3.0  # waits twice as long
+    assert session.expire(2.9) == Step(deadline=3.0)
+    third = session.expire(3.0)
+    assert third.send == first.send
+    assert third.deadline == 7.0
+    step = session.expire(7.0)
     assert step.send == ()
     assert step.outcome is not None
     assert step.outcome.ending is Ending.TIMED_OUT
+
+
+@pytest.mark.parametrize(
+    ("config", "delays"),
+    [
+        (SessionConfig(timeout=1.0, retries=6), [1, 2, 4, 8, 8, 8, 8]),
+        (SessionConfig(timeout=1.0, retries=3, backoff=1.0), [1, 1, 1, 1]),
+        (SessionConfig(timeout=0.5, retries=4, backoff=3.0, max_delay=2.0), [0.5, 1.5, 2, 2, 2]),
+    ],
+)
+def test_backoff_delays(config: SessionConfig, delays: list[float]) -> None:
+    session = make(b"q" * 700, config=config)
+    step = session.start(0.0)
+    now, seen = 0.0, []
+    while step.outcome is None:
+        assert step.deadline is not None
+        seen.append(step.deadline - now)
+        now = step.deadline
+        step = session.expire(now)
+    assert seen == pytest.approx(delays)
+    assert step.outcome.ending is Ending.TIMED_OUT
+
+
+def test_a_negotiated_timeout_above_the_cap_is_kept() -> None:
+    session = make(b"q" * 700, {"timeout": "20"})
+    session.start(0.0)
+    session.receive(Ack(0), 0.0)
+    assert session.expire(20.0).deadline == 40.0
+
+
+def test_only_old_acks_end_the_session_as_idle() -> None:
+    config = SessionConfig(timeout=1.0, retries=1000, backoff=1.0, idle_limit=5.0)
+    session = make(b"q" * 2000, config=config)
+    step = session.start(0.0)
+    now = 0.0
+    while step.outcome is None:
+        assert session.receive(Ack(0), now).send == ()  # repeats of an old ACK change nothing
+        assert step.deadline is not None
+        now = step.deadline
+        step = session.expire(now)
+    assert now == 5.0
+    assert step.outcome.ending is Ending.IDLE
+
+
+def test_progress_resets_the_idle_clock() -> None:
+    config = SessionConfig(timeout=1.0, retries=1000, backoff=1.0, idle_limit=5.0)
+    session = make(b"q" * 4000, config=config)
+    session.start(0.0)
+    session.expire(1.0)
+    session.expire(2.0)
+    step = session.receive(Ack(1), 4.5)
+    assert step.deadline == 5.5
+    for now in (5.5, 6.5, 7.5, 8.5):
+        assert session.expire(now).outcome is None
+    assert session.expire(9.5).outcome == session.outcome
+    assert session.outcome is not None
+    assert session.outcome.ending is Ending.IDLE
 
 
 def test_oack_is_retransmitted() -> None:
@@ -252,16 +315,17 @@ def test_negotiated_timeout_sets_the_deadlines() -> None:
     assert session.receive(Ack(0), 1.0).deadline == 4.0
 
 
-def test_progress_resets_the_retry_count() -> None:
+def test_progress_resets_the_retry_count_and_the_backoff() -> None:
     session = make(b"q" * 2000)  # retries=2, four blocks
     session.start(0.0)
     session.expire(1.0)
-    session.expire(2.0)
-    step = session.receive(Ack(1), 2.5)
+    session.expire(3.0)
+    step = session.receive(Ack(1), 3.5)
     assert sent(step) == [Data(2, b"q" * 512)]
-    assert session.expire(3.5).send == step.send
+    assert step.deadline == 4.5
     assert session.expire(4.5).send == step.send
-    assert session.expire(5.5).outcome is not None
+    assert session.expire(6.5).send == step.send
+    assert session.expire(10.5).outcome is not None
 
 
 def test_duplicate_ack_sends_nothing() -> None:

@@ -1,0 +1,335 @@
+"""TFTP hardening on loopback: caps, repeated requests, reaping, the file cache, races, fuzzing, load."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from pxelab.events import Timeline
+from pxelab.tftp.files import FileCache
+from pxelab.tftp.packet import Ack, Data, ErrorCode, ErrorPacket, OptionAck, ReadRequest
+from pxelab.tftp.paths import resolve
+from pxelab.tftp.server import TftpServer, start_tftp
+from pxelab.tftp.session import SessionConfig
+from tests.integration.test_tftp_server import HOST, RawClient, fetch
+
+Address = tuple[str, int]
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "small.bin").write_bytes(bytes(range(256)) * 5)  # 1280 bytes
+    (root / "big.bin").write_bytes(os.urandom(300_000))
+    (root / "sub" / "file.bin").write_bytes(b"inside\n")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "file.bin").write_bytes(b"outside secret\n")
+    return root
+
+
+async def open_client(host: str = HOST) -> RawClient:
+    loop = asyncio.get_running_loop()
+    _, client = await loop.create_datagram_endpoint(RawClient, local_addr=(host, 0))
+    return client
+
+
+async def fetch_windowed(
+    client: RawClient, port: int, name: str, blksize: int, windowsize: int
+) -> bytes:
+    """Read a file as an RFC 7440 client: OACK, then ACK the last block of each window."""
+    options = {"blksize": str(blksize), "windowsize": str(windowsize)}
+    client.send(ReadRequest(name, "octet", options), (HOST, port))
+    packet, tid = await client.recv(timeout=10)
+    assert packet == OptionAck(options), packet
+    client.send(Ack(0), tid)
+    content, expected, in_window = bytearray(), 1, 0
+    while True:
+        packet, _ = await client.recv(timeout=10)
+        assert isinstance(packet, Data), packet
+        if packet.block != expected & 0xFFFF:
+            continue
+        content += packet.data
+        expected += 1
+        in_window += 1
+        last = len(packet.data) < blksize
+        if last or in_window == windowsize:
+            client.send(Ack(packet.block), tid)
+            in_window = 0
+        if last:
+            return bytes(content)
+
+
+async def wait_for(predicate: object, seconds: float = 3.0) -> None:
+    assert callable(predicate)
+    for _ in range(int(seconds / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    assert predicate()
+
+
+@pytest.fixture
+async def servers() -> AsyncIterator[list[TftpServer]]:
+    started: list[TftpServer] = []
+    yield started
+    for server in started:
+        server.close()
+        await server.wait_closed()
+
+
+# --- caps ---------------------------------------------------------------------------------
+
+
+async def test_per_client_cap_drops_extra_requests_but_serves_other_clients(
+    root: Path, servers: list[TftpServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "pxelab.tftp")
+    tftp = await start_tftp(root, HOST, 0, config=SessionConfig(timeout=5), max_per_client=1)
+    servers.append(tftp)
+    first, second, other = await open_client(), await open_client(), await open_client("127.0.0.2")
+    try:
+        first.send(ReadRequest("small.bin", "octet"), (HOST, tftp.port))
+        await first.recv()
+        second.send(ReadRequest("small.bin", "octet"), (HOST, tftp.port))
+        assert await second.nothing_for(0.2)  # dropped: the client will retry
+        assert "dropped, 1 transfers in flight for 127.0.0.1 (tftp_max_per_client)" in caplog.text
+        assert await fetch(other, tftp.port, "small.bin") == (root / "small.bin").read_bytes()
+        assert tftp.refused_busy == 1
+    finally:
+        for client in (first, second, other):
+            client.close()
+
+
+async def test_global_cap_and_slots_come_back(root: Path, servers: list[TftpServer]) -> None:
+    tftp = await start_tftp(root, HOST, 0, config=SessionConfig(timeout=5), max_sessions=2)
+    servers.append(tftp)
+    clients = [await open_client() for _ in range(3)]
+    try:
+        tids = []
+        for client in clients[:2]:
+            client.send(ReadRequest("small.bin", "octet"), (HOST, tftp.port))
+            tids.append((await client.recv())[1])
+        assert tftp.sessions == 2
+        clients[2].send(ReadRequest("small.bin", "octet"), (HOST, tftp.port))
+        assert await clients[2].nothing_for(0.2)
+        # The first client gives up with an ERROR: its slot is free again.
+        clients[0].send(ErrorPacket(ErrorCode.NOT_DEFINED, "bye"), tids[0])
+        await wait_for(lambda: tftp.sessions == 1)
+        assert await fetch(clients[2], tftp.port, "small.bin") == (root / "small.bin").read_bytes()
+        assert tftp.refused_busy == 1
+    finally:
+        for client in clients:
+            client.close()
+
+
+async def test_a_repeated_rrq_does_not_start_a_second_transfer(
+    root: Path, servers: list[TftpServer]
+) -> None:
+    tftp = await start_tftp(root, HOST, 0, config=SessionConfig(timeout=5))
+    servers.append(tftp)
+    client = await open_client()
+    try:
+        for _ in range(3):
+            client.send(ReadRequest("small.bin", "octet"), (HOST, tftp.port))
+        packet, tid = await client.recv()
+        assert packet == Data(1, (root / "small.bin").read_bytes()[:512])
+        assert await client.nothing_for(0.2)
+        assert tftp.sessions == 1
+        client.send(Ack(1), tid)
+        assert (await client.recv())[0] == Data(2, (root / "small.bin").read_bytes()[512:1024])
+    finally:
+        client.close()
+
+
+def test_caps_must_be_positive(root: Path) -> None:
+    with pytest.raises(ValueError, match="caps"):
+        asyncio.run(start_tftp(root, HOST, 0, max_per_client=0))
+
+
+# --- reaping and backoff ------------------------------------------------------------------
+
+
+async def test_a_client_repeating_old_acks_is_reaped(
+    root: Path, servers: list[TftpServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "pxelab.tftp")
+    config = SessionConfig(timeout=0.05, retries=1000, backoff=1.0, idle_limit=0.4)
+    tftp = await start_tftp(root, HOST, 0, config=config)
+    servers.append(tftp)
+    client = await open_client()
+    try:
+        client.send(ReadRequest("big.bin", "octet"), (HOST, tftp.port))
+        _, tid = await client.recv()
+        client.send(Ack(1), tid)
+        for _ in range(20):  # keeps the socket busy with a stale ACK, never progressing
+            client.send(Ack(1), tid)
+            await asyncio.sleep(0.03)
+        await wait_for(lambda: tftp.sessions == 0)
+        assert "RRQ 'big.bin': reaped, idle with 512 of 300000 bytes acknowledged" in caplog.text
+    finally:
+        client.close()
+
+
+async def test_retransmissions_back_off(root: Path, servers: list[TftpServer]) -> None:
+    loop = asyncio.get_running_loop()
+    config = SessionConfig(timeout=0.05, retries=3, backoff=2.0)
+    tftp = await start_tftp(root, HOST, 0, config=config)
+    servers.append(tftp)
+    client = await open_client()
+    try:
+        client.send(ReadRequest("small.bin", "octet"), (HOST, tftp.port))
+        times = []
+        for _ in range(4):
+            await client.recv()
+            times.append(loop.time())
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert gaps[0] >= 0.045 and gaps[1] >= 0.095 and gaps[2] >= 0.195, gaps
+        await wait_for(lambda: tftp.sessions == 0)
+    finally:
+        client.close()
+
+
+# --- files: cache, pread, changes, races --------------------------------------------------
+
+
+async def test_hot_files_come_from_memory_and_changes_are_seen(
+    root: Path, servers: list[TftpServer]
+) -> None:
+    tftp = await start_tftp(root, HOST, 0, cache=FileCache(max_file_bytes=4096))
+    servers.append(tftp)
+    client = await open_client()
+    try:
+        for _ in range(3):
+            assert await fetch(client, tftp.port, "small.bin") == (root / "small.bin").read_bytes()
+        assert (tftp.cache.hits, tftp.cache.misses) == (2, 1)
+        (root / "small.bin").write_bytes(b"new content")
+        assert await fetch(client, tftp.port, "small.bin") == b"new content"
+        assert tftp.cache.misses == 2
+    finally:
+        client.close()
+
+
+async def test_large_files_are_read_by_pread_and_closed(
+    root: Path, servers: list[TftpServer]
+) -> None:
+    tftp = await start_tftp(root, HOST, 0, cache=FileCache(max_file_bytes=4096))
+    servers.append(tftp)
+    client = await open_client()
+    fds_before = len(os.listdir("/proc/self/fd"))
+    try:
+        got = await fetch_windowed(client, tftp.port, "big.bin", 1428, 8)
+        assert got == (root / "big.bin").read_bytes()
+        await wait_for(lambda: tftp.sessions == 0)
+        assert tftp.cache.bytes == 0
+        assert len(os.listdir("/proc/self/fd")) == fds_before
+    finally:
+        client.close()
+
+
+async def test_directory_swapped_for_a_symlink_while_opening_is_refused(
+    root: Path, servers: list[TftpServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def resolve_then_swap(real_root: Path, filename: str) -> Path:
+        path = resolve(real_root, filename)
+        # The race: after the check, `sub` becomes a symlink that leads out of the root.
+        (root / "sub" / "file.bin").unlink()
+        (root / "sub").rmdir()
+        (root / "sub").symlink_to(root.parent / "outside")
+        return path
+
+    monkeypatch.setattr("pxelab.tftp.files.resolve", resolve_then_swap)
+    tftp = await start_tftp(root, HOST, 0)
+    servers.append(tftp)
+    client = await open_client()
+    try:
+        client.send(ReadRequest("sub/file.bin", "octet"), (HOST, tftp.port))
+        packet, _ = await client.recv()
+        assert isinstance(packet, ErrorPacket)
+        assert packet.code == ErrorCode.ACCESS_VIOLATION
+        assert "outside the TFTP root" in packet.message
+    finally:
+        client.close()
+
+
+# --- the timeline -------------------------------------------------------------------------
+
+
+async def test_outcomes_go_to_the_timeline(root: Path, servers: list[TftpServer]) -> None:
+    timeline = Timeline()
+    timeline.bind(HOST, "52:54:00:00:00:01")
+    tftp = await start_tftp(root, HOST, 0, timeline=timeline)
+    servers.append(tftp)
+    client = await open_client()
+    try:
+        await fetch(client, tftp.port, "small.bin")
+        client.send(ReadRequest("autoexec.ipxe", "octet"), (HOST, tftp.port))
+        await client.recv()
+        client.send(ReadRequest("../x", "octet"), (HOST, tftp.port))
+        await client.recv()
+        await wait_for(lambda: len(timeline.events("52:54:00:00:00:01")) == 3)
+        events = timeline.events("52:54:00:00:00:01")
+        assert [e.stage for e in events] == ["tftp"] * 3
+        assert [e.ip for e in events] == [HOST] * 3
+        assert events[0].detail == "small.bin: sent 1280 bytes"
+        assert events[1].detail == "autoexec.ipxe: error 1 (file not found)"
+        assert events[2].detail.startswith("../x: refused, error 2 (access violation)")
+    finally:
+        client.close()
+
+
+# --- robustness and load ------------------------------------------------------------------
+
+
+async def test_random_datagrams_never_stop_the_server(
+    root: Path, servers: list[TftpServer]
+) -> None:
+    tftp = await start_tftp(root, HOST, 0, config=SessionConfig(timeout=5))
+    servers.append(tftp)
+    rng = random.Random(4)
+    client = await open_client()
+    try:
+        client.send(ReadRequest("big.bin", "octet"), (HOST, tftp.port))
+        _, tid = await client.recv()
+        for _ in range(2000):
+            opcode = rng.choice([b"", b"\0\1", b"\0\2", b"\0\3", b"\0\4", b"\0\5", b"\0\6"])
+            junk = opcode + rng.randbytes(rng.randrange(0, 40))
+            client.send(junk, (HOST, tftp.port))
+            if not junk.startswith((b"\0\4", b"\0\5")) or len(junk) < 4:
+                client.send(junk, tid)  # a transfer ignores junk; ACKs/ERRORs would be real
+        await asyncio.sleep(0.2)
+        fresh = await open_client()
+        try:
+            assert await fetch(fresh, tftp.port, "small.bin") == (root / "small.bin").read_bytes()
+        finally:
+            fresh.close()
+    finally:
+        client.close()
+
+
+async def test_200_concurrent_transfers_complete(root: Path, servers: list[TftpServer]) -> None:
+    tftp = await start_tftp(
+        root, HOST, 0, config=SessionConfig(timeout=2), max_sessions=256, max_per_client=256
+    )
+    servers.append(tftp)
+    clients = [await open_client() for _ in range(200)]
+    try:
+        results = await asyncio.gather(
+            *(
+                fetch_windowed(client, tftp.port, "big.bin", 1428, 1 + i % 16)
+                for i, client in enumerate(clients)
+            )
+        )
+        expected = (root / "big.bin").read_bytes()
+        assert all(result == expected for result in results)
+        await wait_for(lambda: tftp.sessions == 0)
+    finally:
+        for client in clients:
+            client.close()
