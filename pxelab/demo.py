@@ -18,7 +18,7 @@ from pathlib import Path
 from pxelab.testing import bootlab
 from pxelab.testing.initrd import MARKER
 from pxelab.testing.netns import lab
-from pxelab.testing.qemu import QemuVm, clean_line, start_uefi_x86, tap_netdev, user_netdev
+from pxelab.testing.qemu import QemuVm, clean_line, start_x86, tap_netdev, user_netdev
 
 DEMO_MAC = "52:54:00:de:30:01"
 _KERNEL_NOISE = re.compile(r"^\[\s*\d+\.\d+\]")
@@ -70,7 +70,7 @@ def _started(network: str, root: Path) -> Iterator[tuple[bootlab.Daemon, QemuVm]
             dirs = bootlab.prepare(root / "lab", [{**host, "ip": the_lab.ip(50)}])
             daemon = bootlab.start_daemon(the_lab, dirs)
             netdev = tap_netdev(the_lab.add_tap())
-            vm = start_uefi_x86(root / "vm", DEMO_MAC, netdev, ns=the_lab.server)
+            vm = start_x86(root / "vm", DEMO_MAC, netdev, ns=the_lab.server)
             print(
                 "pxelab demo: QEMU x86-64 UEFI: OVMF's PXE -> DHCP, TFTP ipxe.efi -> iPXE -> HTTP"
             )
@@ -83,7 +83,7 @@ def _started(network: str, root: Path) -> Iterator[tuple[bootlab.Daemon, QemuVm]
     dirs = bootlab.prepare(root / "lab", [host])
     daemon = bootlab.start_daemon_usernet(dirs)
     url = f"http://10.0.2.2:{daemon.http_port}/boot.ipxe"
-    vm = start_uefi_x86(root / "vm", DEMO_MAC, user_netdev(url), nic_rom=True)
+    vm = start_x86(root / "vm", DEMO_MAC, user_netdev(url), nic_rom=True)
     print(f"pxelab demo: no root, so QEMU user-mode network: the NIC's iPXE boots {url}")
     try:
         yield daemon, vm

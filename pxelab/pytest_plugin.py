@@ -17,7 +17,7 @@ import pytest
 
 from pxelab.testing import bootlab
 from pxelab.testing.netns import Lab, lab
-from pxelab.testing.qemu import QemuVm, start_uefi_x86, tap_netdev, user_netdev
+from pxelab.testing.qemu import FIRMWARES, QemuVm, start_x86, tap_netdev, user_netdev
 
 NETWORKS = ("user", "netns")
 
@@ -99,19 +99,24 @@ def pxelab_server(
 def qemu_vm(
     pxelab_server: PxelabServer, request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Callable[..., QemuVm]]:
-    """A factory: `qemu_vm(mac)` boots an x86-64 UEFI VM from pxelab_server; stopped afterwards."""
+    """A factory: `qemu_vm(mac, firmware="uefi"|"bios")` boots an x86-64 VM from pxelab_server.
+
+    Every VM is stopped afterwards.
+    """
     vms: list[QemuVm] = []
 
     def start(mac: str, arch: str = "x86_64", firmware: str = "uefi") -> QemuVm:
-        if (arch, firmware) != ("x86_64", "uefi"):
-            raise ValueError(f"qemu_vm: {arch}/{firmware} is not supported yet (x86_64/uefi is)")
+        if arch != "x86_64" or firmware not in FIRMWARES:
+            raise ValueError(f"qemu_vm: {arch}/{firmware} is not supported yet (x86_64/uefi|bios)")
         workdir = tmp_path / f"vm{len(vms)}"
         if pxelab_server.lab is not None:
+            # UEFI: OVMF's own PXE client (romfile=); SeaBIOS has none, so QEMU's iPXE ROM
             netdev = tap_netdev(pxelab_server.lab.add_tap())
-            vm = start_uefi_x86(workdir, mac, netdev, ns=pxelab_server.lab.server)
+            vm = start_x86(workdir, mac, netdev, firmware=firmware, ns=pxelab_server.lab.server,
+                           nic_rom=firmware == "bios")  # fmt: skip
         else:
             url = f"http://10.0.2.2:{pxelab_server.daemon.http_port}/boot.ipxe"
-            vm = start_uefi_x86(workdir, mac, user_netdev(url), nic_rom=True)
+            vm = start_x86(workdir, mac, user_netdev(url), firmware=firmware, nic_rom=True)
         vms.append(vm)
         return vm
 

@@ -46,22 +46,36 @@ def user_netdev(boot_url: str) -> str:
     return f"user,id=net0,bootfile={boot_url}"
 
 
-def uefi_x86_argv(
-    netdev: str, mac: str, vars_file: Path, serial_log: Path, *, nic_rom: bool
-) -> list[str]:
-    """x86-64 UEFI (OVMF) booting from a virtio NIC.
+FIRMWARES = ("uefi", "bios")
+"""x86-64 firmware: OVMF (UEFI) or QEMU's default SeaBIOS."""
 
-    nic_rom=False (`romfile=`) makes OVMF's own PXE client do DHCP and TFTP, as real hardware
-    does; nic_rom=True keeps QEMU's iPXE ROM, which boots the DHCP boot file over HTTP.
+
+def x86_argv(
+    firmware: str, netdev: str, mac: str, serial_log: Path, *, vars_file: Path | None, nic_rom: bool
+) -> list[str]:
+    """An x86-64 VM booting from a virtio NIC, with OVMF (uefi) or SeaBIOS (bios).
+
+    nic_rom=False (`romfile=`) makes the firmware's own PXE client do DHCP and TFTP, as real
+    hardware does (UEFI only: SeaBIOS has no PXE client of its own); nic_rom=True keeps QEMU's
+    iPXE ROM, which boots the DHCP boot file over HTTP.
     """
+    if firmware not in FIRMWARES:
+        raise ValueError(f"firmware must be one of {FIRMWARES}, not {firmware!r}")
     device = f"virtio-net-pci,netdev=net0,mac={mac},bootindex=1" + ("" if nic_rom else ",romfile=")
+    flash: list[str] = []
+    if firmware == "uefi":
+        if vars_file is None:
+            raise ValueError("UEFI needs a writable copy of OVMF_VARS")
+        flash = [
+            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={vars_file}",
+        ]  # fmt: skip
     return [
         "qemu-system-x86_64",
         "-accel", accel(),
         "-M", "q35",
         "-m", "512",
-        "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
-        "-drive", f"if=pflash,format=raw,unit=1,file={vars_file}",
+        *flash,
         "-netdev", netdev,
         "-device", device,
         "-display", "none",
@@ -112,19 +126,27 @@ class QemuVm:
                 self.proc.wait()
 
 
-def start_uefi_x86(
-    workdir: Path, mac: str, netdev: str, *, ns: NetNs | None = None, nic_rom: bool = False
+def start_x86(
+    workdir: Path,
+    mac: str,
+    netdev: str,
+    *,
+    firmware: str = "uefi",
+    ns: NetNs | None = None,
+    nic_rom: bool = False,
 ) -> QemuVm:
-    """Boot an x86-64 UEFI VM (in namespace ns, if given) from the network."""
+    """Boot an x86-64 VM (in namespace ns, if given) from the network."""
     if shutil.which("qemu-system-x86_64") is None:
         raise FileNotFoundError("qemu-system-x86_64 is missing: install qemu-system-x86 and ovmf")
     workdir.mkdir(parents=True, exist_ok=True)
     tag = mac.replace(":", "")
-    vars_file = workdir / f"OVMF_VARS-{tag}.fd"
-    shutil.copyfile(OVMF_VARS, vars_file)
+    vars_file = None
+    if firmware == "uefi":
+        vars_file = workdir / f"OVMF_VARS-{tag}.fd"
+        shutil.copyfile(OVMF_VARS, vars_file)
     serial = workdir / f"serial-{tag}.log"
     serial.write_bytes(b"")
-    argv = uefi_x86_argv(netdev, mac, vars_file, serial, nic_rom=nic_rom)
+    argv = x86_argv(firmware, netdev, mac, serial, vars_file=vars_file, nic_rom=nic_rom)
     with (workdir / f"qemu-{tag}.stderr").open("ab") as err:
         if ns is not None:
             proc = ns.popen(*argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err)

@@ -14,7 +14,7 @@ import pytest
 from pxelab.testing import bootlab
 from pxelab.testing.initrd import MARKER
 from pxelab.testing.netns import lab
-from pxelab.testing.qemu import start_uefi_x86, tap_netdev
+from pxelab.testing.qemu import start_x86, tap_netdev
 
 BOOT_TIMEOUT = 240  # TCG: 20-35 s seen, plus iPXE's ~13 s IPv6 wait; room for a loaded CI machine
 
@@ -40,7 +40,7 @@ def test_uefi_x86_boots_from_pxelab(tmp_path: Path) -> None:
         vm = None
         try:
             tap = the_lab.add_tap()
-            vm = start_uefi_x86(tmp_path / "vm", mac, tap_netdev(tap), ns=the_lab.server)
+            vm = start_x86(tmp_path / "vm", mac, tap_netdev(tap), ns=the_lab.server)
             found = vm.wait_for(rf"{MARKER} mac=(\S*) cmdline=(.*)", BOOT_TIMEOUT)
             assert found.group(1) == mac
             cmdline = found.group(2)
