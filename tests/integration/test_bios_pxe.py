@@ -1,0 +1,71 @@
+"""The undionly.kpxe path for BIOS PXE clients that are not iPXE yet: a crafted arch-0 DHCP
+client gets `undionly.kpxe` from the real daemon, then fetches it over TFTP with curl.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pxelab.testing import bootlab
+from pxelab.testing.netns import Lab, lab
+
+ROOT = Path(__file__).resolve().parents[2]
+MAC = "52:54:00:b1:05:99"
+BIOS_PXE = {93: "0000", 60: b"PXEClient:Arch:00000:UNDI:002001".hex(), 97: "00" + "22" * 16}
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Lab, bootlab.Daemon]]:
+    with lab() as the_lab:
+        dirs = bootlab.prepare(
+            tmp_path / "lab", [{"name": "bios-pxe", "mac": MAC, "ip": the_lab.ip(60)}]
+        )
+        daemon = bootlab.start_daemon(the_lab, dirs)
+        try:
+            yield the_lab, daemon
+        finally:
+            daemon.stop()
+
+
+@pytest.mark.netns
+def test_bios_pxe_client_gets_undionly_over_tftp(served: tuple[Lab, bootlab.Daemon]) -> None:
+    the_lab, daemon = served
+    client = the_lab.add_client(MAC)
+    config = {
+        "iface": "eth0",
+        "mac": MAC,
+        "options": [[c, v] for c, v in BIOS_PXE.items()],
+        "request": True,
+    }
+    proc = client.run(
+        sys.executable, "-c",
+        "import sys; sys.path.insert(0, sys.argv[1]); from tests.integration import dhcp_server_helper as h; "
+        "h.discover(__import__('json').loads(sys.argv[2]))",
+        str(ROOT), json.dumps(config), timeout=60,
+    )  # fmt: skip
+    offer, ack = (json.loads(line) for line in proc.stdout.splitlines())
+    assert offer is not None and ack is not None, daemon.text()
+    assert ack["file"] == "undionly.kpxe" and ack["yiaddr"] == the_lab.ip(60)
+    server = ack["siaddr"]
+    assert server == the_lab.server_ip
+    client.run("ip", "addr", "add", f"{ack['yiaddr']}/24", "dev", "eth0")
+    fetched = daemon.log.parent / "fetched.kpxe"
+    client.run(
+        "curl",
+        "-sS",
+        "--max-time",
+        "20",
+        "-o",
+        str(fetched),
+        f"tftp://{server}/{ack['file']}",
+        timeout=30,
+    )
+    assert fetched.read_bytes() == (bootlab.IPXE_DIR / "undionly.kpxe").read_bytes()
+    log = daemon.text()
+    assert "(arch x86 BIOS (0)): ACK" in log and "file=undionly.kpxe" in log, log
+    assert "RRQ 'undionly.kpxe': sent" in log, log
