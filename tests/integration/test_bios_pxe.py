@@ -42,12 +42,8 @@ def test_bios_pxe_client_gets_undionly_over_tftp(served: tuple[Lab, bootlab.Daem
         "options": [[c, v] for c, v in BIOS_PXE.items()],
         "request": True,
     }
-    proc = client.run(
-        sys.executable, "-c",
-        "import sys; sys.path.insert(0, sys.argv[1]); from tests.integration import dhcp_server_helper as h; "
-        "h.discover(__import__('json').loads(sys.argv[2]))",
-        str(ROOT), json.dumps(config), timeout=60,
-    )  # fmt: skip
+    helper = ROOT / "tests" / "integration" / "dhcp_server_helper.py"  # the scapy client
+    proc = client.run(sys.executable, str(helper), "discover", json.dumps(config), timeout=60)
     offer, ack = (json.loads(line) for line in proc.stdout.splitlines())
     assert offer is not None and ack is not None, daemon.text()
     assert ack["file"] == "undionly.kpxe" and ack["yiaddr"] == the_lab.ip(60)
