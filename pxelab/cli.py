@@ -26,6 +26,10 @@ SERVE_FLAGS: list[tuple[str, str, str]] = [
     ("--dns", "IP[,IP]", "DNS servers handed to DHCP clients"),
     ("--lease-time", "SECONDS", "DHCP lease time"),
     ("--dhcp-port", "N", "DHCP server port (default 67)"),
+    ("--dhcp-mode", "full|proxy", "full DHCP, or proxyDHCP beside an existing DHCP server"),
+    ("--unknown-macs", "serve|ignore", "answer MACs missing from the inventory (default: full mode)"),
+    ("--subnets", "NET=FIRST-LAST[@ROUTER][;...]", "pools for subnets behind DHCP relays"),
+    ("--router-advertisements", "on|off", "answer IPv6 router solicitations (default on)"),
     ("--hosts-dir", "DIR", "directory of JSON host files (default ~/.pxelab/hosts)"),
     (
         "--images-dir",

@@ -12,6 +12,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
+from pxelab.dhcp.subnets import RelaySubnet, parse_choice, parse_mode, parse_subnets, parse_switch
 from pxelab.errors import ConfigError
 
 HOME = Path("~/.pxelab")
@@ -35,6 +36,14 @@ class Config:
     """DHCP lease time in seconds."""
     dhcp_port: int = 67
     """UDP port the DHCP server listens on."""
+    dhcp_mode: str = "full"
+    """full (addresses and boot information) or proxy (boot information beside another server)."""
+    unknown_macs: str | None = None
+    """serve or ignore clients missing from the inventory; None: serve in full, ignore in proxy."""
+    subnets: tuple[RelaySubnet, ...] = ()
+    """Subnets behind DHCP relays, each with its own range (and router, lease time, DNS)."""
+    router_advertisements: bool = True
+    """Answer IPv6 router solicitations on `interface` (full mode), so iPXE does not wait for one."""
     hosts_dir: Path = HOME / "hosts"
     """Directory of JSON host files (pvmlab's `~/.pvmlab/vms` works unchanged)."""
     images_dir: Path = HOME / "images"
@@ -152,6 +161,10 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "dns": _ips,
     "lease_time": _int(60, 2**31 - 1),
     "dhcp_port": _int(1, 65535),
+    "dhcp_mode": parse_mode,
+    "unknown_macs": parse_choice("serve", "ignore"),
+    "subnets": parse_subnets,
+    "router_advertisements": parse_switch,
     "hosts_dir": _path,
     "images_dir": _path,
     "tftp_root": _path,
@@ -203,7 +216,7 @@ def build_config(
         if key not in checked:
             checked[key] = getattr(config, key).expanduser()
     config = Config(**checked)
-    if config.interface and config.dhcp_range is None:
+    if config.interface and config.dhcp_range is None and config.dhcp_mode == "full":
         raise ConfigError(
             f"{source}: key 'dhcp_range' is required when 'interface' is set "
             '(e.g. dhcp_range = "10.0.0.100-10.0.0.200")'

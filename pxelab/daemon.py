@@ -8,7 +8,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Interface
 from typing import Protocol, TypeVar
 
 from aiohttp import web
@@ -87,7 +87,13 @@ async def serve(config: Config, on_ready: Callable[[Ready], None] | None = None)
     timeline = Timeline()
     services: list[Service] = []
     runner = web.AppRunner(
-        make_app(inventory, Renderer(config.templates_dir), config.images_dir, timeline),
+        make_app(
+            inventory,
+            Renderer(config.templates_dir),
+            config.images_dir,
+            timeline,
+            tftp_root=config.tftp_root,
+        ),
         access_log_class=AccessLogger,
         access_log=logging.getLogger("pxelab.http"),
         handle_signals=False,
@@ -123,7 +129,7 @@ async def serve(config: Config, on_ready: Callable[[Ready], None] | None = None)
             tftp_port = tftp.port
 
         if config.interface and server_if is not None:
-            services.append(await _start_dhcp(config, server_if, http_port, inventory))
+            services.append(await _start_dhcp(config, server_if, http_port, inventory, timeline))
 
         ready = Ready(http_port, tftp_port, config.interface)
         log.info(
@@ -152,30 +158,12 @@ async def serve(config: Config, on_ready: Callable[[Ready], None] | None = None)
 
 
 async def _start_dhcp(
-    config: Config, server_if: IPv4Interface, http_port: int, inventory: Inventory
+    config: Config,
+    server_if: IPv4Interface,
+    http_port: int,
+    inventory: Inventory,
+    timeline: Timeline | None = None,
 ) -> Service:
-    from pxelab.dhcp.policy import DhcpContext
-    from pxelab.dhcp.server import start_dhcp
+    from pxelab.dhcp.setup import start_from_config
 
-    assert config.interface is not None and config.dhcp_range is not None
-    first, last = config.dhcp_range
-    for key, ip in (("dhcp_range", first), ("dhcp_range", last), ("router", config.router)):
-        if isinstance(ip, IPv4Address) and ip not in server_if.network:
-            raise ConfigError(
-                f"key {key!r}: {ip} is not in {config.interface}'s network {server_if.network}"
-            )
-    ctx = DhcpContext(
-        server_ip=server_if.ip,
-        network=server_if.network,
-        pool_start=first,
-        pool_end=last,
-        router=config.router,
-        dns=config.dns,
-        lease_time=config.lease_time,
-        http_port=http_port,
-    )
-    return await _bind(
-        f"DHCP on {config.interface} port {config.dhcp_port}",
-        "dhcp_port",
-        start_dhcp(ctx, inventory, config.interface, port=config.dhcp_port),
-    )
+    return await start_from_config(config, server_if, http_port, inventory, timeline)

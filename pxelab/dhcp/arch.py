@@ -50,6 +50,67 @@ _KNOWN = (
 ARCHES: dict[int, ClientArch] = {arch.code: arch for arch in _KNOWN}
 """Option 93 value -> what it means, for the values pxelab can boot."""
 
+IANA_NAMES: dict[int, str] = {
+    0: "x86 BIOS",
+    1: "NEC/PC98 (deprecated)",
+    2: "Itanium",
+    3: "DEC Alpha (deprecated)",
+    4: "Arc x86 (deprecated)",
+    5: "Intel Lean Client (deprecated)",
+    6: "x86 UEFI",
+    7: "x64 UEFI",
+    8: "EFI Xscale (deprecated)",
+    9: "EBC",
+    10: "ARM 32-bit UEFI",
+    11: "ARM 64-bit UEFI",
+    12: "PowerPC Open Firmware",
+    13: "PowerPC ePAPR",
+    14: "POWER OPAL v3",
+    15: "x86 UEFI HTTP",
+    16: "x64 UEFI HTTP",
+    17: "EBC HTTP",
+    18: "ARM 32-bit UEFI HTTP",
+    19: "ARM 64-bit UEFI HTTP",
+    20: "PC/AT BIOS HTTP",
+    21: "ARM 32-bit U-Boot",
+    22: "ARM 64-bit U-Boot",
+    23: "ARM 32-bit U-Boot HTTP",
+    24: "ARM 64-bit U-Boot HTTP",
+    25: "RISC-V 32-bit UEFI",
+    26: "RISC-V 32-bit UEFI HTTP",
+    27: "RISC-V 64-bit UEFI",
+    28: "RISC-V 64-bit UEFI HTTP",
+    29: "RISC-V 128-bit UEFI",
+    30: "RISC-V 128-bit UEFI HTTP",
+    31: "s390 Basic",
+    32: "s390 Extended",
+    33: "MIPS 32-bit UEFI",
+    34: "MIPS 64-bit UEFI",
+    35: "Sunway 32-bit UEFI",
+    36: "Sunway 64-bit UEFI",
+    37: "LoongArch 32-bit UEFI",
+    38: "LoongArch 32-bit UEFI HTTP",
+    39: "LoongArch 64-bit UEFI",
+    40: "LoongArch 64-bit UEFI HTTP",
+    41: "ARM rpiboot",
+}
+"""The IANA "Processor Architecture Types" registry (RFC 4578 §2.1 and later additions)."""
+
+
+def iana_name(code: int) -> str:
+    """The registry's name for an option 93 value, or "unassigned" for codes it does not list."""
+    return IANA_NAMES.get(code, "unassigned")
+
+
+def vendor_class_arch(vendor_class: bytes) -> int | None:
+    """The architecture in an option 60 "PXEClient:Arch:00007:..." string, or None."""
+    for prefix in (b"PXEClient:Arch:", b"HTTPClient:Arch:"):
+        if vendor_class.startswith(prefix):
+            digits = vendor_class[len(prefix) : len(prefix) + 5]
+            if len(digits) == 5 and digits.isdigit():
+                return int(digits)
+    return None
+
 
 def client_arch(code: int) -> ClientArch | None:
     """The architecture for an option 93 value, or None when pxelab has nothing for it."""

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network
 from typing import Protocol
 
-from pxelab.dhcp.arch import ARCHES, BootFiles, ClientArch, first_known
+from pxelab.dhcp.arch import BootFiles, first_known, iana_name, vendor_class_arch
 from pxelab.dhcp.leases import LeaseState, LeaseTable
 from pxelab.dhcp.options import (
     client_arch_codes,
@@ -34,10 +35,26 @@ from pxelab.dhcp.packet import (
 )
 from pxelab.errors import ConfigError, MalformedPacket
 
-SERVER_PORT, CLIENT_PORT = 67, 68
+SERVER_PORT, CLIENT_PORT, PXE_PORT = 67, 68, 4011
 LIMITED_BROADCAST = "255.255.255.255"
 IPXE_SCRIPT = "boot.ipxe"
 """The HTTP path (under the server root) that iPXE clients are sent to instead of a binary."""
+TFTP_OVER_HTTP = "tftp/"
+"""The HTTP path prefix under which the TFTP root is served, for UEFI HTTP boot clients."""
+
+
+class DhcpMode(StrEnum):
+    """`full`: addresses and boot information; `proxy`: boot information only, beside another server."""
+
+    FULL = "full"
+    PROXY = "proxy"
+
+
+class UnknownMacs(StrEnum):
+    """What to do with a client whose MAC is not in the inventory."""
+
+    SERVE = "serve"
+    IGNORE = "ignore"
 
 
 class HostInfo(Protocol):
@@ -73,7 +90,7 @@ class HostLookup(Protocol):
 
 @dataclass(frozen=True)
 class DhcpContext:
-    """Everything the DHCP policy needs to know about this server and its subnet."""
+    """Everything the DHCP policy needs to know about this server and one subnet it serves."""
 
     server_ip: IPv4Address
     """This server's address on the served interface: server id, siaddr, option 66."""
@@ -95,10 +112,19 @@ class DhcpContext:
     """Boot file per firmware family."""
     offer_hold: float = 60.0
     """Seconds an offered address stays reserved for the client waiting to REQUEST it."""
+    mode: DhcpMode = DhcpMode.FULL
+    """Full DHCP, or proxyDHCP (boot information only; the pool is not used)."""
+    unknown_macs: UnknownMacs = UnknownMacs.SERVE
+    """Whether clients missing from the inventory are answered at all."""
+    relayed: bool = False
+    """The subnet is reached through relays (giaddr), so `server_ip` is not in it."""
 
     def __post_init__(self) -> None:
         net = self.network
-        for key in ("server_ip", "pool_start", "pool_end"):
+        keys = (
+            ("pool_start", "pool_end") if self.relayed else ("server_ip", "pool_start", "pool_end")
+        )
+        for key in keys:
             if getattr(self, key) not in net:
                 raise ConfigError(f"dhcp {key} {getattr(self, key)} is not in network {net}")
         if self.pool_end < self.pool_start:
@@ -129,6 +155,8 @@ class DhcpReply:
     """UDP (address, port) per RFC 2131 §4.1."""
     note: str = ""
     """Why the boot file is what it is (or why there is none) when not obvious, for the log."""
+    link_unicast: bool = False
+    """The client has no address yet: the sender must map `destination` to `chaddr` (ARP) first."""
 
 
 @dataclass(frozen=True)
@@ -152,27 +180,50 @@ class BootChoice:
 
 
 def decide(
-    request: DhcpPacket, ctx: DhcpContext, hosts: HostLookup, leases: LeaseTable, now: float
+    request: DhcpPacket,
+    ctx: DhcpContext,
+    hosts: HostLookup,
+    leases: LeaseTable,
+    now: float,
+    *,
+    port: int = SERVER_PORT,
 ) -> DhcpReply | None:
     """The reply to `request`, or None to send nothing (`evaluate` gives the reason)."""
-    outcome = evaluate(request, ctx, hosts, leases, now)
+    outcome = evaluate(request, ctx, hosts, leases, now, port=port)
     return outcome if isinstance(outcome, DhcpReply) else None
 
 
 def evaluate(
-    request: DhcpPacket, ctx: DhcpContext, hosts: HostLookup, leases: LeaseTable, now: float
+    request: DhcpPacket,
+    ctx: DhcpContext,
+    hosts: HostLookup,
+    leases: LeaseTable,
+    now: float,
+    *,
+    port: int = SERVER_PORT,
 ) -> DhcpReply | NoReply:
-    """Like `decide`, but a request that gets no reply comes back as NoReply(reason)."""
+    """Like `decide`, but a request that gets no reply comes back as NoReply(reason).
+
+    `port` is the UDP port the request arrived on (4011 is the proxyDHCP boot server port).
+    """
     if request.op is not Op.BOOTREQUEST:
         return NoReply("a BOOTREPLY, not a client request")
     if request.hlen == 0:
         return NoReply("no hardware address (hlen 0)")
     if request.giaddr != ZERO_IP and request.giaddr not in ctx.network:
         return NoReply(f"relayed by {request.giaddr}, outside {ctx.network}")
+    if ctx.unknown_macs is UnknownMacs.IGNORE and hosts.lookup(request.mac) is None:
+        return NoReply(f"{request.mac} is not in the inventory (unknown_macs = ignore)")
     try:
         kind = message_type(request)
         if kind is None:
             return NoReply("no message type (option 53): plain BOOTP is not served")
+        if ctx.mode is DhcpMode.PROXY:
+            from pxelab.dhcp.proxy import proxy_reply
+
+            return proxy_reply(request, kind, ctx, hosts, port)
+        if port == PXE_PORT:
+            return NoReply("port 4011 is only served in proxy mode")
         if kind is MessageType.DISCOVER:
             return _discover(request, ctx, hosts, leases, now)
         if kind is MessageType.REQUEST:
@@ -198,7 +249,8 @@ def describe_arch(request: DhcpPacket) -> str:
         return "none"
     arch = first_known(codes)
     if arch is None:
-        return f"unknown ({', '.join(map(str, codes))})"
+        names = ", ".join(f"{code} {iana_name(code)}" for code in codes)
+        return f"unknown ({names})"
     return f"{arch.label} ({arch.code})"
 
 
@@ -212,22 +264,29 @@ def choose_boot(request: DhcpPacket, ctx: DhcpContext, host: HostInfo | None) ->
         codes = client_arch_codes(request)
     except MalformedPacket as exc:
         return BootChoice(None, False, f"no boot file: {exc}")
-    arch: ClientArch | None
+    vendor = vendor_class(request)
+    from_vendor = vendor_class_arch(vendor)
     note = ""
     if codes is None:
-        if not vendor_class(request).startswith(b"PXEClient"):
+        if from_vendor is not None:
+            codes = (from_vendor,)
+            note = f"arch {from_vendor} from option 60"
+        elif vendor.startswith(b"PXEClient"):
+            codes = (0,)
+            note = "PXEClient without option 93: BIOS"
+        else:
             return BootChoice(None, False, "not a PXE client")
-        arch, note = ARCHES[0], "PXEClient without option 93: BIOS"
-    else:
-        arch = first_known(codes)
-        if arch is None:
-            listed = ", ".join(map(str, codes))
-            return BootChoice(None, False, f"no boot file: unknown client architecture {listed}")
+    elif from_vendor is not None and from_vendor not in codes:
+        note = f"option 60 says arch {from_vendor}, option 93 wins"
+    arch = first_known(codes)
+    if arch is None:
+        listed = ", ".join(f"{code} {iana_name(code)}" for code in codes)
+        return BootChoice(None, False, f"no boot file: unknown client architecture {listed}")
     name = ctx.boot_files.for_firmware(arch.firmware)
     if name is None:
         return BootChoice(None, False, f"no boot file configured for {arch.label}")
     if arch.http:
-        return BootChoice(ctx.url(name), True, "UEFI HTTP boot")
+        return BootChoice(ctx.url(TFTP_OVER_HTTP + name), True, note or "UEFI HTTP boot")
     return BootChoice(name, False, note)
 
 
@@ -253,24 +312,41 @@ def _discover(
 def _request(
     request: DhcpPacket, ctx: DhcpContext, hosts: HostLookup, leases: LeaseTable, now: float
 ) -> DhcpReply | NoReply:
+    """RFC 2131 §4.3.2: SELECTING (server id), INIT-REBOOT (option 50), RENEWING/REBINDING (ciaddr)."""
     server_id = ip_option(request, OptionCode.SERVER_ID)
     requested = ip_option(request, OptionCode.REQUESTED_IP)
     mac = request.mac
     if server_id is not None and server_id != ctx.server_ip:
-        # The client chose another server's offer (RFC 2131 §4.3.2): drop ours.
+        # The client chose another server's offer: drop ours.
         held = leases.get(mac, now)
         if held is not None and held.state is LeaseState.OFFERED:
             leases.release(mac, held.ip, now)
         return NoReply(f"REQUEST for server {server_id}, not this one")
-    ip = requested if requested is not None else request.ciaddr
+    if server_id is not None:
+        state = "SELECTING"
+        ip = requested if requested is not None else request.ciaddr
+    elif requested is not None and request.ciaddr == ZERO_IP:
+        state, ip = "INIT-REBOOT", requested
+    else:
+        state, ip = ("RENEWING" if not request.broadcast else "REBINDING"), request.ciaddr
     if ip == ZERO_IP:
         return NoReply("REQUEST names no address (neither option 50 nor ciaddr)")
     if ip not in ctx.network:
+        if state == "REBINDING":
+            return NoReply(f"REBINDING {ip} is not on network {ctx.network}")
         return _nak(request, ctx, f"{ip} is not on network {ctx.network}")
-    # Authoritative for this subnet: an INIT-REBOOT or REBINDING client we have no record of
-    # gets its address if it is free, and a NAK otherwise.
     host = hosts.lookup(mac)
     reservation = _reservation(host, ctx)
+    if server_id is None and reservation is None:
+        # Not authoritative for clients we have no record of: another server may own them.
+        held = leases.get(mac, now)
+        other = leases.holder(ip, now)
+        if held is None and other is not None:
+            return _nak(request, ctx, f"{ip} is held by another client")
+        if held is None:
+            return NoReply(f"{state} {mac} for {ip}: no record of this client")
+        if held.ip != ip:
+            return _nak(request, ctx, f"{mac} holds {held.ip}, not {ip}")
     lease = leases.bind(
         mac, ip, now, ctx.lease_time, reserved=hosts.reserved(), reservation=reservation
     )
@@ -314,6 +390,23 @@ def _reservation(host: HostInfo | None, ctx: DhcpContext) -> IPv4Address | None:
     return host.ip
 
 
+def boot_options(
+    request: DhcpPacket, ctx: DhcpContext, host: HostInfo | None
+) -> tuple[list[tuple[int, bytes]], bytes, BootChoice]:
+    """Options 60/66/67 and the `file` field for the client's boot file (none when it gets none)."""
+    boot = choose_boot(request, ctx, host)
+    options: list[tuple[int, bytes]] = []
+    file = b""
+    if boot.file is not None:
+        if boot.http_client:
+            options.append((OptionCode.VENDOR_CLASS_ID, b"HTTPClient"))
+        options.append((OptionCode.TFTP_SERVER_NAME, encode_text(str(ctx.server_ip))))
+        encoded = encode_text(boot.file)
+        options.append((OptionCode.BOOTFILE_NAME, encoded))
+        file = encoded if len(encoded) < FILE_SIZE else b""  # too long: option 67 only
+    return options, file, boot
+
+
 def _answer(
     request: DhcpPacket,
     ctx: DhcpContext,
@@ -333,15 +426,8 @@ def _answer(
         options.append((OptionCode.ROUTER, encode_ip(ctx.router)))
     if ctx.dns:
         options.append((OptionCode.DNS_SERVERS, encode_ips(ctx.dns)))
-    boot = choose_boot(request, ctx, host)
-    file = b""
-    if boot.file is not None:
-        if boot.http_client:
-            options.append((OptionCode.VENDOR_CLASS_ID, b"HTTPClient"))
-        options.append((OptionCode.TFTP_SERVER_NAME, encode_text(str(ctx.server_ip))))
-        options.append((OptionCode.BOOTFILE_NAME, encode_text(boot.file)))
-        encoded = encode_text(boot.file)
-        file = encoded if len(encoded) < FILE_SIZE else b""  # too long: option 67 only
+    boot_opts, file, boot = boot_options(request, ctx, host)
+    options.extend(boot_opts)
     packet = DhcpPacket(
         op=Op.BOOTREPLY,
         htype=request.htype,
@@ -356,7 +442,8 @@ def _answer(
         file=file,
         options=tuple(options),
     )
-    return DhcpReply(packet, _destination(request), boot.note)
+    destination, link_unicast = destination_for(request, packet.yiaddr)
+    return DhcpReply(packet, destination, boot.note, link_unicast)
 
 
 def _nak(request: DhcpPacket, ctx: DhcpContext, why: str) -> DhcpReply:
@@ -382,14 +469,16 @@ def _nak(request: DhcpPacket, ctx: DhcpContext, why: str) -> DhcpReply:
     return DhcpReply(packet, destination, why)
 
 
-def _destination(request: DhcpPacket) -> tuple[str, int]:
-    """RFC 2131 §4.1: relay, else the client's own address, else broadcast.
+def destination_for(request: DhcpPacket, yiaddr: IPv4Address) -> tuple[tuple[str, int], bool]:
+    """RFC 2131 §4.1 for OFFER/ACK: relay, else ciaddr, else broadcast flag, else yiaddr by chaddr.
 
-    A client without an address is always answered by broadcast, even without the broadcast
-    flag: unicasting to yiaddr would need an ARP entry the client cannot answer yet.
+    The second value says the reply goes to an address the client does not answer ARP for yet
+    (yiaddr): the sender must add the chaddr mapping itself, or broadcast.
     """
     if request.giaddr != ZERO_IP:
-        return str(request.giaddr), SERVER_PORT
+        return (str(request.giaddr), SERVER_PORT), False
     if request.ciaddr != ZERO_IP:
-        return str(request.ciaddr), CLIENT_PORT
-    return LIMITED_BROADCAST, CLIENT_PORT
+        return (str(request.ciaddr), CLIENT_PORT), False
+    if request.broadcast or yiaddr == ZERO_IP or request.htype != 1 or request.hlen != 6:
+        return (LIMITED_BROADCAST, CLIENT_PORT), False
+    return (str(yiaddr), CLIENT_PORT), True

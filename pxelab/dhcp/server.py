@@ -1,46 +1,117 @@
-"""The DHCP transport: one UDP socket on an interface, bytes in -> `evaluate` -> bytes out.
+"""The DHCP transport: UDP sockets on one interface, bytes in -> `evaluate` -> bytes out.
 
-All decisions live in policy.py; this module only receives, logs and sends.
+All decisions live in policy.py and proxy.py; this module receives, picks the subnet (by giaddr),
+logs, records the timeline, adds the ARP entry for unicast replies and sends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import socket
+import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from ipaddress import IPv4Address
 from typing import cast
 
 from pxelab.dhcp.leases import LeaseTable
 from pxelab.dhcp.options import message_type
-from pxelab.dhcp.packet import ZERO_IP, DhcpPacket, OptionCode, build, parse
-from pxelab.dhcp.policy import DhcpContext, DhcpReply, HostLookup, describe_arch, evaluate
+from pxelab.dhcp.packet import ZERO_IP, DhcpPacket, MessageType, OptionCode, build, parse
+from pxelab.dhcp.policy import (
+    CLIENT_PORT,
+    LIMITED_BROADCAST,
+    PXE_PORT,
+    DhcpContext,
+    DhcpMode,
+    DhcpReply,
+    HostLookup,
+    NoReply,
+    describe_arch,
+    evaluate,
+)
+from pxelab.dhcp.store import LeaseStore
 from pxelab.errors import MalformedPacket
+from pxelab.events import Timeline
 
 log = logging.getLogger("pxelab.dhcp")
 
 EXPIRE_EVERY = 60.0
 """Seconds between sweeps that forget expired leases (expired ones are free even before)."""
+SIOCSARP = 0x8955
+ATF_COM = 0x02
+ARPHRD_ETHER = 1
 
 
-class _DhcpProtocol(asyncio.DatagramProtocol):
-    """Receive, decide, send; never lets one datagram stop the server."""
+class Pool:
+    """One served subnet: its context and its lease table."""
+
+    def __init__(self, ctx: DhcpContext, leases: LeaseTable) -> None:
+        self.ctx = ctx
+        self.leases = leases
+
+
+class _Dhcp:
+    """The state shared by the sockets of one DHCP server: subnets, inventory, clock, timeline."""
 
     def __init__(
         self,
-        ctx: DhcpContext,
+        pools: Sequence[Pool],
         hosts: HostLookup,
-        leases: LeaseTable,
+        interface: str,
         clock: Callable[[], float],
+        timeline: Timeline | None,
     ) -> None:
-        self.ctx = ctx
+        self.pools = pools
         self.hosts = hosts
-        self.leases = leases
+        self.interface = interface
         self.clock = clock
+        self.timeline = timeline
+        self._next_sweep = 0.0
+
+    def pool_for(self, request: DhcpPacket) -> Pool | None:
+        """The local subnet for a direct request, the subnet holding giaddr for a relayed one."""
+        if request.giaddr == ZERO_IP:
+            return self.pools[0]
+        for pool in self.pools:
+            if request.giaddr in pool.ctx.network:
+                return pool
+        return None
+
+    def handle(self, request: DhcpPacket, port: int) -> DhcpReply | NoReply:
+        now = self.clock()
+        if now >= self._next_sweep:
+            for pool in self.pools:
+                pool.leases.expire(now)
+            self._next_sweep = now + EXPIRE_EVERY
+        chosen = self.pool_for(request)
+        if chosen is None:
+            return NoReply(f"relayed by {request.giaddr}, which is in no configured subnet")
+        outcome = evaluate(request, chosen.ctx, self.hosts, chosen.leases, now, port=port)
+        if isinstance(outcome, DhcpReply) and self.timeline is not None:
+            self._record(now, outcome)
+        return outcome
+
+    def _record(self, now: float, reply: DhcpReply) -> None:
+        packet = reply.packet
+        kind = _kind(packet)
+        ip = str(packet.yiaddr) if packet.yiaddr != ZERO_IP else ""
+        detail = _summary(reply)
+        assert self.timeline is not None
+        self.timeline.record(now, "dhcp", detail, mac=packet.mac, ip=ip)
+        if kind == MessageType.ACK.name and ip:
+            self.timeline.bind(ip, packet.mac)
+
+
+class _DhcpProtocol(asyncio.DatagramProtocol):
+    """Receive, decide, send on one socket; never lets one datagram stop the server."""
+
+    def __init__(self, server: _Dhcp, port: int) -> None:
+        self.server = server
+        self.port = port
         self.transport: asyncio.DatagramTransport | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._next_sweep = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # The selector loop's datagram transport does not subclass DatagramTransport on 3.11.
@@ -61,23 +132,50 @@ class _DhcpProtocol(asyncio.DatagramProtocol):
             log.warning("malformed DHCP datagram from %s: %s", sender, exc)
             return
         try:
-            self._handle(request, sender)
+            self._handle(request, (str(addr[0]), int(addr[1])))
         except Exception:
             log.exception("DHCP request from %s (%s) failed", sender, request.mac)
 
-    def _handle(self, request: DhcpPacket, sender: str) -> None:
-        now = self.clock()
-        if now >= self._next_sweep:
-            self.leases.expire(now)
-            self._next_sweep = now + EXPIRE_EVERY
-        outcome = evaluate(request, self.ctx, self.hosts, self.leases, now)
+    def _handle(self, request: DhcpPacket, sender: tuple[str, int]) -> None:
+        outcome = self.server.handle(request, self.port)
         head = f"{_kind(request)} from {request.mac} (arch {describe_arch(request)})"
+        if self.port == PXE_PORT:
+            head += f" on port {PXE_PORT}"
         if not isinstance(outcome, DhcpReply):
             log.info("%s: no reply: %s", head, outcome.reason)
             return
-        log.info("%s: %s", head, _summary(outcome))
+        destination = outcome.destination
+        if self.port == PXE_PORT and request.giaddr == ZERO_IP:
+            destination = sender  # PXE spec: a boot server answers the request's source
+        elif outcome.link_unicast and not self._map_address(destination[0], request):
+            destination = (LIMITED_BROADCAST, CLIENT_PORT)
+        log.info("%s: %s", head, _summary(outcome, destination))
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.sendto(build(outcome.packet), outcome.destination)
+            self.transport.sendto(build(outcome.packet), destination)
+
+    def _map_address(self, ip: str, request: DhcpPacket) -> bool:
+        """Add the ARP entry ip -> chaddr, so a unicast reaches a client without an address."""
+        if self.transport is None:
+            return False
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        try:
+            set_arp(sock.fileno(), self.server.interface, IPv4Address(ip), request.chaddr[:6])
+        except OSError as exc:
+            log.debug("cannot add ARP entry %s -> %s: %s; broadcasting", ip, request.mac, exc)
+            return False
+        return True
+
+
+def set_arp(fd: int, interface: str, ip: IPv4Address, mac: bytes) -> None:
+    """SIOCSARP: map `ip` to `mac` on `interface` (what dnsmasq does before a unicast OFFER)."""
+    protocol_address = struct.pack("=HH4s8x", socket.AF_INET, 0, ip.packed)
+    hardware_address = struct.pack("=H6s8x", ARPHRD_ETHER, mac)
+    arpreq = struct.pack(
+        "=16s16si16s16s", protocol_address, hardware_address, ATF_COM, b"", interface.encode()
+    )
+    fcntl.ioctl(fd, SIOCSARP, arpreq)
 
 
 def _kind(packet: DhcpPacket) -> str:
@@ -89,7 +187,7 @@ def _kind(packet: DhcpPacket) -> str:
     return kind.name if kind is not None else "BOOTP"
 
 
-def _summary(reply: DhcpReply) -> str:
+def _summary(reply: DhcpReply, destination: tuple[str, int] | None = None) -> str:
     """One line on what is sent: type, address, boot file, destination."""
     packet = reply.packet
     parts = [_kind(packet)]
@@ -100,36 +198,53 @@ def _summary(reply: DhcpReply) -> str:
         parts.append(f"file={bootfile.decode(errors='replace')}")
     if reply.note:
         parts.append(f"[{reply.note}]")
-    parts.append(f"to {reply.destination[0]}:{reply.destination[1]}")
+    if destination is not None:
+        parts.append(f"to {destination[0]}:{destination[1]}")
     return " ".join(parts)
 
 
 class DhcpServer:
-    """A running DHCP listener; `close()` stops it, `wait_closed()` waits for the socket to go."""
+    """A running DHCP listener; `close()` stops it, `wait_closed()` waits for the sockets to go."""
 
-    def __init__(self, protocol: _DhcpProtocol, transport: asyncio.DatagramTransport) -> None:
-        self._protocol = protocol
-        self._transport = transport
+    def __init__(
+        self,
+        server: _Dhcp,
+        endpoints: list[tuple[asyncio.DatagramTransport, _DhcpProtocol]],
+        store: LeaseStore | None,
+    ) -> None:
+        self._server = server
+        self._endpoints = endpoints
+        self._store = store
 
     @property
     def leases(self) -> LeaseTable:
-        """The live lease table (for status pages; do not mutate from outside the loop)."""
-        return self._protocol.leases
+        """The local subnet's live lease table (do not mutate from outside the loop)."""
+        return self._server.pools[0].leases
+
+    @property
+    def pools(self) -> Sequence[Pool]:
+        """Every served subnet, the local one first."""
+        return self._server.pools
 
     @property
     def port(self) -> int:
         """The UDP port actually bound (useful with port=0 in tests)."""
-        port: int = self._transport.get_extra_info("sockname")[1]
+        port: int = self._endpoints[0][0].get_extra_info("sockname")[1]
         return port
 
     def close(self) -> None:
         """Stop receiving; safe to call more than once."""
-        if not self._transport.is_closing():
-            self._transport.close()
+        for transport, _ in self._endpoints:
+            if not transport.is_closing():
+                transport.close()
 
     async def wait_closed(self) -> None:
-        """Return once the socket is closed."""
-        await asyncio.shield(self._protocol.closed)
+        """Return once the sockets are closed (and the lease database is checkpointed)."""
+        for _, protocol in self._endpoints:
+            await asyncio.shield(protocol.closed)
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
 
 def open_dhcp_socket(interface: str, port: int) -> socket.socket:
@@ -158,6 +273,24 @@ def open_dhcp_socket(interface: str, port: int) -> socket.socket:
     return sock
 
 
+def make_pools(contexts: Sequence[DhcpContext], store: LeaseStore | None = None) -> list[Pool]:
+    """A lease table per subnet, filled from `store` (each lease goes to its subnet's table)."""
+    stored = store.load() if store is not None else []
+    pools = []
+    for ctx in contexts:
+        mine = [lease for lease in stored if lease.ip in ctx.network]
+        table = LeaseTable(
+            ctx.pool_start,
+            ctx.pool_end,
+            server_ip=ctx.server_ip,
+            offer_hold=ctx.offer_hold,
+            leases=mine,
+            on_change=store.save if store is not None else None,
+        )
+        pools.append(Pool(ctx, table))
+    return pools
+
+
 async def start_dhcp(
     ctx: DhcpContext,
     hosts: HostLookup,
@@ -166,27 +299,51 @@ async def start_dhcp(
     port: int = 67,
     leases: LeaseTable | None = None,
     clock: Callable[[], float] = time.time,
+    relayed: Sequence[DhcpContext] = (),
+    store: LeaseStore | None = None,
+    pxe_port: int | None = None,
+    timeline: Timeline | None = None,
 ) -> DhcpServer:
-    """Serve DHCP on `interface`; `leases` defaults to an empty in-memory table for `ctx`."""
-    if leases is None:
-        leases = LeaseTable(
-            ctx.pool_start, ctx.pool_end, server_ip=ctx.server_ip, offer_hold=ctx.offer_hold
-        )
-    sock = open_dhcp_socket(interface, port)
+    """Serve DHCP on `interface`: `ctx` is the local subnet, `relayed` the ones behind relays.
+
+    Leases come from `leases` (local subnet only), else from `store` (persisted), else memory.
+    In proxy mode a second socket serves `pxe_port` (4011 by default).
+    """
+    pools = make_pools([ctx, *relayed], store)
+    if leases is not None:
+        pools[0] = Pool(ctx, leases)
+    server = _Dhcp(pools, hosts, interface, clock, timeline)
+    ports = [port]
+    if ctx.mode is DhcpMode.PROXY:
+        ports.append(PXE_PORT if pxe_port is None else pxe_port)
     loop = asyncio.get_running_loop()
+    endpoints: list[tuple[asyncio.DatagramTransport, _DhcpProtocol]] = []
     try:
-        transport, protocol = await loop.create_datagram_endpoint(
-            lambda: _DhcpProtocol(ctx, hosts, leases, clock), sock=sock
-        )
+        for index, number in enumerate(ports):
+            sock = open_dhcp_socket(interface, number)
+            logical = PXE_PORT if index == 1 else number
+            try:
+                transport, protocol = await loop.create_datagram_endpoint(
+                    lambda logical=logical: _DhcpProtocol(server, logical),  # type: ignore[misc]
+                    sock=sock,
+                )
+            except BaseException:
+                sock.close()
+                raise
+            endpoints.append((transport, protocol))
     except BaseException:
-        sock.close()
+        for transport, _ in endpoints:
+            transport.close()
         raise
+    bound = [str(t.get_extra_info("sockname")[1]) for t, _ in endpoints]
     log.info(
-        "DHCP on %s port %d: server %s, pool %s-%s",
+        "DHCP (%s) on %s port %s: server %s, pool %s-%s%s",
+        ctx.mode.value,
         interface,
-        protocol.transport.get_extra_info("sockname")[1] if protocol.transport else port,
+        "+".join(bound),
         ctx.server_ip,
         ctx.pool_start,
         ctx.pool_end,
+        "".join(f"; relayed {r.network} pool {r.pool_start}-{r.pool_end}" for r in relayed),
     )
-    return DhcpServer(protocol, transport)
+    return DhcpServer(server, endpoints, store)

@@ -26,6 +26,7 @@ INVENTORY: web.AppKey[Inventory] = web.AppKey("inventory", Inventory)
 RENDERER: web.AppKey[Renderer] = web.AppKey("renderer", Renderer)
 IMAGES_DIR: web.AppKey[Path] = web.AppKey("images_dir", Path)
 TIMELINE: web.AppKey[Timeline] = web.AppKey("timeline", Timeline)
+TFTP_ROOT: web.AppKey[Path] = web.AppKey("tftp_root", Path)
 
 
 def base_url(request: web.Request) -> str:
@@ -92,10 +93,28 @@ async def image_file(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path, chunk_size=256 * 1024)
 
 
+async def tftp_file(request: web.Request) -> web.StreamResponse:
+    """GET/HEAD /tftp/…: a file from the TFTP root (for UEFI HTTP boot clients), by sendfile."""
+    relative = request.match_info["path"]
+    path = confined(request.app[TFTP_ROOT], relative)
+    if path is None:
+        request[NOTE] = "not a file inside the TFTP root"
+        raise web.HTTPNotFound(text=f"no file {relative} in the TFTP root\n")
+    if request.method == "GET":
+        ip = request.remote or ""
+        request.app[TIMELINE].record(time.time(), "http-boot", f"/tftp/{relative}", ip=ip)
+    return web.FileResponse(path, chunk_size=256 * 1024)
+
+
 def make_app(
-    inventory: Inventory, renderer: Renderer, images_dir: Path, timeline: Timeline | None = None
+    inventory: Inventory,
+    renderer: Renderer,
+    images_dir: Path,
+    timeline: Timeline | None = None,
+    *,
+    tftp_root: Path | None = None,
 ) -> web.Application:
-    """The aiohttp application; the caller runs it."""
+    """The aiohttp application; the caller runs it. With tftp_root, /tftp/ serves it."""
     app = web.Application()
     app[TIMELINE] = timeline or Timeline()
     app[INVENTORY] = inventory
@@ -105,6 +124,9 @@ def make_app(
     app.router.add_get("/ipxe", boot_script)  # pvmlab's name for the same script
     app.router.add_get("/boot.ipxe", chain_script)
     app.router.add_get("/images/{path:.+}", image_file)  # add_get also routes HEAD
+    if tftp_root is not None:
+        app[TFTP_ROOT] = tftp_root
+        app.router.add_get("/tftp/{path:.+}", tftp_file)  # UEFI HTTP boot gets iPXE here
     return app
 
 

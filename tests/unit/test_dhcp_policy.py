@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
@@ -24,6 +24,7 @@ from pxelab.dhcp.policy import (
     DhcpContext,
     DhcpReply,
     NoReply,
+    UnknownMacs,
     decide,
     describe_arch,
     evaluate,
@@ -149,14 +150,14 @@ HTTP60: dict[int, bytes] = {OptionCode.VENDOR_CLASS_ID: b"HTTPClient:Arch:00016:
         pytest.param(
             STRANGER,
             {93: arch(16), **HTTP60},
-            "http://10.0.0.1:8080/ipxe.efi",
+            "http://10.0.0.1:8080/tftp/ipxe.efi",
             True,
             id="uefi-http-x64",
         ),
         pytest.param(
             STRANGER,
             {93: arch(19)},
-            "http://10.0.0.1:8080/ipxe-arm64.efi",
+            "http://10.0.0.1:8080/tftp/ipxe-arm64.efi",
             True,
             id="uefi-http-arm64",
         ),
@@ -197,7 +198,7 @@ def test_boot_file_per_client(
 def test_unknown_arch_is_noted_for_the_log() -> None:
     discover = request(MessageType.DISCOVER, options={93: arch(42)})
     assert "unknown client architecture 42" in reply_to(discover).note
-    assert describe_arch(discover) == "unknown (42)"
+    assert describe_arch(discover) == "unknown (42 unassigned)"
     assert describe_arch(request(MessageType.DISCOVER, options={93: arch(9)})) == "x86-64 UEFI (9)"
     assert describe_arch(request(MessageType.DISCOVER)) == "none"
 
@@ -270,7 +271,8 @@ def test_full_exchange_binds_and_acks() -> None:
     assert kind_of(ack.packet) is MessageType.ACK
     assert ack.packet.yiaddr == offer.yiaddr
     assert ack.packet.file == b"ipxe.efi"
-    assert ack.destination == BROADCAST
+    # No broadcast flag, no ciaddr: unicast to yiaddr, by chaddr (RFC 2131 §4.1).
+    assert ack.destination == (str(offer.yiaddr), 68) and ack.link_unicast
     held = leases.get(STRANGER, 2)
     assert held is not None and held.state is LeaseState.BOUND and held.expires == 601
 
@@ -289,6 +291,7 @@ def test_renewal_is_unicast_to_ciaddr() -> None:
     ("mac", "requested", "why"),
     [
         (KNOWN, "10.0.0.105", "52:54:00:00:00:01 is reserved 10.0.0.50, not 10.0.0.105"),
+        (KNOWN, "192.168.1.5", "192.168.1.5 is not on network 10.0.0.0/24"),
         (STRANGER, "10.0.0.50", "10.0.0.50 is not available"),
         (STRANGER, "10.0.0.1", "10.0.0.1 is not available"),
         (STRANGER, "10.0.0.20", "10.0.0.20 is not available"),  # outside the pool
@@ -296,7 +299,9 @@ def test_renewal_is_unicast_to_ciaddr() -> None:
     ],
 )
 def test_wrong_requested_address_is_nakked(mac: str, requested: str, why: str) -> None:
-    nak = reply_to(request(MessageType.REQUEST, mac, options={50: IPv4Address(requested).packed}))
+    """SELECTING (server id is ours) for an address that cannot be given, or a wrong network."""
+    options = {50: IPv4Address(requested).packed, 54: SERVER.packed}
+    nak = reply_to(request(MessageType.REQUEST, mac, options=options))
     assert kind_of(nak.packet) is MessageType.NAK
     assert nak.destination == BROADCAST
     assert nak.packet.yiaddr == nak.packet.siaddr == nak.packet.ciaddr == IPv4Address(0)
@@ -334,7 +339,9 @@ def test_relayed_requests_go_back_to_the_relay() -> None:
     assert offer.packet.giaddr == IPv4Address("10.0.0.254")
     nak = reply_to(
         request(
-            MessageType.REQUEST, giaddr="10.0.0.254", options={50: IPv4Address("10.0.0.9").packed}
+            MessageType.REQUEST,
+            giaddr="10.0.0.254",
+            options={50: IPv4Address("10.0.0.9").packed, 54: SERVER.packed},
         )
     )
     assert nak.destination == ("10.0.0.254", 67)
@@ -424,3 +431,91 @@ def test_ignored_requests_say_why(packet: DhcpPacket, reason: str) -> None:
 def test_context_validation(overrides: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         context(**overrides)
+
+
+# -- RFC 2131 §4.3.2 REQUEST states ---------------------------------------------------------------
+
+A105 = IPv4Address("10.0.0.105")
+
+
+def bound(mac: str = STRANGER, ip: IPv4Address = A105) -> LeaseTable:
+    leases = table()
+    assert leases.bind(mac, ip, 0, 600, reserved={}) is not None
+    return leases
+
+
+def outcome_of(packet: DhcpPacket, leases: LeaseTable, now: float = 10) -> str:
+    """ "ACK", "NAK" or "silent", for the state tables below."""
+    result = evaluate(packet, CTX, HOSTS, leases, now)
+    if isinstance(result, NoReply):
+        return "silent"
+    return kind_of(result.packet).name
+
+
+P50 = OptionCode.REQUESTED_IP
+WRONG = IPv4Address("10.0.0.106")
+
+
+@pytest.mark.parametrize(
+    ("state", "leases", "packet", "expected"),
+    [
+        # INIT-REBOOT: option 50, no server id, no ciaddr
+        ("init-reboot, own lease", bound, request(MessageType.REQUEST, options={P50: A105.packed}), "ACK"),
+        ("init-reboot, other address", bound, request(MessageType.REQUEST, options={P50: WRONG.packed}), "NAK"),
+        ("init-reboot, wrong network", table, request(MessageType.REQUEST, options={P50: IPv4Address("10.9.0.5").packed}), "NAK"),
+        ("init-reboot, unknown client", table, request(MessageType.REQUEST, options={P50: A105.packed}), "silent"),
+        ("init-reboot, address of another", lambda: bound(OTHER), request(MessageType.REQUEST, options={P50: A105.packed}), "NAK"),
+        ("init-reboot, reservation", table, request(MessageType.REQUEST, KNOWN, options={P50: IPv4Address("10.0.0.50").packed}), "ACK"),
+        ("init-reboot, not the reservation", table, request(MessageType.REQUEST, KNOWN, options={P50: A105.packed}), "NAK"),
+        # RENEWING: ciaddr, unicast
+        ("renewing, own lease", bound, request(MessageType.REQUEST, ciaddr="10.0.0.105"), "ACK"),
+        ("renewing, unknown client", table, request(MessageType.REQUEST, ciaddr="10.0.0.105"), "silent"),
+        ("renewing, other address", bound, request(MessageType.REQUEST, ciaddr="10.0.0.106"), "NAK"),
+        # REBINDING: ciaddr, broadcast
+        ("rebinding, own lease", bound, request(MessageType.REQUEST, ciaddr="10.0.0.105", flags=BROADCAST_FLAG), "ACK"),
+        ("rebinding, unknown client", table, request(MessageType.REQUEST, ciaddr="10.0.0.105", flags=BROADCAST_FLAG), "silent"),
+        ("rebinding, other network", table, request(MessageType.REQUEST, ciaddr="10.9.0.5", flags=BROADCAST_FLAG), "silent"),
+        # SELECTING: our server id
+        ("selecting, free pool address", table, request(MessageType.REQUEST, options={P50: A105.packed, 54: SERVER.packed}), "ACK"),
+        ("selecting, taken address", lambda: bound(OTHER), request(MessageType.REQUEST, options={P50: A105.packed, 54: SERVER.packed}), "NAK"),
+    ],
+    ids=lambda value: value if isinstance(value, str) and " " in value else "",
+)  # fmt: skip
+def test_request_states(
+    state: str, leases: Callable[[], LeaseTable], packet: DhcpPacket, expected: str
+) -> None:
+    assert outcome_of(packet, leases()) == expected, state
+
+
+@pytest.mark.parametrize(
+    ("ciaddr", "giaddr", "flags", "destination", "link"),
+    [
+        ("0.0.0.0", "0.0.0.0", 0, ("10.0.0.100", 68), True),
+        ("0.0.0.0", "0.0.0.0", BROADCAST_FLAG, ("255.255.255.255", 68), False),
+        ("10.0.0.100", "0.0.0.0", BROADCAST_FLAG, ("10.0.0.100", 68), False),
+        ("0.0.0.0", "10.0.0.254", BROADCAST_FLAG, ("10.0.0.254", 67), False),
+    ],
+)
+def test_reply_destinations_follow_rfc2131_4_1(
+    ciaddr: str, giaddr: str, flags: int, destination: tuple[str, int], link: bool
+) -> None:
+    offer = reply_to(request(MessageType.DISCOVER, ciaddr=ciaddr, giaddr=giaddr, flags=flags))
+    assert offer.destination == destination
+    assert offer.link_unicast is link
+    assert len(build(offer.packet)) >= 300  # padded for RFC 1542 relays and old PXE ROMs
+
+
+def test_unknown_macs_ignore_answers_only_the_inventory() -> None:
+    ctx = context(unknown_macs=UnknownMacs.IGNORE)
+    stranger = evaluate(request(MessageType.DISCOVER), ctx, HOSTS, table(), 0)
+    assert isinstance(stranger, NoReply) and "not in the inventory" in stranger.reason
+    known = evaluate(request(MessageType.DISCOVER, KNOWN), ctx, HOSTS, table(), 0)
+    assert isinstance(known, DhcpReply) and known.packet.yiaddr == IPv4Address("10.0.0.50")
+
+
+def test_option_60_architecture_when_option_93_is_missing() -> None:
+    vendor: dict[int, bytes] = {OptionCode.VENDOR_CLASS_ID: b"PXEClient:Arch:00007:UNDI:003016"}
+    assert reply_to(request(MessageType.DISCOVER, options=vendor)).packet.file == b"ipxe.efi"
+    both = {**vendor, 93: arch(0)}
+    offer = reply_to(request(MessageType.DISCOVER, options=both))
+    assert offer.packet.file == b"undionly.kpxe" and "option 93 wins" in offer.note

@@ -1,0 +1,153 @@
+"""Build the DHCP service from the settings: contexts per subnet, the lease store, the sockets.
+
+Called by the daemon; every problem is a ConfigError naming the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from ipaddress import IPv4Address, IPv4Interface
+from typing import Protocol
+
+from pxelab.config import Config
+from pxelab.dhcp.policy import DhcpContext, DhcpMode, HostLookup, UnknownMacs
+from pxelab.dhcp.server import start_dhcp
+from pxelab.dhcp.store import FILE_NAME, LeaseStore, LeaseStoreError
+from pxelab.errors import ConfigError
+from pxelab.events import Timeline
+
+log = logging.getLogger("pxelab.dhcp")
+
+
+class Closable(Protocol):
+    """A started service: DHCP sockets, the RA responder."""
+
+    def close(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
+class DhcpService:
+    """Everything DHCP runs (the DHCP sockets and, in full mode, the RA responder) as one."""
+
+    def __init__(self, parts: list[Closable]) -> None:
+        self.parts = parts
+
+    def close(self) -> None:
+        """Stop every part; safe to call more than once."""
+        for part in self.parts:
+            part.close()
+
+    async def wait_closed(self) -> None:
+        """Return once every part has stopped."""
+        for part in self.parts:
+            await part.wait_closed()
+
+
+def contexts(
+    config: Config, server_if: IPv4Interface, http_port: int
+) -> tuple[DhcpContext, list[DhcpContext]]:
+    """The local subnet's context and those of the subnets behind relays."""
+    mode = DhcpMode(config.dhcp_mode)
+    default_unknown = UnknownMacs.SERVE if mode is DhcpMode.FULL else UnknownMacs.IGNORE
+    unknown = UnknownMacs(config.unknown_macs) if config.unknown_macs else default_unknown
+    interface = config.interface
+    if mode is DhcpMode.FULL:
+        if config.dhcp_range is None:
+            raise ConfigError("key 'dhcp_range' is required in full mode")
+        first, last = config.dhcp_range
+    else:
+        first = last = server_if.ip  # proxy mode hands out no addresses
+    for key, ip in (("dhcp_range", first), ("dhcp_range", last), ("router", config.router)):
+        if isinstance(ip, IPv4Address) and ip not in server_if.network:
+            raise ConfigError(
+                f"key {key!r}: {ip} is not in {interface}'s network {server_if.network}"
+            )
+    common = {"http_port": http_port, "mode": mode, "unknown_macs": unknown}
+    try:
+        local = DhcpContext(
+            server_ip=server_if.ip,
+            network=server_if.network,
+            pool_start=first,
+            pool_end=last,
+            router=config.router,
+            dns=config.dns,
+            lease_time=config.lease_time,
+            **common,  # type: ignore[arg-type]
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"key 'dhcp_range': {exc}") from None
+    relayed = []
+    for subnet in config.subnets:
+        if subnet.network.overlaps(server_if.network):
+            raise ConfigError(
+                f"key 'subnets': {subnet.network} overlaps {interface}'s network "
+                f"{server_if.network}"
+            )
+        try:
+            relayed.append(
+                DhcpContext(
+                    server_ip=server_if.ip,
+                    network=subnet.network,
+                    pool_start=subnet.first,
+                    pool_end=subnet.last,
+                    router=subnet.router,
+                    dns=subnet.dns if subnet.dns is not None else config.dns,
+                    lease_time=subnet.lease_time or config.lease_time,
+                    relayed=True,
+                    **common,  # type: ignore[arg-type]
+                )
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"key 'subnets': {subnet.network}: {exc}") from None
+    return local, relayed
+
+
+async def start_from_config(
+    config: Config,
+    server_if: IPv4Interface,
+    http_port: int,
+    hosts: HostLookup,
+    timeline: Timeline | None = None,
+) -> DhcpService:
+    """Open the lease store (full mode) and the DHCP sockets; ConfigError names the key."""
+    assert config.interface is not None
+    local, relayed = contexts(config, server_if, http_port)
+    store = None
+    if local.mode is DhcpMode.FULL:
+        try:
+            store = LeaseStore(config.state_dir / FILE_NAME)
+        except LeaseStoreError as exc:
+            raise ConfigError(f"key 'state_dir': {exc}") from None
+    try:
+        dhcp = await start_dhcp(
+            local,
+            hosts,
+            config.interface,
+            port=config.dhcp_port,
+            relayed=relayed,
+            store=store,
+            timeline=timeline,
+        )
+    except OSError as exc:
+        if store is not None:
+            store.close()
+        raise ConfigError(
+            f"key 'dhcp_port': cannot start DHCP on {config.interface} port {config.dhcp_port}: "
+            f"{exc.strerror or exc}"
+        ) from None
+    except LeaseStoreError as exc:
+        if store is not None:
+            store.close()
+        raise ConfigError(f"key 'state_dir': {exc}") from None
+    parts: list[Closable] = [dhcp]
+    if local.mode is DhcpMode.FULL and config.router_advertisements:
+        from pxelab.dhcp.ra import start_ra
+
+        try:
+            parts.append(await start_ra(config.interface))
+        except OSError as exc:
+            log.warning("router advertisements off: %s", exc)
+    await asyncio.sleep(0)
+    return DhcpService(parts)
