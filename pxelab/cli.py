@@ -47,6 +47,7 @@ SERVE_FLAGS: list[tuple[str, str, str]] = [
     ("--state-dir", "DIR", "state directory (default ~/.pxelab/state)"),
     ("--templates-dir", "DIR", "templates here override the shipped ones"),
     ("--log-level", "LEVEL", "debug, info, warning or error"),
+    ("--user", "NAME", "drop root to this user once the ports are bound"),
 ]
 
 

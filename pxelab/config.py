@@ -70,6 +70,8 @@ class Config:
     """Templates here override the shipped ones, file by file."""
     log_level: str = "info"
     """debug, info, warning or error."""
+    user: str | None = None
+    """Drop root to this user once the sockets are bound (the state dir becomes theirs)."""
 
 
 def _ip(key: str, value: Any) -> IPv4Address:
@@ -178,6 +180,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "state_dir": _path,
     "templates_dir": _opt_path,
     "log_level": _level,
+    "user": _opt_str,
 }
 assert set(_CHECKS) == {f.name for f in fields(Config)}
 

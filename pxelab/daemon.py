@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -131,6 +132,8 @@ async def serve(config: Config, on_ready: Callable[[Ready], None] | None = None)
         if config.interface and server_if is not None:
             services.append(await _start_dhcp(config, server_if, http_port, inventory, timeline))
 
+        if config.user:
+            await drop_privileges(config)
         ready = Ready(http_port, tftp_port, config.interface)
         log.info(
             "pxelab ready: http on %s:%d, tftp %s, dhcp %s; hosts from %s",
@@ -155,6 +158,25 @@ async def serve(config: Config, on_ready: Callable[[Ready], None] | None = None)
         for service in services:
             await service.wait_closed()
         await runner.cleanup()
+
+
+async def drop_privileges(config: Config) -> None:
+    """Become config.user now that every privileged socket is bound.
+
+    What is imported or started lazily is done first: after the switch the interpreter's own
+    files may be unreadable (a Python under /root, say).
+    """
+    import concurrent.futures.thread  # noqa: F401  (asyncio.to_thread imports it lazily)
+
+    from pxelab import privileges
+
+    assert config.user is not None
+    await asyncio.get_running_loop().run_in_executor(None, lambda: None)
+    account = privileges.lookup(config.user)
+    if os.geteuid() == 0:
+        privileges.give_state_dir(account, config.state_dir)
+    privileges.drop_to(account)
+    log.info("running as user %s (uid %d, gid %d)", account.name, account.uid, account.gid)
 
 
 async def _start_dhcp(
