@@ -11,12 +11,15 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Mapping
 from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
 
 import pytest
 
 from pxelab.dhcp.packet import DhcpPacket, MessageType, Op, OptionCode, build, parse
 from pxelab.dhcp.policy import DhcpContext, HostInfo
 from pxelab.dhcp.server import DhcpServer, start_dhcp
+from pxelab.dhcp.store import LeaseStore
+from pxelab.events import Timeline
 from tests.netns import require_root
 
 pytestmark = pytest.mark.netns
@@ -50,16 +53,16 @@ async def server() -> AsyncIterator[DhcpServer]:
         await srv.wait_closed()
 
 
-def relay_socket() -> socket.socket:
+def relay_socket(address: str = RELAY) -> socket.socket:
     """Stand in for a relay agent: replies to relayed requests go to giaddr:67."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((RELAY, 67))
+        sock.bind((address, 67))
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            pytest.skip(f"{RELAY}:67 is taken on this host")
+            raise RuntimeError(f"{address}:67 is taken on this host; stop what holds it") from exc
         raise
     sock.setblocking(False)
     return sock
@@ -137,3 +140,63 @@ async def test_unknown_interface_is_named_in_the_error() -> None:
     require_root()
     with pytest.raises(OSError, match="interface 'nosuchif0'"):
         await start_dhcp(CTX, NoHosts(), "nosuchif0", port=0)
+
+
+async def test_relayed_subnet_pool_timeline_and_store(tmp_path: Path) -> None:
+    """giaddr picks the subnet; OFFER/ACK go to the timeline (ACK binds ip -> mac) and the store."""
+    require_root()
+    local = DhcpContext(
+        server_ip=IPv4Address("127.0.0.1"),
+        network=IPv4Network("127.0.0.0/24"),
+        pool_start=IPv4Address("127.0.0.100"),
+        pool_end=IPv4Address("127.0.0.120"),
+    )
+    far = DhcpContext(
+        server_ip=IPv4Address("127.0.0.1"),
+        network=IPv4Network("127.0.5.0/24"),
+        pool_start=IPv4Address("127.0.5.10"),
+        pool_end=IPv4Address("127.0.5.20"),
+        router=IPv4Address("127.0.5.2"),
+        relayed=True,
+    )
+    timeline = Timeline()
+    store = LeaseStore(tmp_path / "leases.db")
+    srv = await start_dhcp(
+        local, NoHosts(), "lo", port=0, relayed=[far], store=store, timeline=timeline
+    )
+    loop = asyncio.get_running_loop()
+    mac = "52:54:00:cc:00:05"
+    try:
+        with relay_socket("127.0.5.2") as relay:
+
+            async def exchange(kind: MessageType, *options: tuple[int, bytes]) -> DhcpPacket:
+                request = DhcpPacket(
+                    op=Op.BOOTREQUEST,
+                    xid=5,
+                    hops=1,
+                    giaddr=IPv4Address("127.0.5.2"),
+                    chaddr=bytes.fromhex(mac.replace(":", "")),
+                    options=((OptionCode.MESSAGE_TYPE, bytes((kind,))), *options),
+                )
+                await loop.sock_sendto(relay, build(request), ("127.0.0.1", srv.port))
+                return parse(await asyncio.wait_for(loop.sock_recv(relay, 2048), 5))
+
+            offer = await exchange(MessageType.DISCOVER)
+            assert offer.yiaddr == IPv4Address("127.0.5.10")
+            assert offer.option(OptionCode.ROUTER) == IPv4Address("127.0.5.2").packed
+            assert offer.option(OptionCode.SUBNET_MASK) == IPv4Address("255.255.255.0").packed
+            ack = await exchange(
+                MessageType.REQUEST,
+                (50, offer.yiaddr.packed),
+                (54, IPv4Address("127.0.0.1").packed),
+            )
+            assert ack.option(OptionCode.MESSAGE_TYPE) == bytes((MessageType.ACK,))
+    finally:
+        srv.close()
+        await srv.wait_closed()
+    details = [event.detail.split()[0] for event in timeline.events(mac)]
+    assert details == ["OFFER", "ACK"]
+    assert timeline.mac_at("127.0.5.10") == mac
+    assert [(lease.ip, lease.mac) for lease in LeaseStore(tmp_path / "leases.db").load()] == [
+        (IPv4Address("127.0.5.10"), mac)
+    ]
