@@ -12,7 +12,7 @@ import logging
 import socket
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from ipaddress import IPv4Address
 from typing import cast
 
@@ -26,6 +26,7 @@ from pxelab.dhcp.policy import (
     DhcpContext,
     DhcpMode,
     DhcpReply,
+    HostInfo,
     HostLookup,
     NoReply,
     describe_arch,
@@ -52,6 +53,35 @@ class Pool:
         self.leases = leases
 
 
+RESERVED_TTL = 0.5
+"""Seconds the inventory's reserved-address map is reused (the inventory rescans as often)."""
+
+
+class CachedHosts:
+    """The inventory with `reserved()` rebuilt at most every RESERVED_TTL seconds.
+
+    Rebuilding it per request was most of the cost of a DISCOVER (a dict of IPv4Address keys).
+    """
+
+    def __init__(self, hosts: HostLookup, clock: Callable[[], float] = time.monotonic) -> None:
+        self.hosts = hosts
+        self.clock = clock
+        self._reserved: Mapping[IPv4Address, str] = {}
+        self._until = float("-inf")
+
+    def lookup(self, mac: str) -> HostInfo | None:
+        """The host with this MAC, straight from the inventory."""
+        return self.hosts.lookup(mac)
+
+    def reserved(self) -> Mapping[IPv4Address, str]:
+        """Every reserved address and its MAC, at most RESERVED_TTL seconds old."""
+        now = self.clock()
+        if now >= self._until:
+            self._reserved = self.hosts.reserved()
+            self._until = now + RESERVED_TTL
+        return self._reserved
+
+
 class _Dhcp:
     """The state shared by the sockets of one DHCP server: subnets, inventory, clock, timeline."""
 
@@ -64,7 +94,7 @@ class _Dhcp:
         timeline: Timeline | None,
     ) -> None:
         self.pools = pools
-        self.hosts = hosts
+        self.hosts = CachedHosts(hosts)
         self.interface = interface
         self.clock = clock
         self.timeline = timeline
