@@ -51,7 +51,7 @@ SERVE_FLAGS: list[tuple[str, str, str]] = [
 ]
 
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("pxelab.assets.cli",)
 """Modules that add subcommands: each has `register(commands)`, and sets `func` on its parser."""
 
 Func = Callable[[argparse.Namespace], int]

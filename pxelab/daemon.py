@@ -19,6 +19,7 @@ from pxelab.errors import ConfigError
 from pxelab.events import Timeline
 from pxelab.http.app import AccessLogger, make_app
 from pxelab.inventory import Inventory
+from pxelab.provision.state import install_store
 from pxelab.render import Renderer
 
 log = logging.getLogger("pxelab")
@@ -93,6 +94,7 @@ async def serve(config: Config, on_ready: Callable[[Ready], None] | None = None)
             Renderer(config.templates_dir),
             config.images_dir,
             timeline,
+            install_store=install_store(config.state_dir),
             tftp_root=config.tftp_root,
         ),
         access_log_class=AccessLogger,

@@ -33,7 +33,20 @@ IMAGE_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 
 KNOWN_KEYS = frozenset(
     {"name", "arch", "mac", "ip", "distro", "pxeboot", "kernel", "initrd", "ssh_key", "kernel_args"}
+    | {"ssh_keys", "template", "iso", "repo"}
 )
+
+TEMPLATES = ("generic", "ubuntu", "fedora", "debian")
+"""Install templates a host may pick with `template` (see the README)."""
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+"""Host names: they reach iPXE scripts, kernel lines, URLs and installer hostnames."""
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+"""Distro names: one path component under the images dir."""
+_SSH_KEY = re.compile(r"[a-z0-9@.-]+ [A-Za-z0-9+/]+={0,3}( [A-Za-z0-9@._+=:/ -]*)?")
+"""`type base64 [comment]` on one line; no quotes or shell syntax (it reaches kickstart and shell)."""
+_IPXE_UNSAFE = ("${", "||", "&&")
+"""iPXE expands settings and chains commands with these: never let a host file carry them."""
 
 _HEX_MAC = re.compile(r"[0-9a-f]{12}")
 _RELOAD_INTERVAL = 0.5
@@ -70,7 +83,15 @@ class Host:
     kernel_args: str = ""
     """Extra arguments appended to the kernel command line."""
     ssh_key: str | None = None
-    """Public SSH key handed to installers."""
+    """Public SSH key handed to installers (the first of `ssh_keys`)."""
+    ssh_keys: tuple[str, ...] = ()
+    """Every public SSH key of the host file (`ssh_key` and `ssh_keys`)."""
+    template: str = "generic"
+    """Install template: generic, ubuntu, fedora or debian (default: from the distro's name)."""
+    iso: str | None = None
+    """Ubuntu: the live-server ISO, a file name under the image directory or an http(s) URL."""
+    repo: str | None = None
+    """Fedora/RHEL: the `inst.repo=` URL (default: the image directory)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Every other key of the host file, kept as it was."""
     source: str = ""
@@ -89,11 +110,51 @@ def _str(data: Mapping[str, Any], key: str, source: str, default: str | None = N
     raise HostFileError(f"{source}: key {key!r} must be a string, not {type(value).__name__}")
 
 
+def _check_token(value: str, key: str, source: str) -> str:
+    """A value that goes on a kernel or iPXE line as one word: no spaces or iPXE syntax."""
+    if not value or any(c.isspace() or not c.isprintable() for c in value):
+        raise HostFileError(f"{source}: key {key!r} must be one word without spaces")
+    if any(bad in value for bad in _IPXE_UNSAFE):
+        raise HostFileError(f"{source}: key {key!r} must not contain ${{, || or &&")
+    return value
+
+
+def _ssh_keys(data: Mapping[str, Any], source: str) -> tuple[str, ...]:
+    keys: list[str] = []
+    for key in ("ssh_key", "ssh_keys"):
+        value = data.get(key)
+        values = [value] if isinstance(value, str) else value
+        if value is None:
+            continue
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise HostFileError(f"{source}: key {key!r} must be a string or a list of strings")
+        for text in values:
+            if not _SSH_KEY.fullmatch(text.strip()):
+                raise HostFileError(
+                    f"{source}: key {key!r}: {text[:40]!r} is not one line 'type base64 [comment]'"
+                )
+            keys.append(text.strip())
+    return tuple(keys)
+
+
+def default_template(distro: str | None) -> str:
+    """The install template a distro name implies: ubuntu-*, fedora/rhel/… , debian-*, else generic."""
+    family = (distro or "").lower().split("-")[0]
+    if family in ("fedora", "rhel", "centos", "rocky", "alma", "almalinux"):
+        return "fedora"
+    return family if family in ("ubuntu", "debian") else "generic"
+
+
 def parse_host(data: Any, source: str) -> Host:
     """Build a Host from one decoded host file; raise HostFileError naming the file and key."""
     if not isinstance(data, dict):
         raise HostFileError(f"{source}: expected a JSON object, got {type(data).__name__}")
     name = _str(data, "name", source) or Path(source).stem
+    if not _NAME.fullmatch(name):
+        raise HostFileError(
+            f"{source}: key 'name': {name[:70]!r} is not a host name "
+            "(letters, digits, '-', '_', '.'; at most 63)"
+        )
     raw_mac = _str(data, "mac", source)
     if not raw_mac:
         raise HostFileError(f"{source}: key 'mac' is missing")
@@ -121,23 +182,38 @@ def parse_host(data: Any, source: str) -> Host:
         kernel_args = " ".join(kernel_args)
     if not isinstance(kernel_args, str):
         raise HostFileError(f"{source}: key 'kernel_args' must be a string or a list of strings")
-    if "\n" in kernel_args or "\r" in kernel_args:
-        raise HostFileError(f"{source}: key 'kernel_args' must be one line")
-    for key in ("kernel", "initrd"):
+    if any(not c.isprintable() for c in kernel_args):
+        raise HostFileError(f"{source}: key 'kernel_args' must be one line of printable text")
+    if any(bad in kernel_args for bad in _IPXE_UNSAFE):
+        raise HostFileError(f"{source}: key 'kernel_args' must not contain ${{, || or &&")
+    for key in ("kernel", "initrd", "iso", "repo"):
         value = _str(data, key, source)
-        if value is not None and (not value or any(c.isspace() for c in value)):
-            raise HostFileError(f"{source}: key {key!r} must be a file name without spaces")
+        if value is not None:
+            _check_token(value, key, source)
+    distro = _str(data, "distro", source)
+    if distro is not None and (not _WORD.fullmatch(distro) or ".." in distro):
+        raise HostFileError(f"{source}: key 'distro': {distro!r} is not a directory name")
+    template = _str(data, "template", source) or default_template(distro)
+    if template not in TEMPLATES:
+        raise HostFileError(
+            f"{source}: key 'template': {template!r} is not one of {', '.join(TEMPLATES)}"
+        )
+    ssh_keys = _ssh_keys(data, source)
     return Host(
         name=name,
         mac=mac,
         arch=ARCH_ALIASES[raw_arch],
         ip=ip,
-        distro=_str(data, "distro", source),
+        distro=distro,
         pxeboot=pxeboot,
         kernel=_str(data, "kernel", source) or "vmlinuz",
         initrd=_str(data, "initrd", source) or "initrd",
         kernel_args=kernel_args.strip(),
-        ssh_key=_str(data, "ssh_key", source),
+        ssh_key=ssh_keys[0] if ssh_keys else None,
+        ssh_keys=ssh_keys,
+        template=template,
+        iso=_str(data, "iso", source),
+        repo=_str(data, "repo", source),
         extra={k: v for k, v in data.items() if k not in KNOWN_KEYS},
         source=source,
     )

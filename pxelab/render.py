@@ -1,10 +1,12 @@
-"""Boot scripts rendered from Jinja2 templates: shipped ones, overridable file by file.
+"""Boot scripts and install data rendered from Jinja2 templates: shipped ones, overridable by file.
 
 Rendering is all-or-nothing: a template error raises RenderError and no partial text escapes.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +14,42 @@ import jinja2
 
 from pxelab.errors import PxelabError
 from pxelab.inventory import Host
+from pxelab.provision.state import InstallState
 from pxelab.resources import shipped_dir
 
 CONSOLE = {"x86_64": "console=ttyS0", "aarch64": "console=ttyAMA0"}
 """Serial console argument per architecture."""
+
+BOOT_TEMPLATES = {
+    "generic": "boot.ipxe.j2",
+    "ubuntu": "boot-ubuntu.ipxe.j2",
+    "fedora": "boot-fedora.ipxe.j2",
+    "debian": "boot-debian.ipxe.j2",
+}
+"""Boot script template per install template (the host's `template`)."""
+LOCAL_BOOT_TEMPLATE = "boot-local.ipxe.j2"
+"""The script of an installed host: exit to the firmware's next boot device (the disk)."""
+
+INSTALL_DATA = {
+    "meta-data": "cloud-init/meta-data.j2",
+    "user-data": "cloud-init/user-data.j2",
+    "network-config": "cloud-init/network-config.j2",
+    "kickstart": "kickstart.ks.j2",
+    "preseed": "preseed.cfg.j2",
+}
+"""Per-host install data: name -> template."""
+INSTALL_DATA_FOR = {
+    "generic": ("meta-data", "user-data", "network-config"),
+    "ubuntu": ("meta-data", "user-data", "network-config"),
+    "fedora": ("kickstart",),
+    "debian": ("preseed",),
+}
+"""The install data each template's installer fetches (all of it is served for every host)."""
+
+DEFAULT_ISO = "live-server.iso"
+"""Ubuntu ISO file name under the host's image directory when the host file names none."""
+DEFAULT_USER = "pxelab"
+"""The user the installers create (with the host's SSH keys)."""
 
 
 class RenderError(PxelabError):
@@ -33,6 +67,68 @@ def image_url(base_url: str, host: Host, name: str) -> str:
     return f"{base_url}/images/{host.distro}/{host.image_arch}/{name.lstrip('/')}"
 
 
+@dataclass(frozen=True)
+class HostUrls:
+    """Every URL pxelab hands a host: its script, images and install data, and the callback."""
+
+    script: str
+    """`/boot?mac=…`: the host's iPXE script."""
+    kernel: str
+    """Its kernel."""
+    initrd: str
+    """Its initrd."""
+    seed: str
+    """cloud-init NoCloud seed directory (ends with `/`): meta-data, user-data, network-config."""
+    kickstart: str
+    """Its kickstart file."""
+    preseed: str
+    """Its Debian preseed file."""
+    installed: str
+    """`POST` here when the install is done: the next boot goes to the local disk."""
+    iso: str | None
+    """Ubuntu: the live-server ISO (casper `url=`); None without a distro or an `iso` URL."""
+    repo: str | None
+    """Fedora/RHEL: the install tree (`inst.repo=`); None without a distro or a `repo` URL."""
+
+    def as_dict(self) -> dict[str, str | None]:
+        return dict(self.__dict__)
+
+
+def host_urls(host: Host, base_url: str) -> HostUrls:
+    """The host's URLs on the server at base_url; RenderError when its images have no home."""
+    iso = repo = None
+    if host.distro or (host.iso or "").startswith(("http://", "https://")):
+        iso = image_url(base_url, host, host.iso or DEFAULT_ISO)
+    if host.distro or host.repo:
+        repo = host.repo or image_url(base_url, host, "")
+    return HostUrls(
+        script=f"{base_url}/boot?mac={host.mac}",
+        kernel=image_url(base_url, host, host.kernel),
+        initrd=image_url(base_url, host, host.initrd),
+        seed=f"{base_url}/cloud-init/{host.name}/",
+        kickstart=f"{base_url}/kickstart/{host.name}",
+        preseed=f"{base_url}/preseed/{host.name}",
+        installed=f"{base_url}/api/hosts/{host.mac}/installed",
+        iso=iso,
+        repo=repo,
+    )
+
+
+def _yaml(value: Any) -> str:
+    """A YAML scalar or flow collection (JSON is YAML): quotes whatever needs quoting."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _line(value: Any) -> str:
+    """A value that must stay on its line (preseed, kickstart, shell): refuse control characters."""
+    if value is None:
+        raise ValueError("a value the template needs is missing (no distro, iso or repo?)")
+    text = str(value)
+    if any(not c.isprintable() for c in text):
+        raise ValueError(f"{text[:40]!r} must be one line of printable text")
+    return text
+
+
 class Renderer:
     """Renders the shipped templates, or same-named files from an override directory."""
 
@@ -45,6 +141,8 @@ class Renderer:
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
         )
+        self.env.filters["yaml"] = _yaml
+        self.env.filters["line"] = _line
 
     def render(self, template: str, what: str, **context: Any) -> str:
         try:
@@ -52,22 +150,46 @@ class Renderer:
         except jinja2.TemplateError as exc:
             where = f" line {exc.lineno}" if isinstance(exc, jinja2.TemplateSyntaxError) else ""
             raise RenderError(f"template {template}{where} for {what}: {exc}") from exc
+        except ValueError as exc:  # from the `line` filter
+            raise RenderError(f"template {template} for {what}: {exc}") from exc
 
-    def boot_script(self, host: Host, base_url: str) -> str:
-        """The iPXE script that boots this host's kernel and initrd from base_url."""
-        kernel_url = image_url(base_url, host, host.kernel)
-        initrd_url = image_url(base_url, host, host.initrd)
+    def context(self, host: Host, base_url: str) -> dict[str, Any]:
+        """The variables every host template gets (see the README's template section)."""
+        urls = host_urls(host, base_url)
         console = CONSOLE[host.arch]
+        return {
+            "host": host,
+            "base_url": base_url,
+            "urls": urls,
+            "kernel_url": urls.kernel,
+            "initrd_url": urls.initrd,
+            "initrd_name": urls.initrd.rsplit("/", 1)[-1],
+            "installed_url": urls.installed,
+            "console": console,
+            "cmdline": " ".join(a for a in (console, host.kernel_args) if a),
+            "user": DEFAULT_USER,
+            "instance_id": f"{host.name}-{host.mac.replace(':', '')}",
+        }
+
+    def boot_template(self, host: Host, state: InstallState) -> str:
+        """The template that makes the host's script in this state."""
+        if state is InstallState.INSTALLED:
+            return LOCAL_BOOT_TEMPLATE
+        return BOOT_TEMPLATES[host.template]
+
+    def boot_script(
+        self, host: Host, base_url: str, state: InstallState = InstallState.INSTALL
+    ) -> str:
+        """The host's iPXE script: its installer (or kernel) until installed, then local boot."""
+        template = self.boot_template(host, state)
         return self.render(
-            "boot.ipxe.j2",
-            f"host {host.name!r}",
-            host=host,
-            base_url=base_url,
-            kernel_url=kernel_url,
-            initrd_url=initrd_url,
-            initrd_name=initrd_url.rsplit("/", 1)[-1],
-            console=console,
-            cmdline=" ".join(a for a in (console, host.kernel_args) if a),
+            template, f"host {host.name!r}", state=state.value, **self.context(host, base_url)
+        )
+
+    def install_data(self, host: Host, base_url: str, name: str) -> str:
+        """One piece of the host's install data (a key of INSTALL_DATA)."""
+        return self.render(
+            INSTALL_DATA[name], f"host {host.name!r} {name}", **self.context(host, base_url)
         )
 
     def chain_script(self, base_url: str) -> str:

@@ -1,6 +1,7 @@
 """The HTTP side: per-host iPXE scripts from memory, and images streamed with sendfile.
 
-Routes: /boot?mac= (and /ipxe?mac=), /boot.ipxe, /images/… (GET, HEAD, Range).
+Routes here: /boot?mac= (and /ipxe?mac=), /boot.ipxe, /images/… and /tftp/… (GET, HEAD, Range),
+/metrics; install data in `pxelab.http.install`, the JSON API in `pxelab.http.api`.
 """
 
 from __future__ import annotations
@@ -13,29 +14,48 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from pxelab.events import Timeline
+from pxelab.http.api import add_routes as add_api_routes
+from pxelab.http.install import add_routes as add_install_routes
+from pxelab.http.keys import (
+    IMAGES_DIR,
+    INSTALL_STORE,
+    INVENTORY,
+    METRICS,
+    NOTE,
+    RENDERER,
+    TFTP_ROOT,
+    TIMELINE,
+    base_url,
+    remote,
+)
+from pxelab.http.metrics import Metrics, metrics_page, route_name
 from pxelab.inventory import Inventory, normalize_mac
+from pxelab.provision.state import InstallState, InstallStore, StateError
 from pxelab.render import Renderer, RenderError
+
+__all__ = [
+    "IMAGES_DIR",
+    "INSTALL_STORE",
+    "INVENTORY",
+    "IPXE_TYPE",
+    "METRICS",
+    "NOTE",
+    "RENDERER",
+    "TFTP_ROOT",
+    "TIMELINE",
+    "AccessLogger",
+    "base_url",
+    "confined",
+    "make_app",
+]
 
 log = logging.getLogger("pxelab.http")
 
 IPXE_TYPE = "text/plain"
-NOTE: web.RequestKey[str] = web.RequestKey("note", str)
-"""Request key for what the access log line should add (host name, reason of an error)."""
-
-INVENTORY: web.AppKey[Inventory] = web.AppKey("inventory", Inventory)
-RENDERER: web.AppKey[Renderer] = web.AppKey("renderer", Renderer)
-IMAGES_DIR: web.AppKey[Path] = web.AppKey("images_dir", Path)
-TIMELINE: web.AppKey[Timeline] = web.AppKey("timeline", Timeline)
-TFTP_ROOT: web.AppKey[Path] = web.AppKey("tftp_root", Path)
-
-
-def base_url(request: web.Request) -> str:
-    """The scheme and host the client used to reach us, so scripts point back the same way."""
-    return f"{request.scheme}://{request.host}"
 
 
 async def boot_script(request: web.Request) -> web.Response:
-    """GET /boot?mac=…: that host's iPXE script."""
+    """GET /boot?mac=…: that host's iPXE script (its installer, or local boot once installed)."""
     raw = request.query.get("mac", "").strip()
     if not raw:
         raise web.HTTPBadRequest(text="missing query parameter: mac\n")
@@ -47,15 +67,21 @@ async def boot_script(request: web.Request) -> web.Response:
     if host is None:
         request[NOTE] = "unknown host"
         raise web.HTTPNotFound(text=f"no host with mac {mac}\n")
+    base = base_url(request)
     try:
-        script = request.app[RENDERER].boot_script(host, base_url(request))
-    except RenderError as exc:
+        state = request.app[INSTALL_STORE].get(mac).state
+        script = request.app[RENDERER].boot_script(host, base, state)
+    except (RenderError, StateError) as exc:
         request[NOTE] = str(exc)
         raise web.HTTPInternalServerError(text=f"{exc}\n") from None
-    request[NOTE] = f"host {host.name}"
-    request.app[TIMELINE].record(
-        time.time(), "script", f"boot script {request.path}", mac=mac, ip=request.remote or ""
-    )
+    installed = state is InstallState.INSTALLED
+    request[NOTE] = f"host {host.name}, installed: local boot" if installed else f"host {host.name}"
+    if installed:
+        stage, detail = "local-boot", f"local-boot script {request.path} (installed)"
+    else:
+        template = request.app[RENDERER].boot_template(host, state)
+        stage, detail = "script", f"boot script {request.path} ({template})"
+    request.app[TIMELINE].record(time.time(), stage, detail, mac=mac, ip=remote(request))
     return web.Response(text=script, content_type=IPXE_TYPE)
 
 
@@ -83,6 +109,18 @@ def confined(root: Path, relative: str) -> Path | None:
     return candidate
 
 
+def image_stage(inventory: Inventory, mac: str, relative: str) -> str:
+    """Timeline stage of an image request: kernel, initrd or iso of the host at mac, else image."""
+    host = inventory.lookup(mac) if mac else None
+    if host is None or not host.distro:
+        return "image"
+    directory = f"{host.distro}/{host.image_arch}/"
+    for stage, name in (("kernel", host.kernel), ("initrd", host.initrd), ("iso", host.iso)):
+        if name and relative == directory + name.lstrip("/"):
+            return stage
+    return "image"
+
+
 async def image_file(request: web.Request) -> web.StreamResponse:
     """GET/HEAD /images/…: a file from the images dir, with Range, by sendfile."""
     relative = request.match_info["path"]
@@ -90,6 +128,10 @@ async def image_file(request: web.Request) -> web.StreamResponse:
     if path is None:
         request[NOTE] = "not a file inside the images dir"
         raise web.HTTPNotFound(text=f"no image {relative}\n")
+    if request.method == "GET":
+        timeline, ip = request.app[TIMELINE], remote(request)
+        stage = image_stage(request.app[INVENTORY], timeline.mac_at(ip), relative)
+        timeline.record(time.time(), stage, f"/images/{relative}", ip=ip)
     return web.FileResponse(path, chunk_size=256 * 1024)
 
 
@@ -101,9 +143,17 @@ async def tftp_file(request: web.Request) -> web.StreamResponse:
         request[NOTE] = "not a file inside the TFTP root"
         raise web.HTTPNotFound(text=f"no file {relative} in the TFTP root\n")
     if request.method == "GET":
-        ip = request.remote or ""
+        ip = remote(request)
         request.app[TIMELINE].record(time.time(), "http-boot", f"/tftp/{relative}", ip=ip)
     return web.FileResponse(path, chunk_size=256 * 1024)
+
+
+async def _count_response(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: count every response (errors too) and its body bytes."""
+    sent = 0
+    if request.method != "HEAD":
+        sent = response.content_length or response.body_length
+    request.app[METRICS].on_response(route_name(request), response.status, sent)
 
 
 def make_app(
@@ -112,14 +162,29 @@ def make_app(
     images_dir: Path,
     timeline: Timeline | None = None,
     *,
+    install_store: InstallStore | None = None,
     tftp_root: Path | None = None,
+    metrics: Metrics | None = None,
 ) -> web.Application:
-    """The aiohttp application; the caller runs it. With tftp_root, /tftp/ serves it."""
+    """The aiohttp application; the caller runs it.
+
+    Without install_store, install states live in memory. With tftp_root, /tftp/ serves it
+    (and explain says whether boot files exist). Add options as keyword-only arguments.
+    """
     app = web.Application()
     app[TIMELINE] = timeline or Timeline()
     app[INVENTORY] = inventory
     app[RENDERER] = renderer
     app[IMAGES_DIR] = images_dir
+    app[INSTALL_STORE] = install_store or InstallStore(None)
+    app[METRICS] = metrics or Metrics()
+    unsubscribe = app[TIMELINE].subscribe(app[METRICS].on_event)
+
+    async def _unsubscribe(_: web.Application) -> None:
+        unsubscribe()
+
+    app.on_cleanup.append(_unsubscribe)
+    app.on_response_prepare.append(_count_response)
     app.router.add_get("/boot", boot_script)
     app.router.add_get("/ipxe", boot_script)  # pvmlab's name for the same script
     app.router.add_get("/boot.ipxe", chain_script)
@@ -127,6 +192,9 @@ def make_app(
     if tftp_root is not None:
         app[TFTP_ROOT] = tftp_root
         app.router.add_get("/tftp/{path:.+}", tftp_file)  # UEFI HTTP boot gets iPXE here
+    app.router.add_get("/metrics", metrics_page)
+    add_install_routes(app)
+    add_api_routes(app)
     return app
 
 

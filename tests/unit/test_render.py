@@ -20,7 +20,9 @@ def test_default_script_boots_kernel_and_initrd_from_images() -> None:
     script = Renderer().boot_script(host, BASE)
     assert script.startswith("#!ipxe\n")
     lines = script.splitlines()
-    assert f"kernel {BASE}/images/demo/amd64/vmlinuz initrd=initrd console=ttyS0 quiet a=1" in lines
+    installed = f"pxelab.installed_url={BASE}/api/hosts/52:54:00:00:00:01/installed"
+    kernel = f"kernel {BASE}/images/demo/amd64/vmlinuz initrd=initrd console=ttyS0 quiet a=1"
+    assert f"{kernel} {installed}" in lines
     assert f"initrd {BASE}/images/demo/amd64/initrd" in lines
     assert lines[-1] == "boot"
 

@@ -1,0 +1,176 @@
+"""The JSON API: hosts and their stage, boot timelines, the install callback, explain.
+
+GET /api/hosts, GET /api/hosts/<mac>, GET /api/hosts/<mac>/events,
+POST /api/hosts/<mac>/installed, POST /api/hosts/<mac>/reinstall, GET /api/explain/<mac>?arch=.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from ipaddress import IPv4Address
+from typing import Any
+
+from aiohttp import web
+
+from pxelab.events import Event
+from pxelab.http.keys import (
+    INSTALL_STORE,
+    INVENTORY,
+    NOTE,
+    RENDERER,
+    TFTP_ROOT,
+    TIMELINE,
+    base_url,
+    remote,
+)
+from pxelab.inventory import Host, normalize_mac
+from pxelab.provision.explain import explain
+from pxelab.provision.state import HostState, InstallState, StateError
+
+
+def _mac(request: web.Request) -> str:
+    raw = request.match_info["mac"]
+    try:
+        return normalize_mac(raw)
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=f"{exc}\n") from None
+
+
+def _host(request: web.Request, mac: str) -> Host:
+    host = request.app[INVENTORY].lookup(mac)
+    if host is None:
+        request[NOTE] = "unknown host"
+        raise web.HTTPNotFound(text=f"no host with mac {mac}\n")
+    return host
+
+
+def _state(request: web.Request, mac: str) -> HostState:
+    try:
+        return request.app[INSTALL_STORE].get(mac)
+    except StateError as exc:
+        request[NOTE] = str(exc)
+        raise web.HTTPInternalServerError(text=f"{exc}\n") from None
+
+
+def _event(event: Event | None) -> dict[str, Any] | None:
+    return None if event is None else asdict(event)
+
+
+def host_summary(host: Host, state: HostState, last: Event | None) -> dict[str, Any]:
+    """One host as /api/hosts lists it: identity, install state, and its last boot stage."""
+    return {
+        "name": host.name,
+        "mac": host.mac,
+        "arch": host.arch,
+        "ip": str(host.ip) if host.ip else None,
+        "distro": host.distro,
+        "template": host.template,
+        "pxeboot": host.pxeboot,
+        "state": state.state.value,
+        "state_changed": state.changed,
+        "stage": last.stage if last else None,
+        "last_event": _event(last),
+    }
+
+
+async def list_hosts(request: web.Request) -> web.Response:
+    """GET /api/hosts: every host with its state and current stage; MACs seen but unknown."""
+    inventory, timeline = request.app[INVENTORY], request.app[TIMELINE]
+    hosts = inventory.hosts()
+    known = {h.mac for h in hosts}
+    body = {
+        "hosts": [host_summary(h, _state(request, h.mac), timeline.last(h.mac)) for h in hosts],
+        "unknown": [
+            {"mac": mac, "stage": e.stage if e else None, "last_event": _event(e)}
+            for mac in timeline.macs()
+            if mac not in known
+            for e in [timeline.last(mac)]
+        ],
+        "broken_files": inventory.errors,
+    }
+    return web.json_response(body)
+
+
+async def show_host(request: web.Request) -> web.Response:
+    """GET /api/hosts/<mac>: the host, its state and its last event."""
+    mac = _mac(request)
+    host = _host(request, mac)
+    summary = host_summary(host, _state(request, mac), request.app[TIMELINE].last(mac))
+    summary["kernel"], summary["initrd"] = host.kernel, host.initrd
+    summary["kernel_args"], summary["ssh_keys"] = host.kernel_args, list(host.ssh_keys)
+    summary["source"] = host.source
+    return web.json_response(summary)
+
+
+async def host_events(request: web.Request) -> web.Response:
+    """GET /api/hosts/<mac>/events: its boot timeline, oldest first (404 if never seen)."""
+    mac = _mac(request)
+    events = request.app[TIMELINE].events(mac)
+    if not events and request.app[INVENTORY].lookup(mac) is None:
+        raise web.HTTPNotFound(text=f"no host with mac {mac} and no events from it\n")
+    return web.json_response({"mac": mac, "events": [asdict(e) for e in events]})
+
+
+async def _set_state(request: web.Request, state: InstallState, stage: str) -> web.Response:
+    mac = _mac(request)
+    host = _host(request, mac)
+    try:
+        record = request.app[INSTALL_STORE].set(mac, state, time.time(), remote(request))
+    except StateError as exc:
+        request[NOTE] = str(exc)
+        raise web.HTTPInternalServerError(text=f"{exc}\n") from None
+    request[NOTE] = f"host {host.name} -> {state.value}"
+    request.app[TIMELINE].record(
+        time.time(),
+        stage,
+        f"state {state.value} (POST {request.path})",
+        mac=mac,
+        ip=remote(request),
+    )
+    return web.json_response({"name": host.name, "mac": mac, **record.to_json()})
+
+
+async def installed(request: web.Request) -> web.Response:
+    """POST /api/hosts/<mac>/installed: the install is done; next boots go to the local disk."""
+    return await _set_state(request, InstallState.INSTALLED, "installed")
+
+
+async def reinstall(request: web.Request) -> web.Response:
+    """POST /api/hosts/<mac>/reinstall: the next boot installs again."""
+    return await _set_state(request, InstallState.INSTALL, "reinstall")
+
+
+async def explain_host(request: web.Request) -> web.Response:
+    """GET /api/explain/<mac>?arch=: what DHCP, TFTP and HTTP would serve it."""
+    mac = _mac(request)
+    host = _host(request, mac)
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    try:
+        server_ip = IPv4Address(sockname[0]) if sockname else IPv4Address("127.0.0.1")
+    except ValueError:  # an IPv6 socket: DHCP hands out IPv4 URLs only
+        server_ip = IPv4Address("127.0.0.1")
+    port = int(sockname[1]) if sockname else 80
+    try:
+        result = explain(
+            host,
+            _state(request, mac),
+            request.app[RENDERER],
+            base_url(request),
+            server_ip,
+            port,
+            arch=request.query.get("arch") or None,
+            tftp_root=request.app.get(TFTP_ROOT),
+        )
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=f"{exc}\n") from None
+    return web.json_response(result)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/hosts", list_hosts)
+    app.router.add_get("/api/hosts/{mac}", show_host)
+    app.router.add_get("/api/hosts/{mac}/events", host_events)
+    app.router.add_post("/api/hosts/{mac}/installed", installed)
+    app.router.add_post("/api/hosts/{mac}/reinstall", reinstall)
+    app.router.add_get("/api/explain/{mac}", explain_host)

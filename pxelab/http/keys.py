@@ -1,0 +1,47 @@
+"""What the HTTP handlers share: the app keys, the request note, and the client's base URL."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from aiohttp import web
+
+from pxelab.events import Timeline
+from pxelab.http.metrics import Metrics
+from pxelab.inventory import Inventory
+from pxelab.provision.state import InstallStore
+from pxelab.render import Renderer
+
+NOTE: web.RequestKey[str] = web.RequestKey("note", str)
+"""Request key for what the access log line should add (host name, reason of an error)."""
+
+INVENTORY: web.AppKey[Inventory] = web.AppKey("inventory", Inventory)
+RENDERER: web.AppKey[Renderer] = web.AppKey("renderer", Renderer)
+IMAGES_DIR: web.AppKey[Path] = web.AppKey("images_dir", Path)
+TIMELINE: web.AppKey[Timeline] = web.AppKey("timeline", Timeline)
+INSTALL_STORE: web.AppKey[InstallStore] = web.AppKey("install_store", InstallStore)
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+TFTP_ROOT: web.AppKey[Path] = web.AppKey("tftp_root", Path)
+"""The TFTP root, when the app knows it (explain says whether boot files exist)."""
+
+_HOST_HEADER = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+"""A Host header that is safe to put in scripts, kernel lines and YAML."""
+
+
+def base_url(request: web.Request) -> str:
+    """The scheme and host the client used to reach us, so scripts point back the same way.
+
+    The Host header reaches iPXE scripts and installer files: anything but a plain host[:port]
+    is refused with 400, so no client can inject commands through it.
+    """
+    host = request.host
+    if not _HOST_HEADER.fullmatch(host):
+        request[NOTE] = "bad Host header"
+        raise web.HTTPBadRequest(text=f"bad Host header: {host[:80]!r}\n")
+    return f"{request.scheme}://{host}"
+
+
+def remote(request: web.Request) -> str:
+    """The client's address, or '' when the transport does not say."""
+    return request.remote or ""

@@ -1,0 +1,108 @@
+"""Prometheus metrics at /metrics: HTTP requests and bytes, and counts taken from the timeline.
+
+DHCP and TFTP need no hook of their own: every event they record in the boot timeline is
+counted here (replies by type, transfers by result and their bytes, errors by service).
+"""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+
+from pxelab.dhcp.packet import MessageType
+from pxelab.events import Event
+
+_TFTP_SENT = re.compile(r": sent (\d+) bytes$")
+_DHCP_TYPES = frozenset(t.name for t in MessageType)
+
+
+def tftp_result(detail: str) -> tuple[str, int]:
+    """A TFTP timeline detail -> (result, bytes sent): completed, size-probe, refused or failed."""
+    sent = _TFTP_SENT.search(detail)
+    if sent:
+        return "completed", int(sent.group(1))
+    if "aborted after OACK" in detail:
+        return "size-probe", 0  # the client only wanted tsize: normal
+    if "stopped" in detail or "timed out" in detail or "client error" in detail:
+        return "failed", 0
+    return "refused", 0
+
+
+class Metrics:
+    """The counters of one daemon, in their own registry (so tests can run several apps)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.http_requests = Counter(
+            "pxelab_http_requests", "HTTP requests answered", ["route", "status"], registry=r
+        )
+        self.http_bytes = Counter(
+            "pxelab_http_sent_bytes", "HTTP response body bytes", ["route"], registry=r
+        )
+        self.events = Counter(
+            "pxelab_boot_events", "Boot timeline events recorded", ["stage"], registry=r
+        )
+        self.dhcp_replies = Counter(
+            "pxelab_dhcp_replies", "DHCP replies sent, by message type", ["type"], registry=r
+        )
+        self.tftp_transfers = Counter(
+            "pxelab_tftp_transfers", "TFTP read requests, by result", ["result"], registry=r
+        )
+        self.tftp_bytes = Counter(
+            "pxelab_tftp_sent_bytes", "TFTP bytes of completed transfers", registry=r
+        )
+        self.errors = Counter(
+            "pxelab_errors", "Errors: HTTP 5xx, failed TFTP transfers, error events", ["service"],
+            registry=r,
+        )  # fmt: skip
+        self.installs = Counter(
+            "pxelab_installs_completed", "Hosts that reported their install done", registry=r
+        )
+
+    def on_event(self, event: Event) -> None:
+        """Timeline listener: count the event by stage, and by what DHCP/TFTP details say."""
+        self.events.labels(event.stage).inc()
+        if event.stage == "dhcp":
+            kind = event.detail.split(" ", 1)[0].upper()
+            if kind in _DHCP_TYPES:
+                self.dhcp_replies.labels(kind).inc()
+        elif event.stage == "tftp":
+            result, sent = tftp_result(event.detail)
+            self.tftp_transfers.labels(result).inc()
+            self.tftp_bytes.inc(sent)
+            if result == "failed":
+                self.errors.labels("tftp").inc()
+        elif event.stage == "installed":
+            self.installs.inc()
+        elif event.stage == "error":
+            self.errors.labels("event").inc()
+
+    def on_response(self, route: str, status: int, sent: int) -> None:
+        """Count one HTTP response (sent = body bytes; 0 for HEAD)."""
+        self.http_requests.labels(route, str(status)).inc()
+        self.http_bytes.labels(route).inc(sent)
+        if status >= 500:
+            self.errors.labels("http").inc()
+
+    def text(self) -> bytes:
+        """Everything in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+def route_name(request: web.Request) -> str:
+    """The route pattern a request matched (`/images/{path}`), or `unmatched`: bounded labels."""
+    route = request.match_info.route
+    resource = route.resource if route is not None else None
+    return resource.canonical if resource is not None else "unmatched"
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    """GET /metrics: the Prometheus text format."""
+    from pxelab.http.keys import METRICS
+
+    return web.Response(
+        body=request.app[METRICS].text(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )

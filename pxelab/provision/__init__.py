@@ -1,0 +1,1 @@
+"""Provisioning: per-host install state (install -> installed) and `explain`."""

@@ -1,0 +1,200 @@
+"""`pxelab explain <mac>`: what DHCP, TFTP and HTTP would serve one machine, and why.
+
+Pure apart from an optional look at the TFTP root: the DHCP part asks the real DHCP policy
+(`choose_boot`) with a request shaped like each firmware's, so the answer cannot drift from it.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+from pxelab.dhcp.arch import BootFiles
+from pxelab.dhcp.packet import DhcpPacket, MessageType, Op, OptionCode
+from pxelab.dhcp.policy import DhcpContext, choose_boot
+from pxelab.inventory import Host
+from pxelab.provision.state import HostState
+from pxelab.render import INSTALL_DATA, INSTALL_DATA_FOR, Renderer, RenderError, host_urls
+
+
+@dataclass(frozen=True)
+class Client:
+    """A kind of boot client, as its DHCP request shows it."""
+
+    name: str
+    """What `--arch` calls it."""
+    label: str
+    """A human description."""
+    option93: int | None
+    """Its client architecture (option 93), None for iPXE (which explain treats by user class)."""
+    vendor_class: bytes
+    """Its option 60."""
+    ipxe: bool = False
+    """iPXE's second DHCP round (user class "iPXE")."""
+
+
+CLIENTS = {
+    c.name: c
+    for c in (
+        Client("bios", "x86 BIOS PXE", 0, b"PXEClient:Arch:00000:UNDI:002001"),
+        Client("uefi-x64", "x86-64 UEFI PXE", 7, b"PXEClient:Arch:00007:UNDI:003016"),
+        Client("uefi-arm64", "ARM64 UEFI PXE", 11, b"PXEClient:Arch:00011:UNDI:003000"),
+        Client("http-x64", "x86-64 UEFI HTTP boot", 16, b"HTTPClient:Arch:00016:UNDI:003016"),
+        Client("http-arm64", "ARM64 UEFI HTTP boot", 19, b"HTTPClient:Arch:00019:UNDI:003000"),
+        Client("ipxe", "iPXE (second DHCP round)", None, b"PXEClient:Arch:00007:UNDI:003010", True),
+    )
+}
+"""The clients `--arch` can name."""
+
+CLIENTS_FOR_ARCH = {
+    "x86_64": ("bios", "uefi-x64", "http-x64", "ipxe"),
+    "aarch64": ("uefi-arm64", "http-arm64", "ipxe"),
+}
+"""The clients a host of each architecture may boot as, when `--arch` is not given."""
+
+
+def client_request(mac: str, client: Client) -> DhcpPacket:
+    """A DHCPDISCOVER as that client sends it."""
+    options: list[tuple[int, bytes]] = [
+        (OptionCode.MESSAGE_TYPE, bytes((MessageType.DISCOVER,))),
+        (OptionCode.VENDOR_CLASS_ID, client.vendor_class),
+    ]
+    if client.option93 is not None:
+        options.append((OptionCode.CLIENT_ARCH, struct.pack("!H", client.option93)))
+    if client.ipxe:
+        options.append((OptionCode.USER_CLASS, b"iPXE"))
+    return DhcpPacket(
+        op=Op.BOOTREQUEST, xid=0, chaddr=bytes.fromhex(mac.replace(":", "")), options=tuple(options)
+    )
+
+
+def dhcp_answers(
+    host: Host,
+    clients: list[str],
+    server_ip: IPv4Address,
+    http_port: int,
+    boot_files: BootFiles,
+    tftp_root: Path | None,
+) -> list[dict[str, Any]]:
+    """Per client kind: the boot file DHCP hands out, and whether TFTP has it."""
+    ctx = DhcpContext(
+        server_ip=server_ip,
+        network=IPv4Network(f"{server_ip}/32"),
+        pool_start=server_ip,
+        pool_end=server_ip,
+        http_port=http_port,
+        boot_files=boot_files,
+    )
+    answers = []
+    for name in clients:
+        client = CLIENTS[name]
+        choice = choose_boot(client_request(host.mac, client), ctx, host)
+        tftp: dict[str, Any] | None = None
+        if choice.file and "://" not in choice.file:
+            exists = None if tftp_root is None else (tftp_root / choice.file).is_file()
+            tftp = {"file": choice.file, "exists": exists}
+        answers.append(
+            {
+                "client": name,
+                "label": client.label,
+                "option93": client.option93,
+                "boot_file": choice.file,
+                "http_client": choice.http_client,
+                "note": choice.note,
+                "tftp": tftp,
+            }
+        )
+    return answers
+
+
+def explain(
+    host: Host,
+    state: HostState,
+    renderer: Renderer,
+    base_url: str,
+    server_ip: IPv4Address,
+    http_port: int,
+    *,
+    arch: str | None = None,
+    boot_files: BootFiles | None = None,
+    tftp_root: Path | None = None,
+) -> dict[str, Any]:
+    """Everything pxelab would serve this host, as JSON-ready data; ValueError for a bad arch."""
+    if arch is not None and arch not in CLIENTS:
+        raise ValueError(f"unknown --arch {arch!r}: use one of {', '.join(CLIENTS)}")
+    clients = [arch] if arch else list(CLIENTS_FOR_ARCH[host.arch])
+    result: dict[str, Any] = {
+        "host": {
+            "name": host.name,
+            "mac": host.mac,
+            "arch": host.arch,
+            "distro": host.distro,
+            "template": host.template,
+            "pxeboot": host.pxeboot,
+            "source": host.source,
+        },
+        "state": state.to_json(),
+        "dhcp": {
+            "address": str(host.ip) if host.ip else "from the pool",
+            "answers": dhcp_answers(
+                host, clients, server_ip, http_port, boot_files or BootFiles(), tftp_root
+            ),
+        },
+    }
+    errors: list[str] = []
+    try:
+        result["urls"] = host_urls(host, base_url).as_dict()
+        result["script"] = renderer.boot_script(host, base_url, state.state)
+    except RenderError as exc:
+        errors.append(str(exc))
+        result["script"] = None
+    data: dict[str, str | None] = {}
+    for name in INSTALL_DATA:
+        try:
+            data[name] = renderer.install_data(host, base_url, name)
+        except RenderError as exc:
+            errors.append(str(exc))
+            data[name] = None
+    result["install_data"] = data
+    result["install_data_used"] = list(INSTALL_DATA_FOR[host.template])
+    result["errors"] = errors
+    return result
+
+
+def as_text(result: dict[str, Any]) -> str:
+    """The explanation as the CLI prints it."""
+    host = result["host"]
+    out = [
+        f"host {host['name']} ({host['mac']}, {host['arch']}, template {host['template']}"
+        + (f", distro {host['distro']}" if host["distro"] else "")
+        + f") from {host['source']}",
+        f"install state: {result['state']['state']}",
+        "",
+        f"DHCP: address {result['dhcp']['address']}",
+    ]
+    for answer in result["dhcp"]["answers"]:
+        file = answer["boot_file"] or "no boot file"
+        note = f" ({answer['note']})" if answer["note"] else ""
+        out.append(f"  {answer['label']} [{answer['client']}]: {file}{note}")
+        tftp = answer["tftp"]
+        if tftp is not None:
+            exists = {True: "present", False: "MISSING", None: "not checked"}[tftp["exists"]]
+            out.append(f"    TFTP serves {tftp['file']}: {exists} in the TFTP root")
+    out.append("")
+    for key, url in (result.get("urls") or {}).items():
+        if url:
+            out.append(f"URL {key}: {url}")
+    out += ["", "HTTP boot script:", _indent(result["script"] or "(cannot be rendered)")]
+    for name, text in result["install_data"].items():
+        used = " (this host's installer reads it)" if name in result["install_data_used"] else ""
+        out += [f"install data {name}{used}:", _indent(text or "(cannot be rendered)")]
+    for error in result["errors"]:
+        out.append(f"error: {error}")
+    return "\n".join(out) + "\n"
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"    {line}" for line in text.rstrip("\n").splitlines())

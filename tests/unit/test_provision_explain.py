@@ -1,0 +1,88 @@
+"""explain: the DHCP answer per firmware (from the real policy), TFTP presence, script and data."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pxelab.dhcp.arch import BootFiles
+from pxelab.inventory import Host, parse_host
+from pxelab.provision.explain import as_text, explain
+from pxelab.provision.state import UNRECORDED, HostState, InstallState
+from pxelab.render import Renderer
+
+BASE = "http://10.0.0.1:8080"
+SERVER = IPv4Address("10.0.0.1")
+
+
+def _host(**fields: object) -> Host:
+    data: dict[str, object] = {
+        "name": "n1",
+        "mac": "52:54:00:00:00:01",
+        "distro": "ubuntu-24.04",
+        "ip": "10.0.0.21",
+    }
+    data.update(fields)
+    return parse_host(data, "n1.json")
+
+
+def _answers(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {a["client"]: a for a in result["dhcp"]["answers"]}
+
+
+def test_x86_host_per_firmware(tmp_path: Path) -> None:
+    (tmp_path / "ipxe.efi").write_bytes(b"efi")
+    result = explain(_host(), UNRECORDED, Renderer(), BASE, SERVER, 8080, tftp_root=tmp_path)
+    answers = _answers(result)
+    assert list(answers) == ["bios", "uefi-x64", "http-x64", "ipxe"]
+    assert answers["uefi-x64"]["boot_file"] == "ipxe.efi"
+    assert answers["uefi-x64"]["tftp"] == {"file": "ipxe.efi", "exists": True}
+    assert answers["bios"]["boot_file"] == "undionly.kpxe"
+    assert answers["bios"]["tftp"] == {"file": "undionly.kpxe", "exists": False}
+    assert answers["ipxe"]["boot_file"] == "http://10.0.0.1:8080/boot.ipxe"
+    assert answers["ipxe"]["tftp"] is None
+    assert answers["http-x64"]["http_client"] is True
+    assert str(answers["http-x64"]["boot_file"]).startswith("http://10.0.0.1:8080/")
+    assert result["dhcp"]["address"] == "10.0.0.21"
+    assert "autoinstall" in str(result["script"])
+    assert result["install_data_used"] == ["meta-data", "user-data", "network-config"]
+    assert result["errors"] == []
+    text = as_text(result)
+    assert "x86-64 UEFI PXE [uefi-x64]: ipxe.efi" in text
+    assert "TFTP serves undionly.kpxe: MISSING in the TFTP root" in text
+    assert "install data user-data (this host's installer reads it):" in text
+
+
+def test_arm64_and_one_arch_and_custom_boot_files() -> None:
+    host = _host(arch="aarch64")
+    result = explain(host, UNRECORDED, Renderer(), BASE, SERVER, 8080)
+    assert list(_answers(result)) == ["uefi-arm64", "http-arm64", "ipxe"]
+    assert _answers(result)["uefi-arm64"]["tftp"] == {"file": "ipxe-arm64.efi", "exists": None}
+    files = BootFiles(bios=None)
+    one = explain(
+        _host(), UNRECORDED, Renderer(), BASE, SERVER, 8080, arch="bios", boot_files=files
+    )
+    assert list(_answers(one)) == ["bios"]
+    assert _answers(one)["bios"]["boot_file"] is None
+    with pytest.raises(ValueError, match="unknown --arch 'sparc'"):
+        explain(host, UNRECORDED, Renderer(), BASE, SERVER, 8080, arch="sparc")
+
+
+def test_installed_host_gets_the_local_script_and_pxeboot_off_gets_no_file() -> None:
+    state = HostState(InstallState.INSTALLED, 5.0, "10.0.0.21")
+    result = explain(_host(), state, Renderer(), BASE, SERVER, 8080)
+    assert str(result["script"]).splitlines()[-1] == "exit"
+    assert result["state"] == {"state": "installed", "changed": 5.0, "by": "10.0.0.21"}
+    off = explain(_host(pxeboot=False), UNRECORDED, Renderer(), BASE, SERVER, 8080)
+    assert {a["boot_file"] for a in _answers(off).values()} == {None}
+
+
+def test_render_errors_are_listed_not_raised() -> None:
+    host = parse_host({"name": "nod", "mac": "52:54:00:00:00:09"}, "nod.json")
+    result = explain(host, UNRECORDED, Renderer(), BASE, SERVER, 8080)
+    assert result["script"] is None
+    assert any("nod.json" in e for e in result["errors"])
+    assert "(cannot be rendered)" in as_text(result)

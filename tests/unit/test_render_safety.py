@@ -1,0 +1,117 @@
+"""Nothing from a host file can add an iPXE command or break out of a kernel line or YAML value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pxelab.errors import HostFileError
+from pxelab.inventory import parse_host
+from pxelab.render import Renderer, RenderError
+
+BASE = "http://10.0.0.1:8080"
+OK = {"name": "ok", "mac": "52:54:00:00:00:01", "distro": "demo"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("name", "web\nshell"),
+        ("name", "web;reboot"),
+        ("name", "a b"),
+        ("name", "x" * 64),
+        ("name", "-dash"),
+        ("kernel_args", "quiet\nshell"),
+        ("kernel_args", "quiet\rshell"),
+        ("kernel_args", "quiet || shell"),
+        ("kernel_args", "quiet && chain http://evil/"),
+        ("kernel_args", "root=${root-path}"),
+        ("kernel_args", "tab\there"),
+        ("kernel", "vmlinuz\nshell"),
+        ("kernel", "vm${x}linuz"),
+        ("initrd", "a||b"),
+        ("iso", "my live.iso"),
+        ("repo", "http://x/\nshell"),
+        ("distro", "../etc"),
+        ("distro", "a/b"),
+        ("distro", "deb ian"),
+        ("ssh_key", "ssh-ed25519 AAAA me\nshell"),
+        ("ssh_key", 'ssh-ed25519 AAAA "quoted"'),
+        ("ssh_key", "ssh-ed25519 AAAA it's"),
+        ("ssh_key", "ssh-ed25519 AAAA $(reboot)"),
+        ("ssh_keys", ["ssh-ed25519 AAAA ok", 5]),
+        ("template", "windows"),
+    ],
+)
+def test_unsafe_host_fields_are_refused(field: str, value: object) -> None:
+    with pytest.raises(HostFileError, match=rf"h\.json: key '{field}'"):
+        parse_host({**OK, field: value}, "h.json")
+
+
+def test_file_name_is_checked_as_a_host_name_too() -> None:
+    with pytest.raises(HostFileError, match="key 'name'"):
+        parse_host({"mac": "52:54:00:00:00:01"}, "/hosts/bad name.json")
+
+
+@pytest.mark.parametrize(
+    ("distro", "template"),
+    [
+        ("ubuntu-24.04", "ubuntu"),
+        ("Ubuntu-22.04", "ubuntu"),
+        ("fedora-41", "fedora"),
+        ("rhel-9", "fedora"),
+        ("rocky-9", "fedora"),
+        ("debian-12", "debian"),
+        ("demo", "generic"),
+        (None, "generic"),
+    ],
+)
+def test_template_follows_the_distro_unless_given(distro: str | None, template: str) -> None:
+    data = {"mac": "52:54:00:00:00:01", **({"distro": distro} if distro else {})}
+    assert parse_host(data, "h.json").template == template
+    assert parse_host({**data, "template": "generic"}, "h.json").template == "generic"
+
+
+def test_every_script_keeps_one_command_per_line() -> None:
+    renderer = Renderer()
+    for template in ("generic", "ubuntu", "fedora", "debian"):
+        host = parse_host(
+            {**OK, "template": template, "kernel_args": "a=<b> 'c' \"d\" e&f x|y"}, "h.json"
+        )
+        lines = renderer.boot_script(host, BASE).splitlines()
+        assert [line.split(" ", 1)[0] for line in lines] == [
+            "#!ipxe",
+            "echo",
+            "kernel",
+            "initrd",
+            "boot",
+        ]
+
+
+def test_yaml_values_are_quoted() -> None:
+    host = parse_host({**OK, "name": "n-1.lab", "ssh_key": "ssh-ed25519 AAAA a: b-c"}, "h.json")
+    data = yaml.safe_load(Renderer().install_data(host, BASE, "user-data"))
+    assert data["hostname"] == "n-1.lab"
+    assert data["users"][0]["ssh_authorized_keys"] == ["ssh-ed25519 AAAA a: b-c"]
+
+
+def test_missing_values_and_bad_extra_fields_are_render_errors(tmp_path: Path) -> None:
+    fedora = parse_host({"name": "f", "mac": "52:54:00:00:00:02", "template": "fedora",
+                         "kernel": "http://m/vmlinuz", "initrd": "http://m/initrd"}, "f.json")  # fmt: skip
+    with pytest.raises(RenderError, match=r"boot-fedora\.ipxe\.j2 for host 'f'"):
+        Renderer().boot_script(fedora, BASE)  # no distro and no repo: no inst.repo
+    debian = parse_host({**OK, "template": "debian", "mirror": "evil\nd-i x"}, "d.json")
+    with pytest.raises(RenderError, match=r"preseed\.cfg\.j2"):
+        Renderer().install_data(debian, BASE, "preseed")
+
+
+def test_install_data_templates_can_be_overridden(tmp_path: Path) -> None:
+    (tmp_path / "cloud-init").mkdir()
+    (tmp_path / "cloud-init" / "meta-data.j2").write_text("instance-id: {{ host.name }}-custom\n")
+    host = parse_host(OK, "ok.json")
+    assert Renderer(tmp_path).install_data(host, BASE, "meta-data") == "instance-id: ok-custom\n"
+    (tmp_path / "kickstart.ks.j2").write_text("{{ host.nope }}")
+    with pytest.raises(RenderError, match=r"kickstart\.ks\.j2 for host 'ok' kickstart"):
+        Renderer(tmp_path).install_data(host, BASE, "kickstart")
