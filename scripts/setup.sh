@@ -9,6 +9,7 @@ DEB_PACKAGES=(
   qemu-system-x86 ovmf ipxe busybox-static linux-image-cloud-amd64 iproute2 kmod
   atftp tftp-hpa udhcpc isc-dhcp-client curl cpio systemd
   isc-dhcp-relay kea-admin dnsmasq-base
+  xorriso libarchive-tools
 )
 
 missing=()
