@@ -51,7 +51,7 @@ SERVE_FLAGS: list[tuple[str, str, str]] = [
 ]
 
 
-COMMAND_MODULES: tuple[str, ...] = ("pxelab.assets.cli",)
+COMMAND_MODULES: tuple[str, ...] = ("pxelab.assets.cli", "pxelab.dhcp.probe", "pxelab.hosts_cli")
 """Modules that add subcommands: each has `register(commands)`, and sets `func` on its parser."""
 
 Func = Callable[[argparse.Namespace], int]

@@ -33,8 +33,11 @@ IMAGE_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 
 KNOWN_KEYS = frozenset(
     {"name", "arch", "mac", "ip", "distro", "pxeboot", "kernel", "initrd", "ssh_key", "kernel_args"}
-    | {"ssh_keys", "template", "iso", "repo"}
+    | {"ssh_keys", "template", "iso", "repo", "loader", "secure_boot"}
 )
+
+LOADERS = ("ipxe", "grub")
+"""Second-stage loaders: iPXE (HTTP), or GRUB (TFTP; arm64 and Secure Boot default to it)."""
 
 TEMPLATES = ("generic", "ubuntu", "fedora", "debian")
 """Install templates a host may pick with `template` (see the README)."""
@@ -43,7 +46,9 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 """Host names: they reach iPXE scripts, kernel lines, URLs and installer hostnames."""
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 """Distro names: one path component under the images dir."""
-_SSH_KEY = re.compile(r"[a-z0-9@.-]+ [A-Za-z0-9+/]+={0,3}( [A-Za-z0-9@._+=:/ -]*)?")
+_SSH_KEY = re.compile(
+    r"(?:ssh|ecdsa|sk)-[a-z0-9@.-]+ [A-Za-z0-9+/]{4,}={0,3}( [A-Za-z0-9@._+=:/ -]*)?"
+)
 """`type base64 [comment]` on one line; no quotes or shell syntax (it reaches kickstart and shell)."""
 _IPXE_UNSAFE = ("${", "||", "&&")
 """iPXE expands settings and chains commands with these: never let a host file carry them."""
@@ -92,6 +97,11 @@ class Host:
     """Ubuntu: the live-server ISO, a file name under the image directory or an http(s) URL."""
     repo: str | None = None
     """Fedora/RHEL: the `inst.repo=` URL (default: the image directory)."""
+    loader: str | None = None
+    """`ipxe` or `grub`; None lets pxelab choose (GRUB for Secure Boot, and for arm64 without
+    an arm64 iPXE binary in the TFTP root)."""
+    secure_boot: bool = False
+    """The machine boots with UEFI Secure Boot: signed shim, then signed GRUB, all over TFTP."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Every other key of the host file, kept as it was."""
     source: str = ""
@@ -199,6 +209,18 @@ def parse_host(data: Any, source: str) -> Host:
             f"{source}: key 'template': {template!r} is not one of {', '.join(TEMPLATES)}"
         )
     ssh_keys = _ssh_keys(data, source)
+    loader = _str(data, "loader", source)
+    if loader is not None and loader not in LOADERS:
+        raise HostFileError(
+            f"{source}: key 'loader': {loader!r} is not one of {', '.join(LOADERS)}"
+        )
+    secure_boot = data.get("secure_boot", False)
+    if not isinstance(secure_boot, bool):
+        raise HostFileError(f"{source}: key 'secure_boot' must be true or false")
+    if secure_boot and loader == "ipxe":
+        raise HostFileError(
+            f"{source}: key 'loader': Secure Boot needs 'grub' (iPXE is not signed)"
+        )
     return Host(
         name=name,
         mac=mac,
@@ -214,6 +236,8 @@ def parse_host(data: Any, source: str) -> Host:
         template=template,
         iso=_str(data, "iso", source),
         repo=_str(data, "repo", source),
+        loader=loader,
+        secure_boot=secure_boot,
         extra={k: v for k, v in data.items() if k not in KNOWN_KEYS},
         source=source,
     )

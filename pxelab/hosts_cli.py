@@ -1,0 +1,253 @@
+"""`pxelab hosts add|list|show|rm|reinstall` and `pxelab explain <mac>`: the inventory by hand.
+
+Host files are validated with the daemon's own parser before they are written (atomically);
+install states go to the same store the running daemon reads, so changes apply at the next boot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+from pxelab.cli import add_settings_flags, settings_from_args
+from pxelab.config import Config
+from pxelab.errors import HostFileError, PxelabError
+from pxelab.inventory import TEMPLATES, Host, Inventory, normalize_mac, parse_host
+from pxelab.provision.explain import CLIENTS, as_text, explain
+from pxelab.provision.state import InstallState, install_store
+from pxelab.render import Renderer
+
+EXIT_NOT_FOUND = 1
+EXIT_BAD_INPUT = 2
+SETTINGS = ("hosts_dir", "state_dir")
+EXPLAIN_SETTINGS = (
+    *SETTINGS,
+    "templates_dir",
+    "tftp_root",
+    "address",
+    "interface",
+    "http_address",
+    "http_port",
+)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"pxelab: error: {message}", file=sys.stderr)
+    return code
+
+
+def find(inventory: Inventory, key: str) -> Host | None:
+    """A host by name or by MAC (any spelling)."""
+    return inventory.by_name(key) or inventory.lookup(key)
+
+
+def write_host_file(path: Path, data: dict[str, Any]) -> None:
+    """Write a host file atomically (temporary file, fsync, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(data, indent=2) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    config = settings_from_args(args)
+    data: dict[str, Any] = {"name": args.name, "mac": args.mac, "arch": args.arch}
+    for key in ("ip", "distro", "template", "kernel", "initrd", "kernel_args", "iso", "repo"):
+        value = getattr(args, key)
+        if value is not None:
+            data[key] = value
+    if args.ssh_key:
+        data["ssh_keys"] = args.ssh_key
+    if args.no_pxeboot:
+        data["pxeboot"] = False
+    path = config.hosts_dir / f"{args.name}.json"
+    try:
+        host = parse_host(data, str(path))
+    except HostFileError as exc:
+        return _fail(str(exc), EXIT_BAD_INPUT)
+    inventory = Inventory(config.hosts_dir)
+    for other in inventory.hosts():
+        if other.source != str(path) and (
+            other.mac == host.mac or (host.ip and other.ip == host.ip)
+        ):
+            return _fail(f"{other.source} already has mac {other.mac} or ip {other.ip}", 1)
+    if path.exists() and not args.force:
+        return _fail(f"{path} exists (use --force to replace it)", 1)
+    write_host_file(path, data)
+    print(f"added {host.name} ({host.mac}, {host.arch}, template {host.template}): {path}")
+    return 0
+
+
+def _state_text(config: Config, host: Host) -> str:
+    try:
+        return install_store(config.state_dir).get(host.mac).state.value
+    except PxelabError as exc:
+        return f"unreadable ({exc})"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    config = settings_from_args(args)
+    inventory = Inventory(config.hosts_dir)
+    rows = [
+        (
+            h.name,
+            h.mac,
+            h.arch,
+            h.template,
+            h.distro or "-",
+            str(h.ip or "pool"),
+            _state_text(config, h),
+        )
+        for h in inventory.hosts()
+    ]
+    if args.json:
+        keys = ("name", "mac", "arch", "template", "distro", "ip", "state")
+        print(json.dumps([dict(zip(keys, row, strict=True)) for row in rows], indent=2))
+        return 0
+    header = ("NAME", "MAC", "ARCH", "TEMPLATE", "DISTRO", "IP", "STATE")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    for source, error in inventory.errors.items():
+        print(f"broken: {source}: {error}", file=sys.stderr)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    config = settings_from_args(args)
+    host = find(Inventory(config.hosts_dir), args.host)
+    if host is None:
+        return _fail(f"no host {args.host!r} in {config.hosts_dir}", EXIT_NOT_FOUND)
+    data = json.loads(Path(host.source).read_text(encoding="utf-8"))
+    state = install_store(config.state_dir).get(host.mac)
+    print(
+        json.dumps(
+            {"file": host.source, "host": data, "template": host.template, **state.to_json()},
+            indent=2,
+        )
+    )
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    config = settings_from_args(args)
+    host = find(Inventory(config.hosts_dir), args.host)
+    if host is None:
+        return _fail(f"no host {args.host!r} in {config.hosts_dir}", EXIT_NOT_FOUND)
+    Path(host.source).unlink()
+    install_store(config.state_dir).forget(host.mac)
+    print(f"removed {host.name} ({host.mac}): {host.source}")
+    return 0
+
+
+def cmd_reinstall(args: argparse.Namespace) -> int:
+    config = settings_from_args(args)
+    host = find(Inventory(config.hosts_dir), args.host)
+    if host is None:
+        return _fail(f"no host {args.host!r} in {config.hosts_dir}", EXIT_NOT_FOUND)
+    install_store(config.state_dir).set(host.mac, InstallState.INSTALL, time.time(), "cli")
+    print(f"{host.name} ({host.mac}) will install again at its next network boot")
+    return 0
+
+
+def server_address(config: Config) -> IPv4Address:
+    """Where DHCP would point clients: `address`, the interface's, `http_address`, or loopback."""
+    if config.address is not None:
+        return config.address
+    if config.interface:
+        from pxelab.daemon import interface_address
+
+        return interface_address(config).ip
+    if config.http_address not in ("0.0.0.0", ""):
+        try:
+            return IPv4Address(config.http_address)
+        except ValueError:
+            pass
+    return IPv4Address("127.0.0.1")
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    config = settings_from_args(args)
+    try:
+        mac = normalize_mac(args.mac)
+    except ValueError as exc:
+        return _fail(str(exc), EXIT_BAD_INPUT)
+    host = Inventory(config.hosts_dir).lookup(mac)
+    if host is None:
+        return _fail(f"no host with mac {mac} in {config.hosts_dir}", EXIT_NOT_FOUND)
+    server = server_address(config)
+    port = config.http_port or 8080
+    result = explain(
+        host,
+        install_store(config.state_dir).get(mac),
+        Renderer(config.templates_dir),
+        f"http://{server}:{port}",
+        server,
+        port,
+        arch=args.arch,
+        tftp_root=config.tftp_root,
+    )
+    print(json.dumps(result, indent=2) if args.json else as_text(result), end="")
+    return 0 if not result["errors"] else 1
+
+
+def register(commands: Any) -> None:
+    """Add `hosts` (with its subcommands) and `explain` to the pxelab command line."""
+    hosts = commands.add_parser("hosts", help="add, list, show, remove or reinstall hosts")
+    sub = hosts.add_subparsers(dest="hosts_command", metavar="ACTION", required=True)
+
+    add = sub.add_parser("add", help="write a validated host file")
+    add.add_argument("name", help="host name (also the file name)")
+    add.add_argument("--mac", required=True, help="boot NIC's MAC")
+    add.add_argument("--arch", default="x86_64", help="x86_64 or aarch64 (default x86_64)")
+    add.add_argument("--ip", help="reserved IPv4 address")
+    add.add_argument("--distro", help="image directory under the images dir, e.g. ubuntu-24.04")
+    add.add_argument("--template", choices=TEMPLATES, help="default: from the distro's name")
+    add.add_argument("--kernel", help="kernel file name or URL (default vmlinuz)")
+    add.add_argument("--initrd", help="initrd file name or URL (default initrd)")
+    add.add_argument("--kernel-args", help="appended to the kernel command line")
+    add.add_argument("--iso", help="Ubuntu: the live-server ISO (default live-server.iso)")
+    add.add_argument("--repo", help="Fedora/RHEL: the inst.repo URL")
+    add.add_argument("--ssh-key", action="append", help="public SSH key (repeatable)")
+    add.add_argument("--no-pxeboot", action="store_true", help="address only, no boot file")
+    add.add_argument("--force", action="store_true", help="replace an existing file")
+    add_settings_flags(add, SETTINGS)
+    add.set_defaults(func=cmd_add)
+
+    listing = sub.add_parser("list", help="every host with its install state")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    add_settings_flags(listing, SETTINGS)
+    listing.set_defaults(func=cmd_list)
+
+    for name, func, text in (
+        ("show", cmd_show, "print a host file and its install state"),
+        ("rm", cmd_rm, "remove a host file and its install state"),
+        ("reinstall", cmd_reinstall, "install the host again at its next network boot"),
+    ):
+        parser = sub.add_parser(name, help=text)
+        parser.add_argument("host", help="host name or MAC")
+        add_settings_flags(parser, SETTINGS)
+        parser.set_defaults(func=func)
+
+    exp = commands.add_parser(
+        "explain", help="what DHCP, TFTP and HTTP would serve a machine, and why"
+    )
+    exp.add_argument("mac", help="the machine's MAC")
+    exp.add_argument("--arch", choices=list(CLIENTS), help="one client kind (default: all)")
+    exp.add_argument("--json", action="store_true", help="print JSON (as /api/explain/<mac>)")
+    add_settings_flags(exp, EXPLAIN_SETTINGS)
+    exp.set_defaults(func=cmd_explain)

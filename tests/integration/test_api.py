@@ -1,0 +1,206 @@
+"""The JSON API, install data and /metrics on a real socket: the one-shot install end to end."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import yaml
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from pxelab.events import Timeline
+from pxelab.http.app import make_app
+from pxelab.inventory import Inventory
+from pxelab.provision.state import install_store
+from pxelab.render import Renderer
+
+MAC = "52:54:00:aa:bb:01"
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 admin@lab"
+Client = TestClient[web.Request, web.Application]
+
+
+def _write_hosts(hosts: Path) -> None:
+    hosts.mkdir(parents=True, exist_ok=True)
+    for name, data in {
+        "ubu": {"mac": MAC, "distro": "ubuntu-24.04", "ssh_key": KEY, "ip": "10.0.0.21"},
+        "fed": {"mac": "52:54:00:aa:bb:02", "distro": "fedora-41", "arch": "arm64"},
+        "deb": {"mac": "52:54:00:aa:bb:03", "distro": "debian-12"},
+        "nod": {"mac": "52:54:00:aa:bb:04"},
+    }.items():
+        (hosts / f"{name}.json").write_text(json.dumps({"name": name, **data}))
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[tuple[Client, Timeline, Path]]:
+    _write_hosts(tmp_path / "hosts")
+    (tmp_path / "images" / "ubuntu-24.04" / "amd64").mkdir(parents=True)
+    (tmp_path / "images" / "ubuntu-24.04" / "amd64" / "vmlinuz").write_bytes(b"k" * 1000)
+    (tmp_path / "tftp").mkdir()
+    (tmp_path / "tftp" / "ipxe.efi").write_bytes(b"efi")
+    timeline = Timeline()
+    app = make_app(
+        Inventory(tmp_path / "hosts"),
+        Renderer(),
+        tmp_path / "images",
+        timeline,
+        install_store=install_store(tmp_path / "state"),
+        tftp_root=tmp_path / "tftp",
+    )
+    async with TestClient(TestServer(app)) as client:
+        yield client, timeline, tmp_path
+
+
+async def test_one_shot_install_then_local_boot_then_reinstall(
+    setup: tuple[Client, Timeline, Path],
+) -> None:
+    client, timeline, root = setup
+    first = await (await client.get("/boot", params={"mac": MAC})).text()
+    assert "autoinstall" in first and "ds=nocloud-net;s=" in first
+    seed = first.split("ds=nocloud-net;s=")[1].split()[0]
+    base = f"http://{client.host}:{client.port}"
+    assert seed == f"{base}/cloud-init/ubu/"
+    user_data = await client.get("/cloud-init/ubu/user-data")
+    assert user_data.status == 200
+    callback = yaml.safe_load(await user_data.text())["autoinstall"]["late-commands"][0]
+    assert callback == f"curl -fsS -X POST {base}/api/hosts/{MAC}/installed"
+
+    done = await client.post(f"/api/hosts/{MAC.upper().replace(':', '-')}/installed")
+    assert done.status == 200
+    body = await done.json()
+    assert body["state"] == "installed" and body["name"] == "ubu" and body["by"] == "127.0.0.1"
+    assert (root / "state" / "install" / "52-54-00-aa-bb-01.json").is_file()
+
+    second = await (await client.get("/boot", params={"mac": MAC})).text()
+    assert second.splitlines()[-1] == "exit" and "kernel" not in second
+    stages = [
+        e["stage"] for e in (await (await client.get(f"/api/hosts/{MAC}/events")).json())["events"]
+    ]
+    assert stages == ["script", "install-data", "installed", "local-boot"]
+
+    again = await client.post(f"/api/hosts/{MAC}/reinstall")
+    assert (await again.json())["state"] == "install"
+    assert "autoinstall" in await (await client.get("/boot", params={"mac": MAC})).text()
+    assert timeline.last(MAC) is not None and timeline.last(MAC).stage == "script"  # type: ignore[union-attr]
+
+
+async def test_hosts_list_with_state_and_stage(setup: tuple[Client, Timeline, Path]) -> None:
+    client, timeline, _ = setup
+    await client.get("/boot", params={"mac": MAC})
+    await client.get("/images/ubuntu-24.04/amd64/vmlinuz")  # the same client: mapped to MAC by IP
+    timeline.record(time.time(), "dhcp", "OFFER 10.0.0.99", mac="52:54:00:ff:ff:ff")
+    listing = await (await client.get("/api/hosts")).json()
+    hosts = {h["name"]: h for h in listing["hosts"]}
+    assert list(hosts) == ["deb", "fed", "nod", "ubu"]
+    assert hosts["ubu"]["stage"] == "kernel" and hosts["ubu"]["state"] == "install"
+    assert hosts["ubu"]["ip"] == "10.0.0.21" and hosts["ubu"]["template"] == "ubuntu"
+    assert hosts["fed"]["arch"] == "aarch64" and hosts["fed"]["stage"] is None
+    assert listing["unknown"][0]["mac"] == "52:54:00:ff:ff:ff"
+    assert listing["unknown"][0]["stage"] == "dhcp"
+    one = await (await client.get(f"/api/hosts/{MAC}")).json()
+    assert one["ssh_keys"] == [KEY] and one["source"].endswith("ubu.json")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/api/hosts/nope", 400),
+        ("GET", "/api/hosts/52:54:00:00:00:00", 404),
+        ("GET", "/api/hosts/52:54:00:00:00:00/events", 404),
+        ("POST", "/api/hosts/52:54:00:00:00:00/installed", 404),
+        ("POST", "/api/hosts/zz/installed", 400),
+        ("GET", "/api/hosts/52:54:00:aa:bb:01/installed", 405),
+        ("GET", "/api/explain/52:54:00:00:00:00", 404),
+        ("GET", "/api/explain/52:54:00:aa:bb:01?arch=sparc", 400),
+        ("GET", "/cloud-init/nobody/user-data", 404),
+        ("GET", "/cloud-init/ubu/vendor-data", 404),
+        ("GET", "/kickstart/nobody", 404),
+        ("GET", "/kickstart/nod", 500),  # no distro: no image directory, a real error
+        ("GET", "/preseed/nod", 500),
+    ],
+)
+async def test_errors_are_real_http_errors(
+    setup: tuple[Client, Timeline, Path], method: str, path: str, status: int
+) -> None:
+    client, _, _ = setup
+    resp = await client.request(method, path)
+    assert resp.status == status
+    text = await resp.text()
+    assert "#cloud-config" not in text and "#!ipxe" not in text
+
+
+async def test_install_data_by_name_or_mac(setup: tuple[Client, Timeline, Path]) -> None:
+    client, timeline, _ = setup
+    meta = yaml.safe_load(await (await client.get(f"/cloud-init/{MAC}/meta-data")).text())
+    assert meta == {"instance-id": "ubu-525400aabb01", "local-hostname": "ubu"}
+    net = yaml.safe_load(await (await client.get("/cloud-init/ubu/network-config")).text())
+    assert net["ethernets"]["boot"]["match"]["macaddress"] == MAC
+    kickstart = await (await client.get("/kickstart/fed")).text()
+    assert "url --url=http://" in kickstart and "/images/fedora-41/arm64/" in kickstart
+    assert "%post\ncurl -fsS -X POST http://" in kickstart
+    preseed = await (await client.get("/preseed/deb")).text()
+    assert "d-i netcfg/get_hostname string deb" in preseed
+    assert [e.stage for e in timeline.events("52:54:00:aa:bb:02")] == ["install-data"]
+
+
+async def test_explain_over_http(setup: tuple[Client, Timeline, Path]) -> None:
+    client, _, _ = setup
+    result = await (await client.get(f"/api/explain/{MAC}")).json()
+    answers = {a["client"]: a for a in result["dhcp"]["answers"]}
+    assert answers["uefi-x64"]["tftp"] == {"file": "ipxe.efi", "exists": True}
+    assert answers["ipxe"]["boot_file"] == f"http://127.0.0.1:{client.port}/boot.ipxe"
+    assert result["script"] == await (await client.get("/boot", params={"mac": MAC})).text()
+    assert result["urls"]["iso"].endswith("/images/ubuntu-24.04/amd64/live-server.iso")
+    assert set(result["install_data"]) == {
+        "meta-data",
+        "user-data",
+        "network-config",
+        "kickstart",
+        "preseed",
+    }
+    one = await (
+        await client.get("/api/explain/52:54:00:aa:bb:02", params={"arch": "uefi-arm64"})
+    ).json()
+    assert [a["boot_file"] for a in one["dhcp"]["answers"]] == ["ipxe-arm64.efi"]
+
+
+async def test_metrics_count_requests_bytes_and_timeline_events(
+    setup: tuple[Client, Timeline, Path],
+) -> None:
+    client, timeline, _ = setup
+    await client.get("/images/ubuntu-24.04/amd64/vmlinuz")
+    await client.get("/images/nope")
+    await client.post(f"/api/hosts/{MAC}/installed")
+    timeline.record(time.time(), "dhcp", "ACK 10.0.0.21 file=ipxe.efi", mac=MAC)
+    timeline.record(time.time(), "tftp", "ipxe.efi: sent 1024 bytes", ip="10.0.0.21")
+    timeline.record(
+        time.time(), "tftp", "x.efi: timed out, 0 of 9 bytes acknowledged", ip="10.0.0.21"
+    )
+    resp = await client.get("/metrics")
+    assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain")
+    text = await resp.text()
+    for line in [
+        'pxelab_http_requests_total{route="/images/{path}",status="200"} 1.0',
+        'pxelab_http_requests_total{route="/images/{path}",status="404"} 1.0',
+        'pxelab_http_sent_bytes_total{route="/images/{path}"} 1',  # 1000 + the 404 text
+        'pxelab_dhcp_replies_total{type="ACK"} 1.0',
+        'pxelab_tftp_transfers_total{result="completed"} 1.0',
+        'pxelab_tftp_transfers_total{result="failed"} 1.0',
+        "pxelab_tftp_sent_bytes_total 1024.0",
+        'pxelab_errors_total{service="tftp"} 1.0',
+        "pxelab_installs_completed_total 1.0",
+        'pxelab_boot_events_total{stage="installed"} 1.0',
+    ]:
+        assert line in text, line
+
+
+async def test_a_forged_host_header_cannot_reach_a_script(
+    setup: tuple[Client, Timeline, Path],
+) -> None:
+    client, _, _ = setup
+    for host in ("a b", "x;reboot", "x$(id)", "h||shell", "a/b"):
+        resp = await client.get("/boot", params={"mac": MAC}, headers={"Host": host})
+        assert resp.status == 400, host

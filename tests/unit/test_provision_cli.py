@@ -1,0 +1,109 @@
+"""`pxelab hosts …` and `pxelab explain` in-process, on temporary directories."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pxelab.cli import main
+from pxelab.inventory import load_host_file
+from pxelab.provision.state import InstallState, install_store
+
+MAC = "52:54:00:00:01:01"
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 me@lab"
+
+
+def _run(tmp_path: Path, *argv: str) -> int:
+    dirs = ["--hosts-dir", str(tmp_path / "hosts"), "--state-dir", str(tmp_path / "state")]
+    return main([*argv, *dirs])
+
+
+def test_add_list_show_reinstall_rm(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(tmp_path, "hosts", "add", "web-1", "--mac", MAC.upper(), "--distro", "ubuntu-24.04",
+                "--ssh-key", KEY, "--kernel-args", "quiet", "--ip", "10.0.0.5") == 0  # fmt: skip
+    path = tmp_path / "hosts" / "web-1.json"
+    host = load_host_file(path)
+    assert (host.mac, host.template, host.ssh_keys, str(host.ip)) == (
+        MAC,
+        "ubuntu",
+        (KEY,),
+        "10.0.0.5",
+    )
+    assert "added web-1" in capsys.readouterr().out
+
+    assert _run(tmp_path, "hosts", "add", "web-1", "--mac", "52:54:00:00:01:02") == 1  # exists
+    assert _run(tmp_path, "hosts", "add", "web-2", "--mac", MAC) == 1  # MAC taken
+    assert "already has mac" in capsys.readouterr().err
+
+    assert _run(tmp_path, "hosts", "list") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["NAME", "MAC", "ARCH", "TEMPLATE", "DISTRO", "IP", "STATE"]
+    assert out[1].split() == [
+        "web-1",
+        MAC,
+        "x86_64",
+        "ubuntu",
+        "ubuntu-24.04",
+        "10.0.0.5",
+        "install",
+    ]
+
+    install_store(tmp_path / "state").set(MAC, InstallState.INSTALLED, 1.0, "10.0.0.5")
+    assert _run(tmp_path, "hosts", "show", "web-1") == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["state"] == "installed" and shown["host"]["mac"] == MAC.upper()
+
+    assert _run(tmp_path, "hosts", "reinstall", MAC.replace(":", "-")) == 0
+    assert install_store(tmp_path / "state").get(MAC).state is InstallState.INSTALL
+    assert "will install again" in capsys.readouterr().out
+    assert _run(tmp_path, "hosts", "list", "--json") == 0
+    assert json.loads(capsys.readouterr().out)[0]["state"] == "install"
+
+    assert _run(tmp_path, "hosts", "rm", "web-1") == 0
+    assert not path.exists()
+    assert _run(tmp_path, "hosts", "rm", "web-1") == 1
+    assert _run(tmp_path, "hosts", "reinstall", "nobody") == 1
+    assert "no host 'nobody'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--mac", "nope"], "key 'mac'"),
+        (["--mac", MAC, "--kernel-args", "a || shell"], "key 'kernel_args'"),
+        (["--mac", MAC, "--ssh-key", "not a key"], "key 'ssh_keys'"),
+    ],
+)
+def test_add_refuses_what_the_daemon_would_refuse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    assert _run(tmp_path, "hosts", "add", "h", *extra) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "hosts" / "h.json").exists()
+
+
+def test_bad_name_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(tmp_path, "hosts", "add", "bad\nname", "--mac", MAC) == 2
+    assert "key 'name'" in capsys.readouterr().err
+
+
+def test_explain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "tftp").mkdir()
+    (tmp_path / "tftp" / "ipxe.efi").write_bytes(b"efi")
+    _run(tmp_path, "hosts", "add", "n1", "--mac", MAC, "--distro", "debian-12")
+    capsys.readouterr()
+    common = ["--tftp-root", str(tmp_path / "tftp"), "--address", "10.0.0.1", "--http-port", "8080"]
+    assert _run(tmp_path, "explain", MAC, *common) == 0
+    text = capsys.readouterr().out
+    assert "x86-64 UEFI PXE [uefi-x64]: ipxe.efi" in text
+    assert "TFTP serves ipxe.efi: present in the TFTP root" in text
+    assert "iPXE (second DHCP round) [ipxe]: http://10.0.0.1:8080/boot.ipxe" in text
+    assert "url=http://10.0.0.1:8080/preseed/n1" in text
+    assert "install data preseed (this host's installer reads it):" in text
+    assert _run(tmp_path, "explain", MAC, "--arch", "bios", "--json", *common) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [a["boot_file"] for a in result["dhcp"]["answers"]] == ["undionly.kpxe"]
+    assert _run(tmp_path, "explain", "52:54:00:00:09:09", *common) == 1
+    assert _run(tmp_path, "explain", "nope", *common) == 2
