@@ -312,3 +312,45 @@ def test_router_advertisements_off(tmp_path: Path) -> None:
             (ra,) = tool(client, "rs", wait=2)
             assert ra is None
             assert "router advertisements on" not in d.text()
+
+
+# -- pxelab probe ---------------------------------------------------------------------------------
+
+
+def test_probe_prints_every_offer(tmp_path: Path) -> None:
+    setup_dirs(tmp_path)
+    with lab() as the_lab:
+        args = (
+            "--dhcp-range",
+            f"{the_lab.ip(100)}-{the_lab.ip(119)}",
+            "--router",
+            the_lab.server_ip,
+        )
+        with daemon(the_lab, tmp_path, *args) as d:
+            client = the_lab.add_client("52:54:00:ab:00:01")
+            argv = [sys.executable, "-m", "pxelab", "probe", "--interface", "eth0", "--ipxe",
+                    "--http", "--wait", "1"]  # fmt: skip
+            proc = subprocess.run(
+                client.argv(*argv), cwd=ROOT, capture_output=True, text=True, timeout=60
+            )
+            out = proc.stdout
+            assert proc.returncode == 0, (out, proc.stderr, d.text())
+            server = the_lab.server_ip
+            assert (
+                "PXE (x64 UEFI, arch 7) DISCOVER from 52:54:00:ab:00:01 on eth0: 1 offer(s)" in out
+            )
+            assert "iPXE DISCOVER from 52:54:00:ab:00:01 on eth0: 1 offer(s)" in out
+            assert "HTTPClient (arch 16) DISCOVER from 52:54:00:ab:00:01 on eth0: 1 offer(s)" in out
+            assert out.count(f"offer from {server} (server id {server})") == 3
+            assert f"address      {the_lab.ip(100)}" in out
+            assert "file         ipxe.efi" in out
+            assert f"file         http://{server}:{d.http_port}/boot.ipxe" in out
+            assert f"option 67 bootfile-name=http://{server}:{d.http_port}/tftp/ipxe.efi" in out
+            assert "option 53 message-type=OFFER" in out
+            assert f"option 3 router={server}" in out
+            assert "option 51 lease-time=3600 s" in out
+        # No server: exit 1, and it says there was no offer.
+        quiet = subprocess.run(
+            client.argv(*argv[:-1], "0.5"), cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        assert quiet.returncode == 1 and "0 offer(s)" in quiet.stdout
