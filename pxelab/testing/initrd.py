@@ -1,7 +1,10 @@
 """A tiny test initrd: static busybox, the NIC driver modules, and an init that prints a marker.
 
 The marker line is `PXELAB-BOOT-OK mac=<mac> cmdline=<kernel command line>` on the console;
-then the VM powers off. `cpio_newc` and `module_order` are pure.
+then the VM powers off. When the command line has `pxelab.install=1` and pxelab's
+`pxelab.installed_url=<url>`, the init first plays an installer that finished: it gets an address
+with udhcpc, POSTs to that URL with busybox wget, and prints `PXELAB-INSTALLED ok` (or `failed`).
+`cpio_newc` and `module_order` are pure.
 """
 
 from __future__ import annotations
@@ -14,6 +17,20 @@ from pathlib import Path
 
 MARKER = "PXELAB-BOOT-OK"
 """First word of the line the test initrd prints once it has booted."""
+INSTALLED_MARKER = "PXELAB-INSTALLED"
+"""First word of the line the init prints after its install callback: then `ok` or `failed`."""
+
+UDHCPC_SCRIPT = """#!/bin/busybox sh
+# udhcpc calls this with bound/renew and the lease in the environment ($mask is a prefix length)
+case "$1" in
+  bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/${mask:-24}" dev "$interface"
+    [ -n "$router" ] && ip route add default via "${router%% *}" dev "$interface"
+    ;;
+esac
+exit 0
+"""
 
 NIC_MODULES = ("virtio_pci", "virtio_net")
 """Modules the init loads so the NIC (and its MAC) shows up; dependencies are added."""
@@ -34,6 +51,22 @@ for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
   [ -n "$mac" ] && break
   sleep 0.25
 done
+install= url=
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    pxelab.install=1) install=1 ;;
+    pxelab.installed_url=*) url="${{arg#pxelab.installed_url=}}" ;;
+  esac
+done
+if [ -n "$install" ] && [ -n "$url" ]; then
+  ip link set "${{dev##*/}}" up
+  if udhcpc -i "${{dev##*/}}" -s /bin/udhcpc.script -q -n -t 10 -T 1 >/dev/null 2>&1 &&
+     wget -q -O /tmp/installed --post-data= "$url"; then
+    echo "{INSTALLED_MARKER} ok $(cat /tmp/installed)"
+  else
+    echo "{INSTALLED_MARKER} failed: no address or POST $url refused"
+  fi
+fi
 echo "{MARKER} mac=$mac cmdline=$(cat /proc/cmdline)"
 sync
 poweroff -f
@@ -116,6 +149,7 @@ def build_initrd(kernel: Kernel, busybox: Path = Path("/bin/busybox")) -> bytes:
     }
     files["bin/busybox"] = (0o100755, busybox.read_bytes())
     files["init"] = (0o100755, INIT.encode())
+    files["bin/udhcpc.script"] = (0o100755, UDHCPC_SCRIPT.encode())
     names = []
     for rel in modules:
         name = Path(rel).name
