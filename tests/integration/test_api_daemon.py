@@ -1,0 +1,63 @@
+"""The install state through the real daemon process: the CLI, the API and a restart agree."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pxelab.testing.bootlab import Daemon, LabDirs, start_daemon_usernet
+
+MAC = "52:54:00:00:2a:01"
+
+
+def _pxelab(dirs: LabDirs, *argv: str) -> subprocess.CompletedProcess[str]:
+    flags = ["--hosts-dir", str(dirs.hosts), "--state-dir", str(dirs.state)]
+    return subprocess.run(
+        [sys.executable, "-m", "pxelab", *argv, *flags], capture_output=True, text=True, timeout=30
+    )
+
+
+def _http(daemon: Daemon, path: str, method: str = "GET") -> str:
+    request = urllib.request.Request(f"http://127.0.0.1:{daemon.http_port}{path}", method=method)
+    with urllib.request.urlopen(request, timeout=10) as resp:  # loopback only
+        return str(resp.read().decode())
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> Iterator[LabDirs]:
+    lab = LabDirs(tmp_path)
+    for d in (lab.hosts, lab.images, lab.tftp, lab.state):
+        d.mkdir()
+    yield lab
+
+
+def test_installed_survives_a_restart_and_cli_reinstall_reaches_the_daemon(dirs: LabDirs) -> None:
+    added = _pxelab(dirs, "hosts", "add", "d1", "--mac", MAC, "--distro", "demo")
+    assert added.returncode == 0, added.stderr
+    daemon = start_daemon_usernet(dirs)
+    try:
+        assert "kernel " in _http(daemon, f"/boot?mac={MAC}")
+        state = json.loads(_http(daemon, f"/api/hosts/{MAC}/installed", "POST"))
+        assert state["state"] == "installed"
+    finally:
+        assert daemon.stop() == 0
+    daemon.log.rename(daemon.log.with_name("first-run.log"))  # the next ready line is its own
+    daemon = start_daemon_usernet(dirs)  # a new process reads the state back
+    try:
+        assert _http(daemon, f"/boot?mac={MAC}").splitlines()[-1] == "exit"
+        listed = _pxelab(dirs, "hosts", "list", "--json")
+        assert json.loads(listed.stdout)[0]["state"] == "installed"
+        assert _pxelab(dirs, "hosts", "reinstall", "d1").returncode == 0
+        assert "kernel " in _http(daemon, f"/boot?mac={MAC}")  # no restart needed
+        hosts = json.loads(_http(daemon, "/api/hosts"))["hosts"]
+        assert [(h["name"], h["state"], h["stage"]) for h in hosts] == [("d1", "install", "script")]
+        metrics = _http(daemon, "/metrics")
+        assert 'pxelab_http_requests_total{route="/boot",status="200"} 2.0' in metrics
+    finally:
+        assert daemon.stop() == 0
