@@ -26,7 +26,7 @@ from pxelab.http.keys import (
 )
 from pxelab.inventory import Host, normalize_mac
 from pxelab.provision.explain import explain
-from pxelab.provision.state import HostState, InstallState, StateError
+from pxelab.provision.state import UNRECORDED, HostState, InstallState, StateError
 
 
 def _mac(request: web.Request) -> str:
@@ -51,6 +51,15 @@ def _state(request: web.Request, mac: str) -> HostState:
     except StateError as exc:
         request[NOTE] = str(exc)
         raise web.HTTPInternalServerError(text=f"{exc}\n") from None
+
+
+def _summary(request: web.Request, host: Host) -> dict[str, Any]:
+    """host_summary; a broken state file shows as an error on that host alone."""
+    last = request.app[TIMELINE].last(host.mac)
+    try:
+        return host_summary(host, request.app[INSTALL_STORE].get(host.mac), last)
+    except StateError as exc:
+        return {**host_summary(host, UNRECORDED, last), "state": None, "state_error": str(exc)}
 
 
 def _event(event: Event | None) -> dict[str, Any] | None:
@@ -80,7 +89,7 @@ async def list_hosts(request: web.Request) -> web.Response:
     hosts = inventory.hosts()
     known = {h.mac for h in hosts}
     body = {
-        "hosts": [host_summary(h, _state(request, h.mac), timeline.last(h.mac)) for h in hosts],
+        "hosts": [_summary(request, h) for h in hosts],
         "unknown": [
             {"mac": mac, "stage": e.stage if e else None, "last_event": _event(e)}
             for mac in timeline.macs()

@@ -92,6 +92,7 @@ async def chain_script(request: web.Request) -> web.Response:
     except RenderError as exc:
         request[NOTE] = str(exc)
         raise web.HTTPInternalServerError(text=f"{exc}\n") from None
+    request.app[TIMELINE].record(time.time(), "ipxe", "chain script /boot.ipxe", ip=remote(request))
     return web.Response(text=script, content_type=IPXE_TYPE)
 
 

@@ -204,3 +204,28 @@ async def test_a_forged_host_header_cannot_reach_a_script(
     for host in ("a b", "x;reboot", "x$(id)", "h||shell", "a/b"):
         resp = await client.get("/boot", params={"mac": MAC}, headers={"Host": host})
         assert resp.status == 400, host
+
+
+async def test_chain_script_lands_in_the_timeline_of_the_mac_dhcp_saw(
+    setup: tuple[Client, Timeline, Path],
+) -> None:
+    client, timeline, _ = setup
+    timeline.record(time.time(), "dhcp", "ACK 127.0.0.1 file=boot.ipxe", mac=MAC, ip="127.0.0.1")
+    assert (await client.get("/boot.ipxe")).status == 200
+    await client.get("/boot", params={"mac": MAC})
+    assert [e.stage for e in timeline.events(MAC)] == ["dhcp", "ipxe", "script"]
+
+
+async def test_a_broken_state_file_fails_that_host_only(
+    setup: tuple[Client, Timeline, Path],
+) -> None:
+    client, _, root = setup
+    state_file = root / "state" / "install" / "52-54-00-aa-bb-01.json"
+    state_file.parent.mkdir(parents=True)
+    state_file.write_text("{broken")
+    boot = await client.get("/boot", params={"mac": MAC})
+    assert boot.status == 500 and "52-54-00-aa-bb-01.json" in await boot.text()
+    listing = await (await client.get("/api/hosts")).json()
+    hosts = {h["name"]: h for h in listing["hosts"]}
+    assert hosts["ubu"]["state"] is None and "invalid JSON" in hosts["ubu"]["state_error"]
+    assert hosts["deb"]["state"] == "install"
