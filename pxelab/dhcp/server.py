@@ -14,7 +14,6 @@ import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
 from ipaddress import IPv4Address
-from typing import cast
 
 from pxelab.dhcp.leases import LeaseTable
 from pxelab.dhcp.options import message_type
@@ -124,74 +123,97 @@ class _Dhcp:
         return outcome
 
     def _record(self, now: float, reply: DhcpReply) -> None:
+        """One timeline event per OFFER/ACK/NAK ("ACK 10.0.0.5 ipxe.efi"); an ACK binds ip -> mac."""
         packet = reply.packet
         kind = _kind(packet)
         ip = str(packet.yiaddr) if packet.yiaddr != ZERO_IP else ""
-        detail = _summary(reply)
+        detail = f"{kind} {ip}" if ip else kind
+        bootfile = packet.option(OptionCode.BOOTFILE_NAME)
+        if bootfile is not None:
+            detail += f" {bootfile.decode(errors='replace')}"
         assert self.timeline is not None
-        self.timeline.record(now, "dhcp", detail, mac=packet.mac, ip=ip)
+        mac = packet.mac
+        self.timeline.record(now, "dhcp", detail, mac=mac, ip=ip)
         if kind == MessageType.ACK.name and ip:
-            self.timeline.bind(ip, packet.mac)
+            self.timeline.bind(ip, mac)
 
 
-class _DhcpProtocol(asyncio.DatagramProtocol):
-    """Receive, decide, send on one socket; never lets one datagram stop the server."""
+class _Endpoint:
+    """One socket: drain every queued datagram per wake-up, decide, send; one bad datagram never
+    stops the server. (A loop reader instead of a DatagramProtocol: one epoll wake-up serves a
+    whole burst, which roughly halves the per-request cost under load.)
+    """
 
-    def __init__(self, server: _Dhcp, port: int) -> None:
+    BURST = 64
+    """Datagrams read per wake-up at most, so other tasks still get their turn."""
+
+    def __init__(self, server: _Dhcp, sock: socket.socket, port: int) -> None:
         self.server = server
+        self.sock = sock
         self.port = port
-        self.transport: asyncio.DatagramTransport | None = None
+        self.bound_port: int = sock.getsockname()[1]
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # The selector loop's datagram transport does not subclass DatagramTransport on 3.11.
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
+    def close(self) -> None:
+        """Stop reading and close the socket; safe to call more than once."""
         if not self.closed.done():
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            self.sock.close()
             self.closed.set_result(None)
 
-    def error_received(self, exc: Exception) -> None:
-        log.debug("DHCP socket error: %s", exc)
+    def _readable(self) -> None:
+        for _ in range(self.BURST):
+            try:
+                data, addr = self.sock.recvfrom(4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("DHCP socket error: %s", exc)
+                return
+            self.datagram_received(data, addr)
 
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        sender = f"{addr[0]}:{addr[1]}"
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
             request = parse(data)
         except MalformedPacket as exc:
-            log.warning("malformed DHCP datagram from %s: %s", sender, exc)
+            log.warning("malformed DHCP datagram from %s:%s: %s", addr[0], addr[1], exc)
             return
         try:
-            self._handle(request, (str(addr[0]), int(addr[1])))
+            self._handle(request, addr)
         except Exception:
-            log.exception("DHCP request from %s (%s) failed", sender, request.mac)
+            log.exception("DHCP request from %s:%s (%s) failed", addr[0], addr[1], request.mac)
 
     def _handle(self, request: DhcpPacket, sender: tuple[str, int]) -> None:
         outcome = self.server.handle(request, self.port)
-        head = f"{_kind(request)} from {request.mac} (arch {describe_arch(request)})"
-        if self.port == PXE_PORT:
-            head += f" on port {PXE_PORT}"
+        logging_info = log.isEnabledFor(logging.INFO)  # the log line costs as much as the reply
+        head = ""
+        if logging_info:
+            head = f"{_kind(request)} from {request.mac} (arch {describe_arch(request)})"
+            if self.port == PXE_PORT:
+                head += f" on port {PXE_PORT}"
         if not isinstance(outcome, DhcpReply):
-            log.info("%s: no reply: %s", head, outcome.reason)
+            if logging_info:
+                log.info("%s: no reply: %s", head, outcome.reason)
             return
         destination = outcome.destination
         if self.port == PXE_PORT and request.giaddr == ZERO_IP:
             destination = sender  # PXE spec: a boot server answers the request's source
         elif outcome.link_unicast and not self._map_address(destination[0], request):
             destination = (LIMITED_BROADCAST, CLIENT_PORT)
-        log.info("%s: %s", head, _summary(outcome, destination))
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.sendto(build(outcome.packet), destination)
+        if logging_info:
+            log.info("%s: %s", head, _summary(outcome, destination))
+        if self.closed.done():
+            return
+        try:
+            self.sock.sendto(build(outcome.packet), destination)
+        except OSError as exc:  # a full send buffer or an unreachable relay: the client retries
+            log.warning("cannot send %s to %s:%s: %s", _kind(outcome.packet), *destination, exc)
 
     def _map_address(self, ip: str, request: DhcpPacket) -> bool:
         """Add the ARP entry ip -> chaddr, so a unicast reaches a client without an address."""
-        if self.transport is None:
-            return False
-        sock = self.transport.get_extra_info("socket")
-        if sock is None:
-            return False
         try:
-            set_arp(sock.fileno(), self.server.interface, IPv4Address(ip), request.chaddr[:6])
+            set_arp(self.sock.fileno(), self.server.interface, IPv4Address(ip), request.chaddr[:6])
         except OSError as exc:
             log.debug("cannot add ARP entry %s -> %s: %s; broadcasting", ip, request.mac, exc)
             return False
@@ -236,12 +258,7 @@ def _summary(reply: DhcpReply, destination: tuple[str, int] | None = None) -> st
 class DhcpServer:
     """A running DHCP listener; `close()` stops it, `wait_closed()` waits for the sockets to go."""
 
-    def __init__(
-        self,
-        server: _Dhcp,
-        endpoints: list[tuple[asyncio.DatagramTransport, _DhcpProtocol]],
-        store: LeaseStore | None,
-    ) -> None:
+    def __init__(self, server: _Dhcp, endpoints: list[_Endpoint], store: LeaseStore | None) -> None:
         self._server = server
         self._endpoints = endpoints
         self._store = store
@@ -259,19 +276,17 @@ class DhcpServer:
     @property
     def port(self) -> int:
         """The UDP port actually bound (useful with port=0 in tests)."""
-        port: int = self._endpoints[0][0].get_extra_info("sockname")[1]
-        return port
+        return self._endpoints[0].bound_port
 
     def close(self) -> None:
         """Stop receiving; safe to call more than once."""
-        for transport, _ in self._endpoints:
-            if not transport.is_closing():
-                transport.close()
+        for endpoint in self._endpoints:
+            endpoint.close()
 
     async def wait_closed(self) -> None:
         """Return once the sockets are closed (and the lease database is checkpointed)."""
-        for _, protocol in self._endpoints:
-            await asyncio.shield(protocol.closed)
+        for endpoint in self._endpoints:
+            await asyncio.shield(endpoint.closed)
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -346,26 +361,16 @@ async def start_dhcp(
     ports = [port]
     if ctx.mode is DhcpMode.PROXY:
         ports.append(PXE_PORT if pxe_port is None else pxe_port)
-    loop = asyncio.get_running_loop()
-    endpoints: list[tuple[asyncio.DatagramTransport, _DhcpProtocol]] = []
+    endpoints: list[_Endpoint] = []
     try:
         for index, number in enumerate(ports):
             sock = open_dhcp_socket(interface, number)
-            logical = PXE_PORT if index == 1 else number
-            try:
-                transport, protocol = await loop.create_datagram_endpoint(
-                    lambda logical=logical: _DhcpProtocol(server, logical),  # type: ignore[misc]
-                    sock=sock,
-                )
-            except BaseException:
-                sock.close()
-                raise
-            endpoints.append((transport, protocol))
+            endpoints.append(_Endpoint(server, sock, PXE_PORT if index == 1 else number))
     except BaseException:
-        for transport, _ in endpoints:
-            transport.close()
+        for endpoint in endpoints:
+            endpoint.close()
         raise
-    bound = [str(t.get_extra_info("sockname")[1]) for t, _ in endpoints]
+    bound = [str(endpoint.bound_port) for endpoint in endpoints]
     log.info(
         "DHCP (%s) on %s port %s: server %s, pool %s-%s%s",
         ctx.mode.value,

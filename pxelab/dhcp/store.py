@@ -63,7 +63,13 @@ class LeaseStore:
         return leases
 
     def save(self, lease: Lease) -> None:
-        """Record one change (the LeaseTable `on_change` hook): one row written or deleted."""
+        """Record one change (the LeaseTable `on_change` hook): one row written or deleted.
+
+        OFFERED holds are not written: an offer hands nothing out (the REQUEST is checked against
+        the table again), so after a restart the worst case is one NAK, never a shared address.
+        """
+        if lease.state is LeaseState.OFFERED:
+            return
         if lease.state is LeaseState.FREE:
             self._db.execute("DELETE FROM leases WHERE ip = ?", (int(lease.ip),))
         else:
