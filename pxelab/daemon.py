@@ -17,6 +17,7 @@ from aiohttp import web
 from pxelab.config import Config
 from pxelab.errors import ConfigError
 from pxelab.events import Timeline
+from pxelab.grub import GrubFiles
 from pxelab.http.app import AccessLogger, make_app
 from pxelab.inventory import Inventory
 from pxelab.provision.state import install_store
@@ -86,12 +87,13 @@ async def serve(config: Config, on_ready: Callable[[Ready], None] | None = None)
         loop.add_signal_handler(signum, stop.set)
 
     inventory = Inventory(config.hosts_dir)
+    renderer = Renderer(config.templates_dir)
     timeline = Timeline()
     services: list[Service] = []
     runner = web.AppRunner(
         make_app(
             inventory,
-            Renderer(config.templates_dir),
+            renderer,
             config.images_dir,
             timeline,
             install_store=install_store(config.state_dir),
@@ -126,6 +128,7 @@ async def serve(config: Config, on_ready: Callable[[Ready], None] | None = None)
                     max_sessions=config.tftp_max_sessions,
                     max_per_client=config.tftp_max_per_client,
                     timeline=timeline,
+                    virtual=GrubFiles(inventory, renderer, config.images_dir),
                 ),
             )
             services.append(tftp)

@@ -17,7 +17,14 @@ import pytest
 
 from pxelab.testing import bootlab
 from pxelab.testing.netns import Lab, lab
-from pxelab.testing.qemu import FIRMWARES, QemuVm, start_x86, tap_netdev, user_netdev
+from pxelab.testing.qemu import (
+    FIRMWARES,
+    QemuVm,
+    start_aarch64,
+    start_x86,
+    tap_netdev,
+    user_netdev,
+)
 
 NETWORKS = ("user", "netns")
 
@@ -99,21 +106,33 @@ def pxelab_server(
 def qemu_vm(
     pxelab_server: PxelabServer, request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Callable[..., QemuVm]]:
-    """A factory: `qemu_vm(mac, firmware="uefi"|"bios")` boots an x86-64 VM from pxelab_server.
+    """A factory: `qemu_vm(mac, arch="x86_64"|"aarch64", firmware="uefi"|"bios"|"uefi-secure")`
+    boots a VM from pxelab_server (aarch64 and Secure Boot need network="netns").
 
     Every VM is stopped afterwards.
     """
     vms: list[QemuVm] = []
 
     def start(mac: str, arch: str = "x86_64", firmware: str = "uefi") -> QemuVm:
-        if arch != "x86_64" or firmware not in FIRMWARES:
-            raise ValueError(f"qemu_vm: {arch}/{firmware} is not supported yet (x86_64/uefi|bios)")
         workdir = tmp_path / f"vm{len(vms)}"
-        if pxelab_server.lab is not None:
-            # UEFI: OVMF's own PXE client (romfile=); SeaBIOS has none, so QEMU's iPXE ROM
-            netdev = tap_netdev(pxelab_server.lab.add_tap())
-            vm = start_x86(workdir, mac, netdev, firmware=firmware, ns=pxelab_server.lab.server,
+        the_lab = pxelab_server.lab
+        if arch == "aarch64" and firmware == "uefi":
+            if the_lab is None:
+                raise ValueError(
+                    "qemu_vm: aarch64 boots through GRUB over TFTP: use network='netns'"
+                )
+            vm = start_aarch64(workdir, mac, tap_netdev(the_lab.add_tap()), ns=the_lab.server)
+        elif arch != "x86_64" or firmware not in FIRMWARES:
+            raise ValueError(f"qemu_vm: {arch}/{firmware} is not supported (x86_64: {FIRMWARES})")
+        elif the_lab is not None:
+            # UEFI: the firmware's own PXE client (romfile=); SeaBIOS has none: QEMU's iPXE ROM
+            netdev = tap_netdev(the_lab.add_tap())
+            vm = start_x86(workdir, mac, netdev, firmware=firmware, ns=the_lab.server,
                            nic_rom=firmware == "bios")  # fmt: skip
+        elif firmware == "uefi-secure":
+            raise ValueError(
+                "qemu_vm: Secure Boot goes through shim and GRUB over TFTP: use network='netns'"
+            )
         else:
             url = f"http://10.0.2.2:{pxelab_server.daemon.http_port}/boot.ipxe"
             vm = start_x86(workdir, mac, user_netdev(url), firmware=firmware, nic_rom=True)

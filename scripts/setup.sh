@@ -10,6 +10,7 @@ DEB_PACKAGES=(
   atftp tftp-hpa udhcpc isc-dhcp-client curl cpio systemd
   isc-dhcp-relay kea-admin dnsmasq-base
   xorriso libarchive-tools
+  grub-efi-amd64-signed shim-signed qemu-system-arm qemu-efi-aarch64
 )
 
 missing=()
@@ -26,6 +27,23 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Inputs of the aarch64 boot test, from Debian's arm64 packages, unpacked (not installed) into
+# .cache/arm64/root: the cloud kernel and its modules, busybox-static and the signed network GRUB.
+arm64=.cache/arm64
+if [ ! -f "$arm64/done" ] && [ "$(id -u)" -eq 0 ]; then
+  echo "setup: arm64 test inputs into $arm64"
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    dpkg --add-architecture arm64
+    apt-get update -qq
+  fi
+  kernel=$(apt-cache depends linux-image-cloud-arm64:arm64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+  rm -rf "$arm64" && mkdir -p "$arm64/debs" "$arm64/root"
+  (cd "$arm64/debs" && apt-get download -q "${kernel%:arm64}:arm64" busybox-static:arm64 grub-efi-arm64-signed:arm64 >/dev/null)
+  for deb in "$arm64"/debs/*.deb; do dpkg-deb -x "$deb" "$arm64/root"; done
+  for modules in "$arm64"/root/lib/modules/*; do depmod -b "$arm64/root" "$(basename "$modules")"; done
+  rm -rf "$arm64/debs" && touch "$arm64/done"
 fi
 
 if [ ! -x .venv/bin/python ]; then

@@ -140,9 +140,22 @@ class BootFiles:
     """32-bit x86 UEFI (6; 15 over HTTP)."""
     uefi_arm32: str | None = None
     """32-bit ARM UEFI (10; 18 over HTTP)."""
+    grub_x64: str | None = "shimx64.efi"
+    """x86-64 UEFI hosts whose loader is GRUB: Debian's signed shim, which loads grubx64.efi
+    from the same TFTP directory (so Secure Boot works)."""
+    grub_arm64: str | None = "grubnetaa64.efi"
+    """ARM64 UEFI hosts whose loader is GRUB (Debian's signed network GRUB)."""
 
-    def for_firmware(self, firmware: Firmware) -> str | None:
-        """The configured boot file for `firmware`, or None."""
+    def for_firmware(self, firmware: Firmware, loader: str | None = None) -> str | None:
+        """The boot file for `firmware`: GRUB's when loader is "grub", else iPXE's; with no
+        loader given, iPXE's if one is configured, else GRUB's (arm64 without an iPXE build)."""
+        grub = {Firmware.UEFI_X64: self.grub_x64, Firmware.UEFI_ARM64: self.grub_arm64}
+        if loader == "grub":
+            return grub.get(firmware)
+        ipxe = self._ipxe(firmware)
+        return ipxe if ipxe is not None or loader == "ipxe" else grub.get(firmware)
+
+    def _ipxe(self, firmware: Firmware) -> str | None:
         match firmware:
             case Firmware.BIOS:
                 return self.bios

@@ -75,6 +75,16 @@ class HostInfo(Protocol):
         """False: give it an address but no boot file (it boots from disk)."""
         ...
 
+    @property
+    def loader(self) -> str | None:
+        """`ipxe`, `grub`, or None to let the firmware decide (see BootFiles.for_firmware)."""
+        ...
+
+    @property
+    def secure_boot(self) -> bool:
+        """True: it boots with Secure Boot, so it needs the signed shim and GRUB."""
+        ...
+
 
 class HostLookup(Protocol):
     """The inventory as the DHCP policy sees it."""
@@ -282,7 +292,8 @@ def choose_boot(request: DhcpPacket, ctx: DhcpContext, host: HostInfo | None) ->
     if arch is None:
         listed = ", ".join(f"{code} {iana_name(code)}" for code in codes)
         return BootChoice(None, False, f"no boot file: unknown client architecture {listed}")
-    name = ctx.boot_files.for_firmware(arch.firmware)
+    loader = None if host is None else host.loader or ("grub" if host.secure_boot else None)
+    name = ctx.boot_files.for_firmware(arch.firmware, None if arch.http else loader)
     if name is None:
         return BootChoice(None, False, f"no boot file configured for {arch.label}")
     if arch.http:

@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from ipaddress import IPv4Address, IPv4Interface
+from pathlib import Path
 from typing import Protocol
 
 from pxelab.config import Config
+from pxelab.dhcp.arch import BootFiles
 from pxelab.dhcp.policy import DhcpContext, DhcpMode, HostLookup, UnknownMacs
 from pxelab.dhcp.server import start_dhcp
 from pxelab.dhcp.store import FILE_NAME, LeaseStore, LeaseStoreError
@@ -45,6 +47,14 @@ class DhcpService:
             await part.wait_closed()
 
 
+def boot_files_in(tftp_root: Path) -> BootFiles:
+    """The default boot files, but GRUB for arm64 unless the TFTP root has an arm64 iPXE."""
+    arm64_ipxe = BootFiles().uefi_arm64
+    if arm64_ipxe is not None and (tftp_root / arm64_ipxe).is_file():
+        return BootFiles()
+    return BootFiles(uefi_arm64=None)
+
+
 def contexts(
     config: Config, server_if: IPv4Interface, http_port: int
 ) -> tuple[DhcpContext, list[DhcpContext]]:
@@ -64,7 +74,12 @@ def contexts(
             raise ConfigError(
                 f"key {key!r}: {ip} is not in {interface}'s network {server_if.network}"
             )
-    common = {"http_port": http_port, "mode": mode, "unknown_macs": unknown}
+    common = {
+        "http_port": http_port,
+        "mode": mode,
+        "unknown_macs": unknown,
+        "boot_files": boot_files_in(config.tftp_root),
+    }
     try:
         local = DhcpContext(
             server_ip=server_if.ip,

@@ -6,6 +6,7 @@ Used by the end-to-end tests and by `pxelab demo`.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pxelab.testing.initrd import build_initrd, find_kernel
+from pxelab.testing.initrd import Kernel, build_initrd, find_kernel
 from pxelab.testing.netns import Lab, NetNs
 
 IPXE_DIR = Path("/usr/lib/ipxe")
@@ -63,21 +64,47 @@ def write_host(dirs: LabDirs, host: Mapping[str, Any]) -> Path:
     return path
 
 
+GRUB_FILES = {
+    "shimx64.efi": Path("/usr/lib/shim/shimx64.efi.signed"),
+    "grubx64.efi": Path("/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"),
+}
+"""x86-64 Secure Boot chain (shim-signed, grub-efi-amd64-signed): TFTP name -> Debian's file."""
+ARM64_GRUB = "usr/lib/grub/arm64-efi-signed/grubnetaa64.efi.signed"
+"""Debian's signed arm64 network GRUB, inside the arm64 inputs root."""
+
+
+def arm64_root() -> Path:
+    """Debian's arm64 kernel, busybox and GRUB, unpacked by scripts/setup.sh (or $PXELAB_ARM64_ROOT)."""
+    default = Path(__file__).resolve().parents[2] / ".cache" / "arm64" / "root"
+    return Path(os.environ.get("PXELAB_ARM64_ROOT", default))
+
+
+def _image(image_dir: Path, kernel: Kernel, busybox: Path) -> None:
+    image_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(kernel.vmlinuz, image_dir / "vmlinuz")
+    (image_dir / "initrd").write_bytes(build_initrd(kernel, busybox))
+
+
 def prepare(root: Path, hosts: Iterable[Mapping[str, Any]], distro: str = "demo") -> LabDirs:
-    """Lay out a lab: the test kernel and initrd as images/<distro>/amd64/, iPXE, host files."""
+    """Lay out a lab: the test kernel and initrd as images/<distro>/amd64/ (and arm64/ when the
+    arm64 inputs are there), iPXE and the signed shim and GRUB in the TFTP root, host files."""
     dirs = LabDirs(root)
     for d in (dirs.hosts, dirs.tftp, dirs.state):
         d.mkdir(parents=True, exist_ok=True)
-    image_dir = dirs.images / distro / "amd64"
-    image_dir.mkdir(parents=True, exist_ok=True)
-    kernel = find_kernel()
-    shutil.copyfile(kernel.vmlinuz, image_dir / "vmlinuz")
-    (image_dir / "initrd").write_bytes(build_initrd(kernel))
+    _image(dirs.images / distro / "amd64", find_kernel(), Path("/bin/busybox"))
     for name in IPXE_FILES:
         source = IPXE_DIR / name
         if not source.is_file():
             raise FileNotFoundError(f"{source} is missing: install Debian's ipxe package")
         shutil.copyfile(source, dirs.tftp / name)
+    for name, source in GRUB_FILES.items():
+        if source.is_file():
+            shutil.copyfile(source, dirs.tftp / name)
+    arm64 = arm64_root()
+    if (arm64 / ARM64_GRUB).is_file():
+        shutil.copyfile(arm64 / ARM64_GRUB, dirs.tftp / "grubnetaa64.efi")
+        kernel = find_kernel(arm64 / "boot", arm64 / "lib" / "modules")
+        _image(dirs.images / distro / "arm64", kernel, arm64 / "bin" / "busybox")
     for host in hosts:
         write_host(dirs, host)
     return dirs

@@ -14,6 +14,11 @@ from pxelab.testing.netns import NetNs
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+OVMF_CODE_SECURE = Path("/usr/share/OVMF/OVMF_CODE_4M.ms.fd")
+"""OVMF with Secure Boot and Microsoft's keys enrolled (with its VARS), so shim is trusted."""
+OVMF_VARS_SECURE = Path("/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
+AAVMF_CODE = Path("/usr/share/AAVMF/AAVMF_CODE.fd")
+AAVMF_VARS = Path("/usr/share/AAVMF/AAVMF_VARS.fd")
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -46,8 +51,8 @@ def user_netdev(boot_url: str) -> str:
     return f"user,id=net0,bootfile={boot_url}"
 
 
-FIRMWARES = ("uefi", "bios")
-"""x86-64 firmware: OVMF (UEFI) or QEMU's default SeaBIOS."""
+FIRMWARES = ("uefi", "bios", "uefi-secure")
+"""x86-64 firmware: OVMF (UEFI), QEMU's default SeaBIOS, or OVMF with Secure Boot on."""
 
 
 def x86_argv(
@@ -63,17 +68,25 @@ def x86_argv(
         raise ValueError(f"firmware must be one of {FIRMWARES}, not {firmware!r}")
     device = f"virtio-net-pci,netdev=net0,mac={mac},bootindex=1" + ("" if nic_rom else ",romfile=")
     flash: list[str] = []
-    if firmware == "uefi":
+    machine = "q35"
+    if firmware != "bios":
         if vars_file is None:
             raise ValueError("UEFI needs a writable copy of OVMF_VARS")
+        code = OVMF_CODE_SECURE if firmware == "uefi-secure" else OVMF_CODE
         flash = [
-            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
             "-drive", f"if=pflash,format=raw,unit=1,file={vars_file}",
+        ]  # fmt: skip
+    if firmware == "uefi-secure":  # SMM keeps the variable store out of the guest's reach
+        machine = "q35,smm=on"
+        flash += [
+            "-global", "driver=cfi.pflash01,property=secure,value=on",
+            "-global", "ICH9-LPC.disable_s3=1",
         ]  # fmt: skip
     return [
         "qemu-system-x86_64",
         "-accel", accel(),
-        "-M", "q35",
+        "-M", machine,
         "-m", "512",
         *flash,
         "-netdev", netdev,
@@ -126,6 +139,15 @@ class QemuVm:
                 self.proc.wait()
 
 
+def _launch(argv: list[str], serial: Path, stderr: Path, ns: NetNs | None) -> QemuVm:
+    with stderr.open("ab") as err:
+        if ns is not None:
+            proc = ns.popen(*argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+        else:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+    return QemuVm(proc, serial)
+
+
 def start_x86(
     workdir: Path,
     mac: str,
@@ -141,15 +163,44 @@ def start_x86(
     workdir.mkdir(parents=True, exist_ok=True)
     tag = mac.replace(":", "")
     vars_file = None
-    if firmware == "uefi":
+    if firmware != "bios":
         vars_file = workdir / f"OVMF_VARS-{tag}.fd"
-        shutil.copyfile(OVMF_VARS, vars_file)
+        shutil.copyfile(OVMF_VARS_SECURE if firmware == "uefi-secure" else OVMF_VARS, vars_file)
     serial = workdir / f"serial-{tag}.log"
     serial.write_bytes(b"")
     argv = x86_argv(firmware, netdev, mac, serial, vars_file=vars_file, nic_rom=nic_rom)
-    with (workdir / f"qemu-{tag}.stderr").open("ab") as err:
-        if ns is not None:
-            proc = ns.popen(*argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
-        else:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
-    return QemuVm(proc, serial)
+    return _launch(argv, serial, workdir / f"qemu-{tag}.stderr", ns)
+
+
+def aarch64_argv(netdev: str, mac: str, vars_file: Path, serial_log: Path) -> list[str]:
+    """arm64 UEFI (AAVMF) on QEMU's virt machine, under TCG, booting from a virtio NIC with the
+    firmware's own PXE client (`romfile=`); the console is ttyAMA0."""
+    return [
+        "qemu-system-aarch64",
+        "-M", "virt",
+        "-cpu", "cortex-a57",
+        "-m", "512",
+        "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={AAVMF_CODE}",
+        "-drive", f"if=pflash,format=raw,unit=1,file={vars_file}",
+        "-netdev", netdev,
+        "-device", f"virtio-net-pci,netdev=net0,mac={mac},bootindex=1,romfile=",
+        "-display", "none",
+        "-serial", f"file:{serial_log}",
+        "-no-reboot",
+    ]  # fmt: skip
+
+
+def start_aarch64(workdir: Path, mac: str, netdev: str, *, ns: NetNs | None = None) -> QemuVm:
+    """Boot an arm64 UEFI VM (in namespace ns, if given) from the network."""
+    if shutil.which("qemu-system-aarch64") is None or not AAVMF_CODE.is_file():
+        raise FileNotFoundError(
+            "qemu-system-aarch64 or AAVMF is missing: install qemu-system-arm and qemu-efi-aarch64"
+        )
+    workdir.mkdir(parents=True, exist_ok=True)
+    tag = mac.replace(":", "")
+    vars_file = workdir / f"AAVMF_VARS-{tag}.fd"
+    shutil.copyfile(AAVMF_VARS, vars_file)
+    serial = workdir / f"serial-{tag}.log"
+    serial.write_bytes(b"")
+    argv = aarch64_argv(netdev, mac, vars_file, serial)
+    return _launch(argv, serial, workdir / f"qemu-{tag}.stderr", ns)

@@ -27,6 +27,8 @@ class Host:
     mac: str
     ip: IPv4Address | None
     pxeboot: bool
+    loader: str | None = None
+    secure_boot: bool = False
 
 
 class Inventory:

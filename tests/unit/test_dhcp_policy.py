@@ -46,6 +46,8 @@ class FakeHost:
     mac: str
     ip: IPv4Address | None
     pxeboot: bool = True
+    loader: str | None = None
+    secure_boot: bool = False
 
 
 class FakeInventory:
