@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -59,5 +60,29 @@ def test_installed_survives_a_restart_and_cli_reinstall_reaches_the_daemon(dirs:
         assert [(h["name"], h["state"], h["stage"]) for h in hosts] == [("d1", "install", "script")]
         metrics = _http(daemon, "/metrics")
         assert 'pxelab_http_requests_total{route="/boot",status="200"} 2.0' in metrics
+    finally:
+        assert daemon.stop() == 0
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_metrics_count_real_tftp_transfers_through_the_timeline(dirs: LabDirs) -> None:
+    (dirs.tftp / "ipxe.efi").write_bytes(b"x" * 5000)
+    port = _free_udp_port()
+    daemon = start_daemon_usernet(dirs, "--tftp-port", str(port), "--tftp-address", "127.0.0.1")
+    try:
+        for name in ("ipxe.efi", "missing.efi"):
+            subprocess.run(
+                ["curl", "-s", "-o", "/dev/null", f"tftp://127.0.0.1:{port}/{name}"], timeout=20
+            )
+        metrics = _http(daemon, "/metrics")
+        assert 'pxelab_tftp_transfers_total{result="completed"} 1.0' in metrics
+        assert 'pxelab_tftp_transfers_total{result="refused"} 1.0' in metrics
+        assert "pxelab_tftp_sent_bytes_total 5000.0" in metrics
+        assert 'pxelab_boot_events_total{stage="tftp"} 2.0' in metrics
     finally:
         assert daemon.stop() == 0
