@@ -18,4 +18,3 @@ def test_scripts_parse_with_busybox_sh(tmp_path: Path, script: str) -> None:
     path.write_text(script)
     result = subprocess.run([busybox, "sh", "-n", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-
