@@ -27,7 +27,11 @@ SERVE_FLAGS: list[tuple[str, str, str]] = [
     ("--lease-time", "SECONDS", "DHCP lease time"),
     ("--dhcp-port", "N", "DHCP server port (default 67)"),
     ("--dhcp-mode", "full|proxy", "full DHCP, or proxyDHCP beside an existing DHCP server"),
-    ("--unknown-macs", "serve|ignore", "answer MACs missing from the inventory (default: full mode)"),
+    (
+        "--unknown-macs",
+        "serve|ignore",
+        "answer MACs missing from the inventory (default: full mode)",
+    ),
     ("--subnets", "NET=FIRST-LAST[@ROUTER][;...]", "pools for subnets behind DHCP relays"),
     ("--router-advertisements", "on|off", "answer IPv6 router solicitations (default on)"),
     ("--hosts-dir", "DIR", "directory of JSON host files (default ~/.pxelab/hosts)"),
