@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup install serve demo test unit lint format clean
+.PHONY: setup install serve demo test unit lint format clean bench fuzz
 
 setup:
 	@scripts/setup.sh
@@ -22,6 +22,10 @@ test: setup  ## everything: unit, integration (namespaces) and QEMU end-to-end t
 unit: setup  ## the fast tests that need no root and boot no VM
 	$(PY) -m pytest -m "not netns and not root and not e2e" $(PYTEST_ARGS)
 
+bench: setup  ## DHCP throughput vs dnsmasq (perfdhcp), boot time with and without RAs (root; not a test)
+	$(PY) bench/dhcp_bench.py
+	$(PY) bench/dhcp_boot_ra.py
+
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -33,3 +37,8 @@ format: setup
 
 clean:
 	rm -rf .venv build dist .mypy_cache .ruff_cache .pytest_cache
+
+FUZZ_RUNS ?= 500000
+fuzz: setup  ## atheris on the DHCP and TFTP cores: FUZZ_RUNS inputs each (1,000,000 in all)
+	PYTHONPATH=. $(PY) fuzz/run.py dhcp -runs=$(FUZZ_RUNS)
+	PYTHONPATH=. $(PY) fuzz/run.py tftp -runs=$(FUZZ_RUNS)
