@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pxelab.errors import HostFileError
 from pxelab.inventory import parse_host
@@ -13,6 +16,8 @@ from pxelab.render import Renderer, RenderError
 
 BASE = "http://10.0.0.1:8080"
 OK = {"name": "ok", "mac": "52:54:00:00:00:01", "distro": "demo"}
+TRICKY = "\n\r\t\x00\x1b\u2028 ;${}|&#'\"\\-_."
+"""Characters that could end an iPXE line, chain a command or expand a setting."""
 
 
 @pytest.mark.parametrize(
@@ -115,3 +120,36 @@ def test_install_data_templates_can_be_overridden(tmp_path: Path) -> None:
     (tmp_path / "kickstart.ks.j2").write_text("{{ host.nope }}")
     with pytest.raises(RenderError, match=r"kickstart\.ks\.j2 for host 'ok' kickstart"):
         Renderer(tmp_path).install_data(host, BASE, "kickstart")
+
+
+def _assert_one_command_per_line(data: dict[str, object]) -> None:
+    try:
+        host = parse_host({**OK, **data}, "h.json")
+    except HostFileError:
+        return  # refused before it could reach a script
+    for template in ("generic", "ubuntu", "fedora", "debian"):
+        script = Renderer().boot_script(replace(host, template=template), BASE)
+        lines = script.splitlines()
+        assert [line.split(" ", 1)[0] for line in lines] == [
+            "#!ipxe",
+            "echo",
+            "kernel",
+            "initrd",
+            "boot",
+        ]
+        assert not any(bad in script for bad in ("${", "||", "&&"))
+        assert host.kernel_args in lines[2]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(TRICKY + "abc=019 ", max_size=60))
+def test_any_accepted_kernel_args_stay_on_the_kernel_line(kernel_args: str) -> None:
+    _assert_one_command_per_line({"kernel_args": kernel_args})
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.text(TRICKY + "abcxyz019", min_size=1, max_size=20), st.text(TRICKY + "abc/:.", max_size=20)
+)
+def test_any_accepted_name_and_kernel_stay_on_their_lines(name: str, kernel: str) -> None:
+    _assert_one_command_per_line({"name": name, "kernel": kernel or "vmlinuz"})
