@@ -79,7 +79,7 @@ def dhcp_answers(
     boot_files: BootFiles,
     tftp_root: Path | None,
 ) -> list[dict[str, Any]]:
-    """Per client kind: the boot file DHCP hands out, and whether TFTP has it."""
+    """Per client kind: the boot file DHCP hands out, and whether the TFTP root has it."""
     ctx = DhcpContext(
         server_ip=server_ip,
         network=IPv4Network(f"{server_ip}/32"),
@@ -93,9 +93,13 @@ def dhcp_answers(
         client = CLIENTS[name]
         choice = choose_boot(client_request(host.mac, client), ctx, host)
         tftp: dict[str, Any] | None = None
-        if choice.file and "://" not in choice.file:
-            exists = None if tftp_root is None else (tftp_root / choice.file).is_file()
-            tftp = {"file": choice.file, "exists": exists}
+        relative, via = choice.file, "tftp"
+        if relative and "://" in relative:  # UEFI HTTP boot gets the TFTP root over /tftp/
+            relative = relative.split("/tftp/", 1)[1] if "/tftp/" in relative else None
+            via = "http"
+        if relative:
+            exists = None if tftp_root is None else (tftp_root / relative).is_file()
+            tftp = {"file": relative, "exists": exists, "via": via}
         answers.append(
             {
                 "client": name,
@@ -182,7 +186,8 @@ def as_text(result: dict[str, Any]) -> str:
         tftp = answer["tftp"]
         if tftp is not None:
             exists = {True: "present", False: "MISSING", None: "not checked"}[tftp["exists"]]
-            out.append(f"    TFTP serves {tftp['file']}: {exists} in the TFTP root")
+            how = "TFTP" if tftp["via"] == "tftp" else "HTTP /tftp/"
+            out.append(f"    {how} serves {tftp['file']}: {exists} in the TFTP root")
     out.append("")
     for key, url in (result.get("urls") or {}).items():
         if url:

@@ -150,7 +150,7 @@ async def test_explain_over_http(setup: tuple[Client, Timeline, Path]) -> None:
     client, _, _ = setup
     result = await (await client.get(f"/api/explain/{MAC}")).json()
     answers = {a["client"]: a for a in result["dhcp"]["answers"]}
-    assert answers["uefi-x64"]["tftp"] == {"file": "ipxe.efi", "exists": True}
+    assert answers["uefi-x64"]["tftp"] == {"file": "ipxe.efi", "exists": True, "via": "tftp"}
     assert answers["ipxe"]["boot_file"] == f"http://127.0.0.1:{client.port}/boot.ipxe"
     assert result["script"] == await (await client.get("/boot", params={"mac": MAC})).text()
     assert result["urls"]["iso"].endswith("/images/ubuntu-24.04/amd64/live-server.iso")

@@ -39,13 +39,14 @@ def test_x86_host_per_firmware(tmp_path: Path) -> None:
     answers = _answers(result)
     assert list(answers) == ["bios", "uefi-x64", "http-x64", "ipxe"]
     assert answers["uefi-x64"]["boot_file"] == "ipxe.efi"
-    assert answers["uefi-x64"]["tftp"] == {"file": "ipxe.efi", "exists": True}
+    assert answers["uefi-x64"]["tftp"] == {"file": "ipxe.efi", "exists": True, "via": "tftp"}
     assert answers["bios"]["boot_file"] == "undionly.kpxe"
-    assert answers["bios"]["tftp"] == {"file": "undionly.kpxe", "exists": False}
+    assert answers["bios"]["tftp"] == {"file": "undionly.kpxe", "exists": False, "via": "tftp"}
     assert answers["ipxe"]["boot_file"] == "http://10.0.0.1:8080/boot.ipxe"
     assert answers["ipxe"]["tftp"] is None
     assert answers["http-x64"]["http_client"] is True
     assert str(answers["http-x64"]["boot_file"]).startswith("http://10.0.0.1:8080/")
+    assert answers["http-x64"]["tftp"] == {"file": "ipxe.efi", "exists": True, "via": "http"}
     assert result["dhcp"]["address"] == "10.0.0.21"
     assert "autoinstall" in str(result["script"])
     assert result["install_data_used"] == ["meta-data", "user-data", "network-config"]
@@ -60,7 +61,11 @@ def test_arm64_and_one_arch_and_custom_boot_files() -> None:
     host = _host(arch="aarch64")
     result = explain(host, UNRECORDED, Renderer(), BASE, SERVER, 8080)
     assert list(_answers(result)) == ["uefi-arm64", "http-arm64", "ipxe"]
-    assert _answers(result)["uefi-arm64"]["tftp"] == {"file": "ipxe-arm64.efi", "exists": None}
+    assert _answers(result)["uefi-arm64"]["tftp"] == {
+        "file": "ipxe-arm64.efi",
+        "exists": None,
+        "via": "tftp",
+    }
     files = BootFiles(bios=None)
     one = explain(
         _host(), UNRECORDED, Renderer(), BASE, SERVER, 8080, arch="bios", boot_files=files
