@@ -169,5 +169,5 @@ def cmd_list(args: argparse.Namespace) -> int:
     for row in rows:
         where = f"{row.distro}/{row.arch}/{row.name}"
         print(f"{where:<60} {human_bytes(row.size):>10}  {row.state}")
-    bad = [r for r in rows if r.state not in ("verified", "unverified")]
+    bad = [r for r in rows if r.state in ("CHANGED", "MISSING") or r.state.startswith("BROKEN")]
     return EXIT_FAILED if bad else 0

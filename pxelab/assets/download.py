@@ -115,7 +115,9 @@ async def download(
         headers = {"Accept-Encoding": "identity"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
-            validator = meta.get("etag") or meta.get("last_modified")
+            etag = meta.get("etag", "")
+            # If-Range takes only a strong validator (RFC 9110 13.1.5): never a W/ ETag.
+            validator = etag if etag and not etag.startswith("W/") else meta.get("last_modified")
             if validator:
                 headers["If-Range"] = validator
         try:
@@ -145,7 +147,7 @@ async def download(
                 size = await _receive(response, part, mode, resumed, total, digest, progress)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             have = part.stat().st_size if part.exists() else 0
-            if progress:
+            if progress and progress.active:
                 progress.finish(f"interrupted at {have} bytes")
             raise AssetError(
                 f"{url}: download interrupted at {have} bytes ({exc or type(exc).__name__}); "

@@ -85,11 +85,14 @@ class Progress:
         self._total: int | None = None
         self._done = self._start_done = 0
         self._started = self._last = 0.0
+        self.active = False
+        """True between start() and finish()."""
 
     def start(self, name: str, total: int | None, done: int = 0) -> None:
         """A transfer of `total` bytes (None: unknown) begins; `done` were already there."""
         self._name, self._total, self._done, self._start_done = name, total, done, done
         self._started = self._last = self.clock()
+        self.active = True
         if done:
             self._write(f"{name}: resuming at {human_bytes(done)}")
         elif not self.tty:
@@ -110,6 +113,7 @@ class Progress:
 
     def finish(self, message: str) -> None:
         """The transfer ended (well or not): a last update and a closing line."""
+        self.active = False
         self._show()
         if self.tty:
             self.stream.write("\n")

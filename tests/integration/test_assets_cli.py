@@ -7,6 +7,7 @@ import hashlib
 import os
 import pty
 import re
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -175,3 +176,66 @@ async def test_ipxe_fills_the_tftp_root(tmp_path: Path) -> None:
     )
     assert code == 1 and f"{tmp_path}/ipxe.efi: no such file" in out
     assert not (tmp_path / "t2").exists()
+
+
+async def test_ctrl_c_caches_nothing_and_the_next_run_resumes(tmp_path: Path) -> None:
+    served = tmp_path / "mirror"
+    served.mkdir()
+    (tmp_path / "k").write_bytes(os.urandom(3_000_000))
+    build_iso(served / ISO, {"boot/vmlinuz": tmp_path / "k", "boot/initrd.gz": tmp_path / "k"})
+    iso_bytes = (served / ISO).read_bytes()
+    (served / "SHA256SUMS").write_text(f"{hashlib.sha256(iso_bytes).hexdigest()} *{ISO}\n")
+    ranges: list[str | None] = []
+
+    async def slow_then_normal(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name != ISO or ranges:  # the second ISO request is served at full speed
+            if name == ISO:
+                ranges.append(request.headers.get("Range"))
+            return web.FileResponse(served / name)
+        ranges.append(request.headers.get("Range"))
+        resp = web.StreamResponse(headers={"Content-Length": str(len(iso_bytes))})
+        await resp.prepare(request)
+        for offset in range(0, len(iso_bytes), 64 * 1024):
+            await resp.write(iso_bytes[offset : offset + 64 * 1024])
+            await asyncio.sleep(0.05)
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/pub/{name}", slow_then_normal)
+    async with TestServer(app, host="127.0.0.1") as server:
+        base = str(server.make_url("/pub/"))
+        catalog = tmp_path / "catalog.toml"
+        catalog.write_text(
+            f'[testos.amd64]\niso = "{base}{ISO}"\nchecksums = "{base}SHA256SUMS"\n'
+            'kernel = "boot/vmlinuz"\ninitrd = "boot/initrd.gz"\n'
+        )
+        images = tmp_path / "images"
+        args = ["assets", "fetch", "testos", "--catalog", str(catalog), "--images-dir", str(images)]
+        part = images / ".incoming" / "testos" / "amd64" / f"{ISO}.part"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pxelab", *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            for _ in range(200):  # up to 10 s for the first bytes to land
+                if part.exists() and part.stat().st_size > 200_000:
+                    break
+                await asyncio.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert proc.returncode == 130, out.decode()
+        assert "interrupted; run the same command again to resume" in out.decode()
+        have = part.stat().st_size
+        assert 200_000 < have < len(iso_bytes)
+        assert not (images / "testos").exists()
+        code, text = await pxelab(*args)
+        assert code == 0, text
+        assert f"{ISO}: resuming at" in text
+        assert ranges == [None, f"bytes={have}-"]
+        assert (images / "testos" / "amd64" / ISO).read_bytes() == iso_bytes
+        assert not part.exists()
