@@ -29,6 +29,7 @@ from pxelab.http.keys import (
     remote,
 )
 from pxelab.http.metrics import Metrics, metrics_page, route_name
+from pxelab.http.status import add_routes as add_status_routes
 from pxelab.inventory import Inventory, normalize_mac
 from pxelab.provision.state import InstallState, InstallStore, StateError
 from pxelab.render import Renderer, RenderError
@@ -103,9 +104,12 @@ def confined(root: Path, relative: str) -> Path | None:
         return None
     if relative.startswith("/"):
         return None
-    real_root = root.resolve()
-    candidate = (real_root / relative).resolve()
-    if not candidate.is_relative_to(real_root) or not candidate.is_file():
+    try:
+        real_root = root.resolve()
+        candidate = (real_root / relative).resolve()
+        if not candidate.is_relative_to(real_root) or not candidate.is_file():
+            return None
+    except (OSError, RuntimeError):  # a name too long, a symlink loop: not a file we serve
         return None
     return candidate
 
@@ -196,6 +200,7 @@ def make_app(
     app.router.add_get("/metrics", metrics_page)
     add_install_routes(app)
     add_api_routes(app)
+    add_status_routes(app)  # GET /, the status page
     return app
 
 

@@ -278,6 +278,10 @@ class TftpServer:
             self._refuse(client, name, error, f"error 2 (access violation): {exc}")
             return False
         except OSError as exc:
+            if exc.errno == errno.ELOOP:  # a symlink loop (or a symlink where none may be)
+                error = ErrorPacket(ErrorCode.ACCESS_VIOLATION, "access violation")
+                self._refuse(client, name, error, "refused, error 2 (access violation): symlink loop")
+                return False
             reason = exc.strerror or type(exc).__name__
             self._refuse(
                 client, name, ErrorPacket(ErrorCode.NOT_DEFINED, reason), f"error 0 ({reason})"
