@@ -280,7 +280,9 @@ class TftpServer:
         except OSError as exc:
             if exc.errno == errno.ELOOP:  # a symlink loop (or a symlink where none may be)
                 error = ErrorPacket(ErrorCode.ACCESS_VIOLATION, "access violation")
-                self._refuse(client, name, error, "refused, error 2 (access violation): symlink loop")
+                self._refuse(
+                    client, name, error, "refused, error 2 (access violation): symlink loop"
+                )
                 return False
             reason = exc.strerror or type(exc).__name__
             self._refuse(
