@@ -33,6 +33,7 @@ SERVE_FLAGS: list[tuple[str, str, str]] = [
         "answer MACs missing from the inventory (default: full mode)",
     ),
     ("--subnets", "NET=FIRST-LAST[@ROUTER][;...]", "pools for subnets behind DHCP relays"),
+    ("--dhcp-interfaces", "IF[,IF]", "more interfaces DHCP answers on (pools from --subnets)"),
     ("--router-advertisements", "on|off", "answer IPv6 router solicitations (default on)"),
     ("--hosts-dir", "DIR", "directory of JSON host files (default ~/.pxelab/hosts)"),
     (
@@ -117,6 +118,19 @@ def setup_logging(level: str) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(_one_line_bad_requests)
+
+
+def _one_line_bad_requests(record: logging.LogRecord) -> bool:
+    """A malformed HTTP request is the client's fault: one warning line, not a traceback."""
+    from aiohttp.http_exceptions import HttpProcessingError
+
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, HttpProcessingError):
+        reason = " ".join(str(exc.message).split())[:160]
+        record.msg, record.args, record.exc_info = f"{record.getMessage()}: {reason}", (), None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+    return True
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

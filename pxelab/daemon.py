@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -67,6 +68,15 @@ def interface_address(config: Config) -> IPv4Interface:
     return IPv4Interface(f"{config.address}/{found.network.prefixlen}")
 
 
+def raise_open_files_limit(want: int = 65536) -> None:
+    """Lift the soft limit on open files toward the hard one: each HTTP client holds a socket,
+    and a lab of slow or idle clients must not starve the others (the default soft limit is 1024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 T = TypeVar("T")
 
 
@@ -79,6 +89,7 @@ async def _bind(what: str, key: str, start: Awaitable[T]) -> T:
 
 async def serve(config: Config, on_ready: Callable[[Ready], None] | None = None) -> None:
     """Run until SIGINT or SIGTERM; raise ConfigError (before serving) for a bad setting."""
+    raise_open_files_limit()
     for directory in (config.hosts_dir, config.images_dir, config.tftp_root, config.state_dir):
         directory.mkdir(parents=True, exist_ok=True)
     stop = asyncio.Event()
