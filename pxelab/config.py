@@ -12,7 +12,14 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from pxelab.dhcp.subnets import RelaySubnet, parse_choice, parse_mode, parse_subnets, parse_switch
+from pxelab.dhcp.subnets import (
+    RelaySubnet,
+    parse_choice,
+    parse_interfaces,
+    parse_mode,
+    parse_subnets,
+    parse_switch,
+)
 from pxelab.errors import ConfigError
 
 HOME = Path("~/.pxelab")
@@ -42,6 +49,8 @@ class Config:
     """serve or ignore clients missing from the inventory; None: serve in full, ignore in proxy."""
     subnets: tuple[RelaySubnet, ...] = ()
     """Subnets behind DHCP relays, each with its own range (and router, lease time, DNS)."""
+    dhcp_interfaces: tuple[str, ...] = ()
+    """More interfaces DHCP answers on, each with a `subnets` entry for its own network."""
     router_advertisements: bool = True
     """Answer IPv6 router solicitations on `interface` (full mode), so iPXE does not wait for one."""
     hosts_dir: Path = HOME / "hosts"
@@ -166,6 +175,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "dhcp_mode": parse_mode,
     "unknown_macs": parse_choice("serve", "ignore"),
     "subnets": parse_subnets,
+    "dhcp_interfaces": parse_interfaces,
     "router_advertisements": parse_switch,
     "hosts_dir": _path,
     "images_dir": _path,

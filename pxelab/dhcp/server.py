@@ -88,33 +88,31 @@ class _Dhcp:
         self,
         pools: Sequence[Pool],
         hosts: HostLookup,
-        interface: str,
         clock: Callable[[], float],
         timeline: Timeline | None,
     ) -> None:
         self.pools = pools
         self.hosts = CachedHosts(hosts)
-        self.interface = interface
         self.clock = clock
         self.timeline = timeline
         self._next_sweep = 0.0
 
-    def pool_for(self, request: DhcpPacket) -> Pool | None:
-        """The local subnet for a direct request, the subnet holding giaddr for a relayed one."""
+    def pool_for(self, request: DhcpPacket, local: Pool) -> Pool | None:
+        """`local` (the receiving interface's subnet) for a direct request, else giaddr's subnet."""
         if request.giaddr == ZERO_IP:
-            return self.pools[0]
+            return local
         for pool in self.pools:
             if request.giaddr in pool.ctx.network:
                 return pool
         return None
 
-    def handle(self, request: DhcpPacket, port: int) -> DhcpReply | NoReply:
+    def handle(self, request: DhcpPacket, port: int, local: Pool) -> DhcpReply | NoReply:
         now = self.clock()
         if now >= self._next_sweep:
             for pool in self.pools:
                 pool.leases.expire(now)
             self._next_sweep = now + EXPIRE_EVERY
-        chosen = self.pool_for(request)
+        chosen = self.pool_for(request, local)
         if chosen is None:
             return NoReply(f"relayed by {request.giaddr}, which is in no configured subnet")
         outcome = evaluate(request, chosen.ctx, self.hosts, chosen.leases, now, port=port)
@@ -147,10 +145,14 @@ class _Endpoint:
     BURST = 64
     """Datagrams read per wake-up at most, so other tasks still get their turn."""
 
-    def __init__(self, server: _Dhcp, sock: socket.socket, port: int) -> None:
+    def __init__(
+        self, server: _Dhcp, sock: socket.socket, port: int, interface: str, local: Pool
+    ) -> None:
         self.server = server
         self.sock = sock
         self.port = port
+        self.interface = interface
+        self.local = local
         self.bound_port: int = sock.getsockname()[1]
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
@@ -185,7 +187,7 @@ class _Endpoint:
             log.exception("DHCP request from %s:%s (%s) failed", addr[0], addr[1], request.mac)
 
     def _handle(self, request: DhcpPacket, sender: tuple[str, int]) -> None:
-        outcome = self.server.handle(request, self.port)
+        outcome = self.server.handle(request, self.port, self.local)
         logging_info = log.isEnabledFor(logging.INFO)  # the log line costs as much as the reply
         head = ""
         if logging_info:
@@ -213,7 +215,7 @@ class _Endpoint:
     def _map_address(self, ip: str, request: DhcpPacket) -> bool:
         """Add the ARP entry ip -> chaddr, so a unicast reaches a client without an address."""
         try:
-            set_arp(self.sock.fileno(), self.server.interface, IPv4Address(ip), request.chaddr[:6])
+            set_arp(self.sock.fileno(), self.interface, IPv4Address(ip), request.chaddr[:6])
         except OSError as exc:
             log.debug("cannot add ARP entry %s -> %s: %s; broadcasting", ip, request.mac, exc)
             return False
@@ -348,37 +350,45 @@ async def start_dhcp(
     store: LeaseStore | None = None,
     pxe_port: int | None = None,
     timeline: Timeline | None = None,
+    more_interfaces: Sequence[tuple[str, DhcpContext]] = (),
 ) -> DhcpServer:
-    """Serve DHCP on `interface`: `ctx` is the local subnet, `relayed` the ones behind relays.
+    """Serve DHCP on `interface` (subnet `ctx`) and on `more_interfaces` (each with its subnet);
+    `relayed` are the subnets behind relays. One socket per interface and port.
 
     Leases come from `leases` (local subnet only), else from `store` (persisted), else memory.
-    In proxy mode a second socket serves `pxe_port` (4011 by default).
+    In proxy mode a second socket per interface serves `pxe_port` (4011 by default).
     """
-    pools = make_pools([ctx, *relayed], store)
+    local_ctxs = [ctx, *(c for _, c in more_interfaces)]
+    pools = make_pools([*local_ctxs, *relayed], store)
     if leases is not None:
         pools[0] = Pool(ctx, leases)
-    server = _Dhcp(pools, hosts, interface, clock, timeline)
+    server = _Dhcp(pools, hosts, clock, timeline)
     ports = [port]
     if ctx.mode is DhcpMode.PROXY:
         ports.append(PXE_PORT if pxe_port is None else pxe_port)
+    names = [interface, *(name for name, _ in more_interfaces)]
     endpoints: list[_Endpoint] = []
     try:
-        for index, number in enumerate(ports):
-            sock = open_dhcp_socket(interface, number)
-            endpoints.append(_Endpoint(server, sock, PXE_PORT if index == 1 else number))
+        for name, pool in zip(names, pools, strict=False):
+            for index, number in enumerate(ports):
+                sock = open_dhcp_socket(name, number)
+                logical = PXE_PORT if index == 1 else number
+                endpoints.append(_Endpoint(server, sock, logical, name, pool))
     except BaseException:
         for endpoint in endpoints:
             endpoint.close()
         raise
-    bound = [str(endpoint.bound_port) for endpoint in endpoints]
-    log.info(
-        "DHCP (%s) on %s port %s: server %s, pool %s-%s%s",
-        ctx.mode.value,
-        interface,
-        "+".join(bound),
-        ctx.server_ip,
-        ctx.pool_start,
-        ctx.pool_end,
-        "".join(f"; relayed {r.network} pool {r.pool_start}-{r.pool_end}" for r in relayed),
-    )
+    for name, pool in zip(names, pools, strict=False):
+        bound = [str(e.bound_port) for e in endpoints if e.interface == name]
+        log.info(
+            "DHCP (%s) on %s port %s: server %s, pool %s-%s",
+            ctx.mode.value,
+            name,
+            "+".join(bound),
+            pool.ctx.server_ip,
+            pool.ctx.pool_start,
+            pool.ctx.pool_end,
+        )
+    for r in relayed:
+        log.info("DHCP for relayed subnet %s: pool %s-%s", r.network, r.pool_start, r.pool_end)
     return DhcpServer(server, endpoints, store)

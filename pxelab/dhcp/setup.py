@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 from typing import Protocol
 
 from pxelab.config import Config
 from pxelab.dhcp.arch import BootFiles
+from pxelab.dhcp.interface import interface_ipv4
 from pxelab.dhcp.policy import DhcpContext, DhcpMode, HostLookup, UnknownMacs
 from pxelab.dhcp.server import start_dhcp
 from pxelab.dhcp.store import FILE_NAME, LeaseStore, LeaseStoreError
@@ -119,6 +122,24 @@ def contexts(
     return local, relayed
 
 
+def split_interfaces(
+    relayed: list[DhcpContext], addresses: Mapping[str, IPv4Interface]
+) -> tuple[list[DhcpContext], list[tuple[str, DhcpContext]]]:
+    """Subnets behind relays, and the subnets of `dhcp_interfaces` (served on those interfaces,
+    with the interface's own address as server id); each such interface needs its subnet."""
+    more: list[tuple[str, DhcpContext]] = []
+    for name, address in addresses.items():
+        match = [c for c in relayed if c.network == address.network]
+        if not match:
+            raise ConfigError(
+                f"key 'dhcp_interfaces': {name} is on {address.network}, which has no entry in "
+                f"'subnets' (add one with its range)"
+            )
+        relayed.remove(match[0])
+        more.append((name, replace(match[0], server_ip=address.ip, relayed=False)))
+    return relayed, more
+
+
 async def start_from_config(
     config: Config,
     server_if: IPv4Interface,
@@ -129,6 +150,13 @@ async def start_from_config(
     """Open the lease store (full mode) and the DHCP sockets; ConfigError names the key."""
     assert config.interface is not None
     local, relayed = contexts(config, server_if, http_port)
+    addresses = {}
+    for name in config.dhcp_interfaces:
+        try:
+            addresses[name] = interface_ipv4(name)
+        except ConfigError as exc:
+            raise ConfigError(f"key 'dhcp_interfaces': {exc}") from None
+    relayed, more = split_interfaces(relayed, addresses)
     store = None
     if local.mode is DhcpMode.FULL:
         try:
@@ -144,13 +172,13 @@ async def start_from_config(
             relayed=relayed,
             store=store,
             timeline=timeline,
+            more_interfaces=more,
         )
     except OSError as exc:
         if store is not None:
             store.close()
         raise ConfigError(
-            f"key 'dhcp_port': cannot start DHCP on {config.interface} port {config.dhcp_port}: "
-            f"{exc.strerror or exc}"
+            f"key 'dhcp_port': cannot start DHCP on port {config.dhcp_port}: {exc.strerror or exc}"
         ) from None
     except LeaseStoreError as exc:
         if store is not None:

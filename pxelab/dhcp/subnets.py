@@ -132,3 +132,19 @@ def parse_mode(key: str, value: Any) -> str:
     """`dhcp_mode`: full (the default) or proxy."""
     mode: str | None = parse_choice("full", "proxy")(key, value)
     return mode or "full"
+
+
+def parse_interfaces(key: str, value: Any) -> tuple[str, ...]:
+    """A list of interface names (TOML list, or `a,b` as a flag)."""
+    if value in (None, ""):
+        return ()
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"key {key!r}: expected a list of interface names, got {value!r}")
+    for name in value:
+        if len(name.encode()) >= 16 or "/" in name or " " in name:
+            raise ConfigError(f"key {key!r}: {name!r} is not a valid interface name")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"key {key!r}: an interface is listed twice")
+    return tuple(value)

@@ -354,3 +354,46 @@ def test_probe_prints_every_offer(tmp_path: Path) -> None:
             client.argv(*argv[:-1], "0.5"), cwd=ROOT, capture_output=True, text=True, timeout=60
         )
         assert quiet.returncode == 1 and "0 offer(s)" in quiet.stdout
+
+
+# -- two interfaces at once -----------------------------------------------------------------------
+
+
+def udhcpc_lease(ns: NetNs, tmp: Path) -> list[str]:
+    script = tmp / "udhcpc-bound.sh"
+    script.write_text('#!/bin/sh\n[ "$1" = bound ] && echo "BOUND $ip $serverid ${router:--}"\nexit 0\n')
+    script.chmod(0o755)
+    proc = ns.run(
+        "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T", "1", "-A", "1",
+        "-s", str(script), timeout=30, check=False,
+    )  # fmt: skip
+    bound = [line for line in proc.stdout.splitlines() if line.startswith("BOUND ")]
+    assert bound, (proc.stdout, proc.stderr)
+    return bound[-1].split()[1:]
+
+
+def test_two_interfaces_each_with_its_subnet(tmp_path: Path) -> None:
+    setup_dirs(tmp_path)
+    with lab() as the_lab:
+        server = the_lab.server
+        server.run("ip", "link", "add", "br1", "type", "bridge")
+        server.run("ip", "addr", "add", "10.78.0.1/24", "dev", "br1")
+        server.run("ip", "link", "set", "br1", "up")
+        other = NetNs(f"{server.name}-br1c")
+        sh("ip", "netns", "add", other.name)
+        the_lab.clients.append(other)  # deleted with the lab
+        server.run("ip", "link", "add", "vbr1", "type", "veth", "peer", "name", "eth0", "netns", other.name)  # fmt: skip
+        server.run("ip", "link", "set", "vbr1", "master", "br1", "up")
+        other.run("ip", "link", "set", "eth0", "up")
+        args = (
+            "--dhcp-range", f"{the_lab.ip(100)}-{the_lab.ip(119)}",
+            "--dhcp-interfaces", "br1",
+            "--subnets", "10.78.0.0/24=10.78.0.100-10.78.0.120@10.78.0.1",
+        )  # fmt: skip
+        with daemon(the_lab, tmp_path, *args) as d:
+            ip, server_id, _ = udhcpc_lease(the_lab.add_client(), tmp_path)
+            assert ip.startswith(the_lab.subnet + ".") and server_id == the_lab.server_ip
+            ip, server_id, router = udhcpc_lease(other, tmp_path)
+            assert ip.startswith("10.78.0.") and 100 <= int(ip.rsplit(".", 1)[1]) <= 120
+            assert server_id == "10.78.0.1" and router == "10.78.0.1", d.text()
+            assert "DHCP (full) on br1 port 67: server 10.78.0.1" in d.text()

@@ -9,7 +9,7 @@ import pytest
 
 from pxelab.config import build_config
 from pxelab.dhcp.policy import DhcpMode, UnknownMacs
-from pxelab.dhcp.setup import contexts
+from pxelab.dhcp.setup import contexts, split_interfaces
 from pxelab.dhcp.subnets import RelaySubnet, parse_subnets
 from pxelab.errors import ConfigError
 
@@ -118,3 +118,23 @@ def test_contexts_errors_name_the_key(settings: dict[str, str], message: str) ->
     )
     with pytest.raises(ConfigError, match=message):
         contexts(config, SERVER_IF, 8080)
+
+
+def test_more_interfaces_take_their_subnet_from_subnets() -> None:
+    config = build_config(
+        {"subnets": "10.1.0.0/24=10.1.0.10-10.1.0.20;10.2.0.0/24=10.2.0.10-10.2.0.20"},
+        {"interface": "br0", "dhcp_range": "10.0.0.100-10.0.0.199", "dhcp_interfaces": "br1"},
+    )
+    assert config.dhcp_interfaces == ("br1",)
+    _, relayed = contexts(config, SERVER_IF, 8080)
+    still_relayed, more = split_interfaces(relayed, {"br1": IPv4Interface("10.2.0.1/24")})
+    assert [c.network for c in still_relayed] == [NET]
+    ((name, ctx),) = more
+    assert name == "br1" and ctx.server_ip == IPv4Address("10.2.0.1") and not ctx.relayed
+    with pytest.raises(
+        ConfigError, match=r"br2 is on 10\.9\.0\.0/24, which has no entry in 'subnets'"
+    ):
+        split_interfaces(relayed, {"br2": IPv4Interface("10.9.0.1/24")})
+    for bad in ("br0,br0", "a/b", "x" * 16):
+        with pytest.raises(ConfigError, match="key 'dhcp_interfaces'"):
+            build_config({}, {"dhcp_interfaces": bad})
