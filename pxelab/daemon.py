@@ -99,6 +99,7 @@ async def serve(config: Config, on_ready: Callable[[Ready], None] | None = None)
 
     inventory = Inventory(config.hosts_dir)
     renderer = Renderer(config.templates_dir)
+    installs = install_store(config.state_dir)
     timeline = Timeline()
     services: list[Service] = []
     runner = web.AppRunner(
@@ -107,7 +108,7 @@ async def serve(config: Config, on_ready: Callable[[Ready], None] | None = None)
             renderer,
             config.images_dir,
             timeline,
-            install_store=install_store(config.state_dir),
+            install_store=installs,
             tftp_root=config.tftp_root,
         ),
         access_log_class=AccessLogger,
@@ -139,7 +140,7 @@ async def serve(config: Config, on_ready: Callable[[Ready], None] | None = None)
                     max_sessions=config.tftp_max_sessions,
                     max_per_client=config.tftp_max_per_client,
                     timeline=timeline,
-                    virtual=GrubFiles(inventory, renderer, config.images_dir),
+                    virtual=GrubFiles(inventory, renderer, config.images_dir, installs),
                 ),
             )
             services.append(tftp)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pxelab.errors import PxelabError
 from pxelab.inventory import Host, Inventory, normalize_mac
+from pxelab.provision.state import InstallState, InstallStore
 from pxelab.render import CONSOLE, Renderer, RenderError
 
 log = logging.getLogger("pxelab.grub")
@@ -64,8 +65,14 @@ def host_config(renderer: Renderer, host: Host) -> str:
 class GrubFiles:
     """Answers GRUB's TFTP requests: its configs from the inventory, kernels from the images dir."""
 
-    def __init__(self, inventory: Inventory, renderer: Renderer, images_dir: Path) -> None:
-        self.inventory, self.renderer = inventory, renderer
+    def __init__(
+        self,
+        inventory: Inventory,
+        renderer: Renderer,
+        images_dir: Path,
+        installs: InstallStore | None = None,
+    ) -> None:
+        self.inventory, self.renderer, self.installs = inventory, renderer, installs
         self.images_root = Path(os.path.realpath(images_dir))
 
     def __call__(self, name: str, client_ip: str) -> Found:
@@ -83,6 +90,9 @@ class GrubFiles:
             reason = f"no host with MAC {mac}"
             return self.renderer.render("grub/unknown.cfg.j2", reason, reason=reason).encode()
         try:
+            if self.installs is not None and self.installs.get(mac).state is InstallState.INSTALLED:
+                reason = f"{host.name} is installed"  # the one-shot install is done: local disk
+                return self.renderer.render("grub/unknown.cfg.j2", reason, reason=reason).encode()
             return host_config(self.renderer, host).encode()
         except PxelabError as exc:
             log.error("%s GRUB config for %s: %s", client_ip, mac, exc)

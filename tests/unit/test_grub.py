@@ -16,6 +16,7 @@ from pxelab.dhcp.policy import DhcpContext, choose_boot
 from pxelab.errors import HostFileError
 from pxelab.grub import GrubFiles, host_config
 from pxelab.inventory import Inventory, parse_host
+from pxelab.provision.state import InstallState, InstallStore
 from pxelab.render import Renderer, RenderError
 
 MAC = "52:54:00:aa:64:01"
@@ -151,3 +152,18 @@ def test_grub_cannot_boot_urls_or_expandable_args() -> None:
     dollar = parse_host({"mac": MAC, "distro": "d", "kernel_args": "a=$b"}, "d.json")
     with pytest.raises(RenderError, match="expands"):
         host_config(Renderer(), dollar)
+
+
+def test_installed_hosts_boot_their_disk(files: GrubFiles, tmp_path: Path) -> None:
+    store = InstallStore(tmp_path / "install")
+    with_state = GrubFiles(files.inventory, files.renderer, tmp_path / "images", store)
+    name = f"grub/grub.cfg-01-{MAC}"
+    before = with_state(name, "10.0.0.64")
+    assert isinstance(before, bytes) and b"linux /images/" in before
+    store.set(MAC, InstallState.INSTALLED, 1.0, "test")
+    config = with_state(name, "10.0.0.64")
+    assert (
+        isinstance(config, bytes)
+        and b"arm is installed" in config
+        and config.rstrip().endswith(b"exit")
+    )
