@@ -11,6 +11,7 @@ DEB_PACKAGES=(
   isc-dhcp-relay kea-admin dnsmasq-base
   xorriso libarchive-tools
   grub-efi-amd64-signed shim-signed qemu-system-arm qemu-efi-aarch64
+  chromium chromium-driver
 )
 
 missing=()

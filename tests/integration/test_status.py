@@ -1,0 +1,312 @@
+"""The status page without a browser: the JS-off HTML snapshot, the reinstall form, the SSE stream."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from pxelab.assets.store import FileEntry, Manifest
+from pxelab.events import Event, Timeline
+from pxelab.http.app import make_app
+from pxelab.http.status import is_problem
+from pxelab.inventory import Inventory
+from pxelab.provision.state import install_store
+from pxelab.render import Renderer
+
+MAC = "52:54:00:5a:00:01"
+KEY = "52-54-00-5a-00-01"
+OTHER = "52:54:00:5a:00:02"
+STRANGER = "52:54:00:5a:00:99"
+Client = TestClient[web.Request, web.Application]
+
+
+class Node:
+    """An element of the parsed page: tag, attributes, children and text."""
+
+    def __init__(self, tag: str, attrs: dict[str, str]) -> None:
+        self.tag, self.attrs = tag, attrs
+        self.children: list[Node] = []
+        self.parts: list[str] = []
+
+    @property
+    def text(self) -> str:
+        return " ".join(" ".join(self.parts + [c.text for c in self.children]).split())
+
+    def walk(self) -> list[Node]:
+        return [self, *(n for c in self.children for n in c.walk())]
+
+    def find(self, id_: str) -> Node:
+        found = [n for n in self.walk() if n.attrs.get("id") == id_]
+        assert len(found) == 1, f"expected one element with id {id_!r}, found {len(found)}"
+        return found[0]
+
+    def all(self, tag: str) -> list[Node]:
+        return [n for n in self.walk() if n.tag == tag]
+
+
+VOID = {"meta", "link", "br", "img", "input", "hr"}
+
+
+class TreeBuilder(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.root = Node("#root", {})
+        self.stack = [self.root]
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        node = Node(tag, {k: v or "" for k, v in attrs})
+        self.stack[-1].children.append(node)
+        if tag not in VOID:
+            self.stack.append(node)
+
+    def handle_endtag(self, tag: str) -> None:
+        assert self.stack[-1].tag == tag, f"</{tag}> closes <{self.stack[-1].tag}>"
+        self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.stack[-1].parts.append(data)
+
+
+def parse(html: str) -> Node:
+    builder = TreeBuilder()
+    builder.feed(html)
+    builder.close()
+    assert builder.stack == [builder.root], "unclosed elements"
+    return builder.root
+
+
+def _manifest(directory: Path, verified: bool) -> None:
+    files = {}
+    for name in ("vmlinuz", "initrd"):
+        data = (directory / name).read_bytes()
+        files[name] = FileEntry(len(data), hashlib.sha256(data).hexdigest(), f"casper/{name}")
+    manifest = Manifest(
+        directory.parent.name,
+        directory.name,
+        "https://example.org/demo.iso",
+        verified,
+        "2026-11-01T10:00:00Z",
+        files,
+    )
+    (directory / "manifest.json").write_text(manifest.to_json())
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[tuple[Client, Timeline, Path]]:
+    hosts = tmp_path / "hosts"
+    hosts.mkdir()
+    for name, mac, distro in (("web-1", MAC, "demo"), ("db-1", OTHER, "debian-12")):
+        data = {"name": name, "mac": mac, "distro": distro}
+        (hosts / f"{name}.json").write_text(json.dumps(data))
+    (hosts / "broken.json").write_text("{not json")
+    for distro, verified in (("demo", True), ("debian-12", False)):
+        directory = tmp_path / "images" / distro / "amd64"
+        directory.mkdir(parents=True)
+        (directory / "vmlinuz").write_bytes(b"k" * 2048)
+        (directory / "initrd").write_bytes(b"i" * 4096)
+        _manifest(directory, verified)
+    (tmp_path / "images" / "debian-12" / "amd64" / "initrd").write_bytes(b"changed")
+    timeline = Timeline()
+    app = make_app(
+        Inventory(hosts),
+        Renderer(),
+        tmp_path / "images",
+        timeline,
+        install_store=install_store(tmp_path / "state"),
+    )
+    async with TestClient(TestServer(app)) as client:
+        yield client, timeline, tmp_path
+
+
+async def _page(client: Client) -> Node:
+    response = await client.get("/")
+    assert response.status == 200
+    assert response.content_type == "text/html"
+    return parse(await response.text())
+
+
+async def _boot(client: Client, timeline: Timeline) -> None:
+    """What the daemon records while a machine boots: DHCP and TFTP (as their servers record
+    them), then real HTTP requests for its script and kernel."""
+    timeline.record(time.time(), "dhcp", "ACK 127.0.0.1 ipxe.efi", mac=MAC, ip="127.0.0.1")
+    timeline.record(time.time(), "tftp", "ipxe.efi: sent 1024 bytes", ip="127.0.0.1")
+    assert (await client.get("/boot", params={"mac": MAC})).status == 200
+    assert (await client.get("/images/demo/amd64/vmlinuz")).status == 200
+
+
+async def test_snapshot_without_javascript(setup: tuple[Client, Timeline, Path]) -> None:
+    client, timeline, _ = setup
+    await _boot(client, timeline)
+    timeline.record(time.time(), "tftp", "snponly.efi: error 1 (file not found)", ip="10.0.0.9")
+    timeline.record(time.time(), "dhcp", "OFFER 10.0.0.77 ipxe.efi", mac=STRANGER, ip="")
+    response = await client.get("/")
+    csp = response.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp
+    page = parse(await response.text())
+
+    row = page.find(f"host-{KEY}")
+    cells = {td.attrs["data-label"]: td.text for td in row.all("td")}
+    assert cells["Host"] == "web-1" and cells["MAC"] == MAC and cells["Arch"] == "x86_64"
+    assert cells["Distro"] == "demo" and cells["State"] == "install"
+    assert cells["Last stage"].startswith("kernel ") and "s ago" in cells["Last stage"]
+    other = {
+        td.attrs["data-label"]: td.text for td in page.find("host-52-54-00-5a-00-02").all("td")
+    }
+    assert other["Last stage"] == "not seen" and other["State"] == "install"
+    form = row.all("form")[0]
+    assert (
+        form.attrs["method"] == "post" and form.attrs["action"] == f"/status/hosts/{MAC}/reinstall"
+    )
+
+    stages = [li.all("span")[0].text for li in page.find(f"tl-{KEY}").all("li")]
+    assert stages == ["kernel", "script", "tftp", "dhcp"]  # newest first
+    assert "ACK 127.0.0.1 ipxe.efi" in page.find(f"tl-{KEY}").text
+    assert "OFFER 10.0.0.77" in page.find(f"host-{STRANGER.replace(':', '-')}").text
+    assert page.find(f"tl-{STRANGER.replace(':', '-')}").text.count("not in the inventory") == 1
+
+    problems = [li.text for li in page.find("problems").all("li")]
+    assert any("10.0.0.9 tftp" in p and "file not found" in p for p in problems)
+    assert any("broken.json" in p and "invalid JSON" in p for p in problems), problems
+    assert any("asset debian-12/amd64/initrd" in p and "CHANGED" in p for p in problems)
+    assert not any("ipxe.efi: sent" in p for p in problems)
+
+    assets = [[td.text for td in tr.all("td")] for tr in page.find("assets").all("tr")[1:]]
+    assert ["demo", "amd64", "vmlinuz", "2.0 KiB", "verified"] in assets
+    assert ["debian-12", "amd64", "initrd", "7 B", "CHANGED"] in assets
+    assert "example.org/demo.iso, cached 2026-11-01T10:00:00Z" in page.find("assets").text
+
+    # nothing from other sites: every reference is to this server
+    refs = [n.attrs.get("href") or n.attrs.get("src") or "" for n in page.walk()]
+    refs = [r for r in refs if r]
+    assert {r for r in refs if not r.startswith(("/", "#"))} == set()
+    assert "/status/status.js" in refs and "/status/status.css" in refs
+    for path, kind in (
+        ("/status/status.js", "text/javascript"),
+        ("/status/status.css", "text/css"),
+    ):
+        asset = await client.get(path)
+        assert asset.status == 200 and asset.content_type == kind
+        assert "http://" not in await asset.text() and "https://" not in await asset.text()
+
+
+async def test_snapshot_escapes_what_machines_send(setup: tuple[Client, Timeline, Path]) -> None:
+    client, timeline, _ = setup
+    timeline.record(time.time(), "error", "<script>alert(1)</script>", mac=MAC)
+    html = await (await client.get("/")).text()
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
+
+
+async def test_form_post_reinstalls_and_redirects_back(
+    setup: tuple[Client, Timeline, Path],
+) -> None:
+    client, timeline, root = setup
+    assert (await client.post(f"/api/hosts/{MAC}/installed")).status == 200
+    page = await _page(client)
+    assert page.find(f"host-{KEY}").all("td")[4].text == "installed"
+
+    form_url = f"/status/hosts/{MAC.upper().replace(':', '-')}/reinstall"
+    foreign = await client.post(
+        form_url, headers={"Origin": "http://evil.example"}, allow_redirects=False
+    )
+    assert foreign.status == 403 and "another site" in await foreign.text()
+    state_file = root / "state" / "install" / f"{KEY}.json"
+    assert json.loads(state_file.read_text())["state"] == "installed"
+
+    origin = f"http://{client.host}:{client.port}"
+    response = await client.post(form_url, headers={"Origin": origin}, allow_redirects=False)
+    assert response.status == 303
+    assert response.headers["Location"] == f"/#host-{KEY}"
+    assert json.loads(state_file.read_text())["state"] == "install"
+    assert timeline.last(MAC) is not None and timeline.last(MAC).stage == "reinstall"  # type: ignore[union-attr]
+
+    followed = await client.post(form_url)  # no Origin (older browsers, curl): allowed
+    assert followed.status == 200 and str(followed.url).endswith("/")
+    page = parse(await followed.text())
+    cells = {td.attrs["data-label"]: td.text for td in page.find(f"host-{KEY}").all("td")}
+    assert cells["State"] == "install" and cells["Last stage"].startswith("reinstall")
+    api = await (await client.get(f"/api/hosts/{MAC}")).json()
+    assert api["state"] == "install"
+
+    assert (await client.post("/status/hosts/52:54:00:00:00:00/reinstall")).status == 404
+    assert (await client.post("/status/hosts/nonsense/reinstall")).status == 400
+    assert (await client.get(f"/status/hosts/{MAC}/reinstall")).status == 405
+
+
+async def _message(stream: Any) -> tuple[str, dict[str, Any]]:
+    """The next SSE message (comments skipped): (event name, decoded data)."""
+    while True:
+        block = (await asyncio.wait_for(stream.readuntil(b"\n\n"), 10)).decode()
+        fields = dict(
+            line.split(": ", 1) for line in block.strip().splitlines() if not line.startswith(":")
+        )
+        if "event" in fields:
+            return fields["event"], json.loads(fields["data"])
+
+
+async def test_stream_sends_each_event_as_rendered_html(
+    setup: tuple[Client, Timeline, Path],
+) -> None:
+    client, timeline, _ = setup
+    response = await client.get("/status/events")
+    assert response.headers["Content-Type"] == "text/event-stream"
+    assert await _message(response.content) == ("hello", {})
+
+    assert (await client.get("/boot", params={"mac": MAC})).status == 200
+    name, data = await _message(response.content)
+    assert name == "boot" and data["key"] == KEY and data["stage"] == "script"
+    row = parse(data["row"]).find(f"host-{KEY}")
+    assert "script" in row.all("td")[5].text and row.all("td")[0].text == "web-1"
+    assert "boot script /boot" in parse(data["item"]).text
+    assert parse(data["timeline"]).find(f"tl-{KEY}").all("li")
+    assert data["problem"] == ""
+
+    timeline.record(
+        time.time(), "tftp", "x.efi: timed out, 0 of 9 bytes acknowledged", ip="1.2.3.4"
+    )
+    name, data = await _message(response.content)
+    assert data["key"] == "" and "1.2.3.4 tftp" in parse(data["problem"]).text
+
+    timeline.record(time.time(), "dhcp", "OFFER 10.0.0.5", mac=STRANGER)
+    name, data = await _message(response.content)
+    row = parse(data["row"]).find(f"host-{STRANGER.replace(':', '-')}")
+    assert "OFFER 10.0.0.5" in row.text
+    response.close()
+
+
+async def test_open_streams_end_when_the_server_stops(tmp_path: Path) -> None:
+    app = make_app(Inventory(None), Renderer(), tmp_path)
+    server = TestServer(app)
+    async with TestClient(server) as client:
+        response = await client.get("/status/events")
+        assert (await _message(response.content))[0] == "hello"
+        started = time.monotonic()
+        await server.close()
+        assert time.monotonic() - started < 5
+        assert await asyncio.wait_for(response.content.read(), 5) == b""
+
+
+@pytest.mark.parametrize(
+    ("stage", "detail", "problem"),
+    [
+        ("error", "anything", True),
+        ("dhcp", "NAK 10.0.0.5", True),
+        ("dhcp", "ACK 10.0.0.5 ipxe.efi", False),
+        ("tftp", "ipxe.efi: sent 1024 bytes", False),
+        ("tftp", "ipxe.efi: aborted after OACK (tsize 9), client error 8 (size only)", False),
+        ("tftp", "ipxe.efi: error 1 (file not found)", True),
+        ("tftp", "ipxe.efi: timed out, 0 of 9 bytes acknowledged", True),
+        ("kernel", "/images/demo/amd64/vmlinuz", False),
+    ],
+)
+def test_which_events_are_errors(stage: str, detail: str, problem: bool) -> None:
+    assert is_problem(Event(0.0, MAC, stage, detail)) is problem
