@@ -361,7 +361,9 @@ def test_probe_prints_every_offer(tmp_path: Path) -> None:
 
 def udhcpc_lease(ns: NetNs, tmp: Path) -> list[str]:
     script = tmp / "udhcpc-bound.sh"
-    script.write_text('#!/bin/sh\n[ "$1" = bound ] && echo "BOUND $ip $serverid ${router:--}"\nexit 0\n')
+    script.write_text(
+        '#!/bin/sh\n[ "$1" = bound ] && echo "BOUND $ip $serverid ${router:--}"\nexit 0\n'
+    )
     script.chmod(0o755)
     proc = ns.run(
         "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T", "1", "-A", "1",
@@ -397,3 +399,25 @@ def test_two_interfaces_each_with_its_subnet(tmp_path: Path) -> None:
             assert ip.startswith("10.78.0.") and 100 <= int(ip.rsplit(".", 1)[1]) <= 120
             assert server_id == "10.78.0.1" and router == "10.78.0.1", d.text()
             assert "DHCP (full) on br1 port 67: server 10.78.0.1" in d.text()
+
+
+def test_no_answer_on_an_interface_that_is_not_configured(tmp_path: Path) -> None:
+    setup_dirs(tmp_path)
+    with lab() as the_lab:
+        server = the_lab.server
+        server.run("ip", "link", "add", "br1", "type", "bridge")
+        server.run("ip", "addr", "add", "10.79.0.1/24", "dev", "br1")
+        server.run("ip", "link", "set", "br1", "up")
+        stray = NetNs(f"{server.name}-stray")
+        sh("ip", "netns", "add", stray.name)
+        the_lab.clients.append(stray)  # deleted with the lab
+        server.run("ip", "link", "add", "vbr1", "type", "veth", "peer", "name", "eth0", "netns", stray.name)  # fmt: skip
+        server.run("ip", "link", "set", "vbr1", "master", "br1", "up")
+        stray.run("ip", "link", "set", "eth0", "up")
+        args = ("--dhcp-range", f"{the_lab.ip(100)}-{the_lab.ip(119)}")
+        with daemon(the_lab, tmp_path, *args) as d:
+            mac = "52:54:00:79:00:01"
+            assert tool(stray, "collect", mac=mac, options=PXE_X64, wait=2) == []
+            answered = tool(the_lab.add_client(), "collect", mac=mac, options=PXE_X64, wait=1)
+            assert [r["src"] for r in answered] == [the_lab.server_ip]
+            assert d.text().count(f"DISCOVER from {mac}") == 1  # only the one on br0 was seen
