@@ -1,0 +1,167 @@
+"""The status page in headless Chromium while a QEMU VM boots: live stages, reinstall, screenshot.
+
+QEMU user-mode network (no root); Debian's chromium and chromium-driver, driven by Selenium.
+The screenshot goes to docs/status.png, which the README shows.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from pxelab.assets.store import FileEntry, Manifest
+from pxelab.pytest_plugin import PxelabServer
+from pxelab.testing.initrd import MARKER
+from pxelab.testing.qemu import QemuVm
+
+MAC = "52:54:00:00:5a:01"
+KEY = MAC.replace(":", "-")
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "status.png"
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+"""The issue's flags: without them Chromium keeps trying to reach outside hosts."""
+
+# Records every stage the host's row shows, as the page shows it (rows are replaced live).
+WATCH = """
+window.pxelabSeen = [];
+const key = arguments[0];
+const look = () => {
+  const chip = document.querySelector('#host-' + key + ' .last .stage');
+  const stage = chip ? chip.textContent : '';
+  const seen = window.pxelabSeen;
+  if (stage && seen[seen.length - 1] !== stage) seen.push(stage);
+};
+new MutationObserver(look).observe(document.body, {childList: true, subtree: true});
+look();
+"""
+
+
+@contextlib.contextmanager
+def chromium(profile: Path) -> Iterator[webdriver.Chrome]:
+    """Headless Debian Chromium with a fresh profile; it and chromedriver are stopped afterwards."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1280,900"):
+        options.add_argument(flag)
+    service = Service("/usr/bin/chromedriver", log_output=str(profile.parent / "chromedriver.log"))
+    driver = None
+    try:
+        driver = webdriver.Chrome(options=options, service=service)
+        yield driver
+    finally:
+        if driver is not None:
+            driver.quit()
+        service.stop()
+
+
+def _api(server: PxelabServer, path: str) -> Any:
+    url = f"http://127.0.0.1:{server.daemon.http_port}{path}"
+    with urllib.request.urlopen(url, timeout=10) as resp:  # loopback only
+        return json.loads(resp.read())
+
+
+def _demo_manifest(server: PxelabServer) -> None:
+    """A manifest for the test kernel and initrd, so the page lists them (not verified: no
+    published checksum exists for files built by the tests)."""
+    directory = server.dirs.images / "demo" / "amd64"
+    files = {}
+    for path in sorted(p for p in directory.iterdir() if p.is_file()):
+        data = path.read_bytes()
+        files[path.name] = FileEntry(len(data), hashlib.sha256(data).hexdigest(), str(path))
+    manifest = Manifest("demo", "amd64", "pxelab.testing (built by the tests)", False,
+                        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), files)  # fmt: skip
+    (directory / "manifest.json").write_text(manifest.to_json())
+
+
+def _text(driver: webdriver.Chrome, selector: str) -> str:
+    """The text of an element, looked up now (live updates replace elements)."""
+    return str(driver.find_element(By.CSS_SELECTOR, selector).text)
+
+
+def _full_page_png(driver: webdriver.Chrome) -> bytes:
+    """The whole page, not only the window (Chrome DevTools' own screenshot)."""
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}
+    )
+    return base64.b64decode(shot["data"])
+
+
+@pytest.mark.e2e
+@pytest.mark.pxelab(network="user")
+def test_status_page_follows_a_boot_live_and_reinstalls(
+    pxelab_server: PxelabServer, qemu_vm: Callable[..., QemuVm], tmp_path: Path
+) -> None:
+    pxelab_server.add_host("vm1", MAC, kernel_args="quiet pxelab.install=1")
+    pxelab_server.add_host("web-2", "52:54:00:00:5a:02")
+    (pxelab_server.dirs.hosts / "typo.json").write_text('{"name": "typo", "mac": "52:54"}')
+    _demo_manifest(pxelab_server)
+    url = f"http://127.0.0.1:{pxelab_server.daemon.http_port}/"
+
+    with chromium(tmp_path / "profile") as driver:
+        driver.get(url)
+        wait = WebDriverWait(driver, 20, 0.1, ignored_exceptions=[StaleElementReferenceException])
+        wait.until(lambda d: _text(d, "#live") == "live")
+        assert "not seen" in _text(driver, f"#host-{KEY}")
+        driver.execute_script(WATCH, KEY)
+        driver.execute_script("window.pxelabSamePage = 42")
+
+        vm = qemu_vm(MAC)
+        slow = WebDriverWait(driver, 240, 0.2, ignored_exceptions=[StaleElementReferenceException])
+        slow.until(lambda d: _text(d, f"#host-{KEY} .last .stage") == "installed")
+        vm.wait_for(MARKER, timeout=60)
+        seen = driver.execute_script("return window.pxelabSeen")
+        assert seen == ["script", "kernel", "initrd", "installed"], seen
+        assert driver.execute_script("return window.pxelabSamePage") == 42  # never reloaded
+        assert _text(driver, f"#host-{KEY} .state") == "installed"
+        items = driver.find_elements(By.CSS_SELECTOR, f"#tl-{KEY} li .stage")
+        assert [i.text for i in items][:4] == ["installed", "initrd", "kernel", "script"]
+        errors = _text(driver, "#problems")
+        assert "typo.json" in errors and "not a MAC address" in errors
+        assets = _text(driver, "#assets")
+        assert "vmlinuz" in assets and "unverified" in assets
+
+        time.sleep(1.6)  # let the row's highlight fade
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        SCREENSHOT.write_bytes(_full_page_png(driver))
+
+        def click(selector: str) -> bool:
+            driver.find_element(By.CSS_SELECTOR, selector).click()
+            return True
+
+        wait.until(lambda d: click(f"#host-{KEY} details.confirm summary"))
+        assert _text(driver, f"#host-{KEY} button") == "Reinstall vm1 at its next boot"
+        wait.until(lambda d: click(f"#host-{KEY} button"))
+        wait.until(lambda d: _text(d, f"#host-{KEY} .last .stage") == "reinstall")
+        assert _text(driver, f"#host-{KEY} .state") == "install"
+        assert driver.execute_script("return window.pxelabSamePage") == 42
+        host = _api(pxelab_server, f"/api/hosts/{MAC}")
+        assert host["state"] == "install" and host["stage"] == "reinstall"
+
+        driver.set_window_size(390, 844)  # a phone: cards, no sideways scrolling
+        wide = driver.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert wide <= 0
+        assert driver.find_element(By.CSS_SELECTOR, "#hosts thead").is_displayed() is False
