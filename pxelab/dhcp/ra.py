@@ -11,6 +11,7 @@ import asyncio
 import logging
 import socket
 import struct
+import time
 from pathlib import Path
 
 log = logging.getLogger("pxelab.dhcp")
@@ -22,6 +23,9 @@ ALL_NODES = "ff02::1"
 ALL_ROUTERS = "ff02::2"
 ND_HOP_LIMIT = 255
 """RFC 4861: RAs are sent, and RSs accepted, only with hop limit 255."""
+MIN_INTERVAL = 1.0
+"""Seconds between two RAs at least (they are multicast: one answers every host soliciting).
+RFC 4861 asks 3 s between unsolicited-burst RAs; 1 s keeps a booting iPXE from waiting long."""
 
 
 def is_solicitation(data: bytes) -> bool:
@@ -54,6 +58,7 @@ class RaResponder:
         self.index = index
         self.ra = build_ra(mac)
         self.answered = 0
+        self._last = float("-inf")
         self._closed = asyncio.get_running_loop().create_future()
         asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
 
@@ -65,6 +70,13 @@ class RaResponder:
             return
         if not is_solicitation(data):
             return
+        now = time.monotonic()
+        if now - self._last < MIN_INTERVAL:
+            log.debug(
+                "router solicitation from %s: an RA went out %.2f s ago", addr[0], now - self._last
+            )
+            return
+        self._last = now
         try:
             # To all nodes: a soliciting host may have no address yet (source ::).
             self.sock.sendto(self.ra, (ALL_NODES, 0, 0, self.index))
