@@ -85,7 +85,7 @@ def _text(where: str, table: Mapping[str, Any], key: str, required: bool = True)
 def _url(where: str, table: Mapping[str, Any], key: str) -> str:
     url = _text(where, table, key)
     assert url is not None
-    if urlsplit(url).scheme not in ("http", "https", "file"):
+    if urlsplit(url).scheme not in ("http", "https"):
         raise AssetError(f"{where}: key {key!r} must be an http(s) URL, got {url!r}")
     return url
 

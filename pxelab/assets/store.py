@@ -7,11 +7,13 @@ the manifest is written last, so a directory without one was never finished.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -165,6 +167,27 @@ def is_current(images: Path, source: Source, sums: Mapping[str, str]) -> Manifes
     return manifest
 
 
+@contextmanager
+def locked(images: Path, distro: str, arch: str) -> Iterator[Path]:
+    """Hold the staging directory of distro/arch for one command; yields the directory.
+
+    A second `pxelab assets` command for the same distro and arch fails at once instead of
+    writing into the same `.part` files.
+    """
+    arch_dir(images, distro, arch)  # checks the name
+    staging = incoming_dir(images, distro, arch)
+    staging.mkdir(parents=True, exist_ok=True)
+    with (staging / ".lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AssetError(
+                f"{distro}/{arch}: another pxelab assets command is working on it "
+                f"(lock {staging / '.lock'})"
+            ) from None
+        yield staging
+
+
 async def fetch(
     session: aiohttp.ClientSession,
     source: Source,
@@ -173,6 +196,17 @@ async def fetch(
     force: bool = False,
 ) -> tuple[Manifest, bool]:
     """Download, verify and (for ISOs) extract a catalog source; (manifest, was it new)."""
+    with locked(images, source.distro, source.arch):
+        return await _fetch(session, source, images, progress, force)
+
+
+async def _fetch(
+    session: aiohttp.ClientSession,
+    source: Source,
+    images: Path,
+    progress: Progress | None,
+    force: bool,
+) -> tuple[Manifest, bool]:
     sums = parse_checksums(await fetch_text(session, source.checksums), source.checksums)
     if not force and (current := is_current(images, source, sums)) is not None:
         return current, False
@@ -232,9 +266,21 @@ async def import_iso(
     With `sha256` the copy must match it (then the manifest says verified), else it is recorded
     as unverified. Nothing enters the cache when any step fails.
     """
-    staging = incoming_dir(images, distro, arch)
-    arch_dir(images, distro, arch)  # checks the name
-    staging.mkdir(parents=True, exist_ok=True)
+    with locked(images, distro, arch) as staging:
+        return await _import(iso, distro, arch, kernel, initrd, images, sha256, progress, staging)
+
+
+async def _import(
+    iso: Path,
+    distro: str,
+    arch: str,
+    kernel: str,
+    initrd: str,
+    images: Path,
+    sha256: str | None,
+    progress: Progress | None,
+    staging: Path,
+) -> Manifest:
     part = staging / f"{iso.name}.part"
     if progress:
         progress.note(f"{iso}: copying into the cache")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -251,3 +252,54 @@ async def test_netboot_files_are_checked_against_a_debian_style_list(
     manifest = read_manifest(target)
     assert manifest is not None and set(manifest.files) == {"vmlinuz", "initrd"}
     assert manifest.files["initrd"].origin == upstream.url + "initrd-src"
+
+
+async def test_two_commands_on_one_distro_do_not_share_part_files(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    images = tmp_path / "images"
+    upstream.mode, upstream.cut_at = "no-range", 0
+    first = asyncio.create_task(run_fetch(upstream, images))
+    lock = images / INCOMING / "testos" / "amd64" / ".lock"
+    for _ in range(100):
+        if lock.exists():
+            break
+        await asyncio.sleep(0.01)
+    with pytest.raises(AssetError, match=r"testos/amd64: another pxelab assets command"):
+        await run_fetch(upstream, images)
+    assert await first
+    assert read_manifest(images / "testos" / "amd64") is not None
+
+
+async def test_a_complete_part_is_verified_without_a_body(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    images = tmp_path / "images"
+    iso = upstream.files[ISO_NAME]
+    part = iso_part(images)
+    part.parent.mkdir(parents=True)
+    part.write_bytes(iso.read_bytes())
+    meta_path(part).write_text(json.dumps({"url": upstream.url + ISO_NAME}))
+    assert await run_fetch(upstream, images)  # the server answers 416 to bytes=<size>-
+    assert (ISO_NAME, f"bytes={iso.stat().st_size}-") in upstream.requests
+    assert upstream.body_bytes == 0
+    assert sha(images / "testos" / "amd64" / ISO_NAME) == sha(iso)
+
+
+async def test_a_bad_part_is_caught_by_the_hash_and_the_next_run_starts_over(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    images = tmp_path / "images"
+    iso = upstream.files[ISO_NAME]
+    part = iso_part(images)
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"\xff" * 4096)  # e.g. left by another tool: resuming appends to junk
+    meta_path(part).write_text(json.dumps({"url": upstream.url + ISO_NAME}))
+    with pytest.raises(AssetError, match=r"SHA-256 mismatch.*the partial file was removed"):
+        await run_fetch(upstream, images)
+    assert not part.exists()
+    assert_nothing_cached(images)
+    upstream.requests.clear()
+    assert await run_fetch(upstream, images)
+    assert (ISO_NAME, None) in upstream.requests
+    assert sha(images / "testos" / "amd64" / ISO_NAME) == sha(iso)
