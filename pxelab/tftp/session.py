@@ -73,7 +73,7 @@ class SessionConfig:
     backoff: float = 2.0
     """Each retransmission of the same window waits this many times longer than the last one."""
     max_delay: float = 8.0
-    """Longest wait between retransmissions (a negotiated `timeout` above it is kept as is)."""
+    """Longest wait between retransmissions when the client negotiated no `timeout`."""
     idle_limit: float = 120.0
     """A session with no progress (no new ACK) for this many seconds ends, whatever it receives."""
 
@@ -312,11 +312,16 @@ class ReadSession:
         self._arm(now)
 
     def _arm(self, now: float) -> None:
-        """Deadline of the next retransmission: timeout * backoff**tries, capped; or going idle."""
+        """Deadline of the next retransmission, or of going idle.
+
+        A timeout the client negotiated is kept as it is (RFC 2349: it is the retransmission
+        interval); the server's own one grows by `backoff` per retry, up to `max_delay`.
+        """
         timeout = self.negotiated.timeout
-        delay = min(
-            timeout * self._config.backoff**self._tries, max(timeout, self._config.max_delay)
-        )
+        if "timeout" in self.negotiated.oack:
+            delay = timeout
+        else:
+            delay = min(timeout * self._config.backoff**self._tries, self._config.max_delay)
         self._deadline = min(now + delay, self._idle_at)
 
     def _blocks(self, first: int, last: int) -> tuple[bytes, ...]:

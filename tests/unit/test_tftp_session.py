@@ -267,11 +267,19 @@ def test_backoff_delays(config: SessionConfig, delays: list[float]) -> None:
     assert step.outcome.ending is Ending.TIMED_OUT
 
 
-def test_a_negotiated_timeout_above_the_cap_is_kept() -> None:
-    session = make(b"q" * 700, {"timeout": "20"})
+@pytest.mark.parametrize("timeout", ["1", "20"])
+def test_a_negotiated_timeout_is_kept_without_backoff(timeout: str) -> None:
+    session = make(b"q" * 700, {"timeout": timeout}, SessionConfig(retries=3))
     session.start(0.0)
-    session.receive(Ack(0), 0.0)
-    assert session.expire(20.0).deadline == 40.0
+    step = session.receive(Ack(0), 0.0)
+    seconds = float(timeout)
+    for n in range(1, 4):
+        assert step.deadline == n * seconds
+        step = session.expire(n * seconds)
+    assert step.deadline is not None
+    step = session.expire(step.deadline)
+    assert step.outcome is not None
+    assert step.outcome.ending is Ending.TIMED_OUT
 
 
 def test_only_old_acks_end_the_session_as_idle() -> None:
