@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,13 +14,16 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestClient, TestServer
 
 from pxelab.assets import AssetError
 from pxelab.assets.catalog import Source
 from pxelab.assets.download import meta_path
 from pxelab.assets.store import INCOMING, fetch, list_cache, read_manifest
 from pxelab.assets.testiso import build_iso
+from pxelab.http.app import make_app
+from pxelab.inventory import Inventory
+from pxelab.render import Renderer
 
 ISO_NAME = "testos-24.04.2-live-amd64.iso"
 
@@ -303,3 +307,25 @@ async def test_a_bad_part_is_caught_by_the_hash_and_the_next_run_starts_over(
     assert await run_fetch(upstream, images)
     assert (ISO_NAME, None) in upstream.requests
     assert sha(images / "testos" / "amd64" / ISO_NAME) == sha(iso)
+
+
+async def test_the_http_server_serves_what_fetch_cached(upstream: Upstream, tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    assert await run_fetch(upstream, images)
+    hosts = tmp_path / "hosts"
+    hosts.mkdir()
+    mac = "52:54:00:12:34:56"
+    (hosts / "vm.json").write_text(
+        json.dumps({"name": "vm", "mac": mac, "arch": "x86_64", "distro": "testos"})
+    )
+    app = make_app(Inventory(hosts), Renderer(), images)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        resp = await client.get("/boot", params={"mac": mac})
+        script = await resp.text()
+        assert resp.status == 200, script
+        paths = re.findall(r"http://[^/\s]+(/images/testos/amd64/\w+)", script)
+        assert paths == ["/images/testos/amd64/vmlinuz", "/images/testos/amd64/initrd"]
+        for path, src in zip(paths, ("vmlinuz-src", "initrd-src"), strict=True):
+            served = await client.get(path)
+            assert served.status == 200
+            assert await served.read() == upstream.files[src].read_bytes()
