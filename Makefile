@@ -22,9 +22,8 @@ test: setup  ## everything: unit, integration (namespaces) and QEMU end-to-end t
 unit: setup  ## the fast tests that need no root and boot no VM
 	$(PY) -m pytest -m "not netns and not root and not e2e" $(PYTEST_ARGS)
 
-bench: setup  ## DHCP throughput vs dnsmasq (perfdhcp), boot time with and without RAs (root; not a test)
-	$(PY) bench/dhcp_bench.py
-	$(PY) bench/dhcp_boot_ra.py
+bench: setup  ## every scenario against dnsmasq, nginx and atftpd; writes docs/BENCHMARKS.md (root; not a test)
+	$(PY) bench/run.py
 
 lint: setup
 	$(PY) -m ruff check .

@@ -1,0 +1,344 @@
+"""`make bench`: every benchmark scenario against pxelab and its reference server, in one run.
+
+Installs the reference servers and clients it needs (apt-get), runs each scenario script with a
+time budget (SIGINT, then SIGKILL, on overrun, so the scripts' cleanup runs), gathers their rows
+into one table, prints it and writes docs/BENCHMARKS.md with the machine and the exact commands.
+
+A scenario script gives its rows either as JSON lines appended to the file named by
+$PXELAB_BENCH_ROWS (see bench/benchlib.py `Row` and `emit`), or as its printed markdown table,
+which an adapter here turns into rows. Needs root (namespaces); not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchlib import ROOT, ROWS_ENV, Row, ratio
+
+TOTAL_BUDGET = 14 * 60
+"""Seconds for the whole run: `make bench` must end within 15 minutes on 2 cores."""
+
+TOOLS = {
+    "dnsmasq": "dnsmasq-base",  # the binary alone: the `dnsmasq` package also starts a service
+    "nginx": "nginx-light",
+    "atftpd": "atftpd",
+    "atftp": "atftp",
+    "curl": "curl",
+    "wrk": "wrk",
+    "perfdhcp": "kea-admin",
+    "hyperfine": "hyperfine",
+}
+"""Command -> the Debian package that has it."""
+
+
+def markdown_table(text: str) -> list[dict[str, str]]:
+    """The last markdown table in text, as rows of header -> cell."""
+    tables: list[list[str]] = []
+    current: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append(current)
+            current = []
+    if current:
+        tables.append(current)
+    if not tables or len(tables[-1]) < 2:
+        return []
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in tables[-1]]
+    header = cells[0]
+    return [dict(zip(header, row, strict=False)) for row in cells[2:]]
+
+
+def number(text: str) -> float | None:
+    found = re.search(r"[\d.]+", text)
+    return float(found.group()) if found else None
+
+
+def dhcp_rows(out: str) -> list[Row]:
+    """bench/dhcp_bench.py's table: DORA/s at <= 1% drops per server."""
+    by = {r.get("server", ""): r for r in markdown_table(out)}
+    px = by.get("pxelab", {})
+    rate = number(px.get("DORA/s at <= 1% drops", ""))
+    if rate is None:
+        return []
+    lat = f"pxelab offer {px.get('DISCOVER-OFFER avg', '?')}, ack {px.get('REQUEST-ACK avg', '?')}"
+    rows = []
+    for ref, target, want in (
+        ("dnsmasq", ">= 3x", 3.0),
+        ("dnsmasq --leasefile-ro", ">= 1x", 1.0),
+    ):
+        other = by.get(ref, {})
+        theirs = number(other.get("DORA/s at <= 1% drops", ""))
+        r = ratio(rate, theirs) if theirs else None
+        rows.append(
+            Row(
+                f"DHCP perfdhcp (relay, veth): vs {ref}"
+                + (" with its lease file" if ref == "dnsmasq" else ""),
+                f"{rate:.0f} DORA/s",
+                f"{theirs:.0f} DORA/s" if theirs else other.get("DORA/s at <= 1% drops", "?"),
+                r,
+                target,
+                r is not None and r >= want,
+                f"at <= 1% drops; {lat}; {ref} offer {other.get('DISCOVER-OFFER avg', '?')}, "
+                f"ack {other.get('REQUEST-ACK avg', '?')}",
+            )
+        )
+    return rows
+
+
+def ra_rows(out: str) -> list[Row]:
+    """bench/dhcp_boot_ra.py's table: boot time with pxelab's RAs on and off."""
+    by = {r.get("router advertisements", ""): r for r in markdown_table(out)}
+    on, off = by.get("on", {}), by.get("off", {})
+    t_on, t_off = (number(x.get("QEMU start -> initrd", "")) for x in (on, off))
+    if t_on is None or t_off is None:
+        return []
+    return [
+        Row(
+            "Boot: pxelab with RAs on vs off (same VM, TCG)",
+            f"{t_on:.1f} s",
+            f"{t_off:.1f} s (RAs off)",
+            ratio(t_on, t_off),
+            "",
+            None,
+            f"iPXE ACK -> GET /boot.ipxe: {on.get('iPXE ACK -> GET /boot.ipxe', '?')} on, "
+            f"{off.get('iPXE ACK -> GET /boot.ipxe', '?')} off",
+        )
+    ]
+
+
+@dataclass
+class Scenario:
+    """One script, its time budget, and how its rows come back."""
+
+    name: str
+    script: str
+    """Path under bench/."""
+    budget: float
+    """Seconds; the script gets SIGINT past it."""
+    args: list[str] = field(default_factory=list)
+    adapter: Callable[[str], list[Row]] | None = None
+    """Turns the script's stdout into rows; None: it writes $PXELAB_BENCH_ROWS itself."""
+
+
+SCENARIOS = [
+    Scenario("dhcp", "dhcp_bench.py", 300, ["--period", "5"], dhcp_rows),
+    Scenario("tftp", "tftp_bench.py", 240),
+    Scenario("http", "http_bench.py", 240),
+    Scenario("boot", "boot_bench.py", 300, ["--runs", "2"]),
+    Scenario("boot-ra", "dhcp_boot_ra.py", 200, [], ra_rows),
+]
+
+
+@dataclass
+class Outcome:
+    """What running one scenario gave."""
+
+    scenario: Scenario
+    command: str
+    rows: list[Row]
+    seconds: float
+    status: str
+    """"ok", "exit N", "timed out after N s", "missing"."""
+    output: str
+
+
+def run(scenario: Scenario, budget: float, work: Path) -> Outcome:
+    script = ROOT / "bench" / scenario.script
+    argv = [sys.executable, str(script.relative_to(ROOT)), *scenario.args]
+    command = shlex.join([".venv/bin/python", *argv[1:]])
+    if not script.is_file():
+        return Outcome(scenario, command, [], 0, "missing", "")
+    rows_file = work / f"{scenario.name}.rows"
+    out_file = work / f"{scenario.name}.out"
+    env = {**os.environ, ROWS_ENV: str(rows_file), "PYTHONUNBUFFERED": "1"}
+    print(f"== {scenario.name}: {command} (budget {budget:.0f} s)", flush=True)
+    start = time.monotonic()
+    with out_file.open("wb") as out:
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        status = "ok"
+        assert proc.stdout is not None
+        os.set_blocking(proc.stdout.fileno(), False)
+        while True:
+            chunk = proc.stdout.read()
+            if chunk:
+                out.write(chunk)
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+            if proc.poll() is not None and not chunk:
+                break
+            if time.monotonic() - start > budget and status == "ok":
+                status = f"timed out after {budget:.0f} s"
+                os.killpg(proc.pid, signal.SIGINT)  # KeyboardInterrupt: its cleanup runs
+                kill_at = time.monotonic() + 30
+            if status != "ok" and time.monotonic() > kill_at and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            time.sleep(0.1)
+    if status == "ok" and proc.returncode:
+        status = f"exit {proc.returncode}"
+    output = out_file.read_text(errors="replace")
+    rows: list[Row] = []
+    if scenario.adapter is not None:
+        rows = scenario.adapter(output)
+    elif rows_file.exists():
+        rows = [Row(**json.loads(line)) for line in rows_file.read_text().splitlines() if line]
+    return Outcome(scenario, command, rows, time.monotonic() - start, status, output)
+
+
+def install_tools() -> None:
+    missing = sorted({pkg for cmd, pkg in TOOLS.items() if shutil.which(cmd) is None})
+    if not missing:
+        return
+    print(f"bench: apt-get install {' '.join(missing)}", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], env=env, check=True)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
+        env=env, check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def version(argv: list[str]) -> str:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    text = (proc.stdout + proc.stderr).strip().splitlines()
+    return text[0] if text else "?"
+
+
+def machine() -> list[str]:
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = int(Path("/proc/meminfo").read_text().split()[1]) / (1 << 20)
+    try:
+        osname = re.search(r'PRETTY_NAME="(.*)"', Path("/etc/os-release").read_text())
+    except OSError:
+        osname = None
+    return [
+        f"- CPU: {cpu}, {os.cpu_count()} cores (`nproc`)",
+        f"- memory: {mem:.1f} GiB",
+        f"- kernel: {platform.release()}; OS: {osname.group(1) if osname else '?'}",
+        f"- Python {platform.python_version()}; {version(['dnsmasq', '--version'])}; "
+        f"{version(['nginx', '-v'])}; {version(['curl', '--version'])}; "
+        f"{version(['wrk', '-v'])}; {version(['perfdhcp', '-v'])} (perfdhcp); "
+        f"{version(['qemu-system-x86_64', '--version'])}",
+        "- accelerator: "
+        + ("KVM" if "vmx" in _flags() or "svm" in _flags() else "TCG (no vmx/svm)"),
+    ]
+
+
+def _flags() -> str:
+    found = re.search(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(), re.M)
+    return found.group(1) if found else ""
+
+
+def table(rows: list[Row]) -> list[str]:
+    lines = [
+        "| scenario | pxelab | reference | pxelab/ref | target | met | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        met = {True: "yes", False: "**no**", None: ""}[r.met]
+        ratio_text = f"{r.ratio:.2f}x" if r.ratio is not None else ""
+        lines.append(
+            f"| {r.scenario} | {r.pxelab} | {r.reference} | {ratio_text} | {r.target} | {met} "
+            f"| {r.note} |"
+        )
+    return lines
+
+
+def write_report(path: Path, outcomes: list[Outcome], started: str, took: float) -> None:
+    rows = [r for o in outcomes for r in o.rows]
+    lines = [
+        "# Benchmarks: pxelab against dnsmasq, nginx and atftpd",
+        "",
+        f"Written by `make bench` (`bench/run.py`) on {started}, in {took / 60:.1f} minutes. "
+        "Ratios are pxelab / reference (for rates and MB/s higher is better, for times lower "
+        "is better). Everything ran on loopback or in network namespaces made by the scripts, "
+        "with every server and client on the same machine, so clients and servers share the "
+        "cores.",
+        "",
+        "## Machine",
+        "",
+        *machine(),
+        "",
+        "## Results",
+        "",
+        *table(rows),
+        "",
+        "## Scenarios and the exact commands",
+        "",
+        "| scenario | command (from the checkout, as root) | status | seconds |",
+        "|---|---|---|---|",
+    ]
+    for o in outcomes:
+        lines.append(f"| {o.scenario.name} | `{o.command}` | {o.status} | {o.seconds:.0f} |")
+    notes = ROOT / "bench" / "NOTES.md"
+    if notes.is_file():
+        lines += ["", notes.read_text().rstrip()]
+    lines += ["", "## Raw output of each scenario", ""]
+    for o in outcomes:
+        if o.output:
+            lines += [f"### {o.scenario.name}", "", "```", o.output.rstrip(), "```", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines).rstrip() + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", action="append", help="scenario names (default: all)")
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
+    parser.add_argument("--no-install", action="store_true", help="skip apt-get")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench: needs root (namespaces, apt-get)", file=sys.stderr)
+        return 1
+    if not args.no_install:
+        install_tools()
+    started_at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    start = time.monotonic()
+    outcomes = []
+    with tempfile.TemporaryDirectory(prefix="pxelab-bench-run-") as tmp:
+        for scenario in SCENARIOS:
+            if args.only and scenario.name not in args.only:
+                continue
+            left = TOTAL_BUDGET - (time.monotonic() - start)
+            if left < 30:
+                print(f"== {scenario.name}: skipped, the run's time budget is spent", flush=True)
+                continue
+            outcomes.append(run(scenario, min(scenario.budget, left), Path(tmp)))
+    took = time.monotonic() - start
+    rows = [r for o in outcomes for r in o.rows]
+    print("\n" + "\n".join(table(rows)))
+    for o in outcomes:
+        if o.status != "ok" or not o.rows:
+            print(f"bench: {o.scenario.name}: {o.status}, {len(o.rows)} rows")
+    write_report(args.output, outcomes, started_at, took)
+    print(f"bench: wrote {args.output} ({took / 60:.1f} min)")
+    return 0 if all(o.status in ("ok", "missing") for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
