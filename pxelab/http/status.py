@@ -382,5 +382,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/", status_page)
     app.router.add_get("/status/status.css", _asset_handler("status.css", "text/css"))
     app.router.add_get("/status/status.js", _asset_handler("status.js", "text/javascript"))
+    app.router.add_get("/status/favicon.svg", _asset_handler("favicon.svg", "image/svg+xml"))
     app.router.add_get("/status/events", status_events)
     app.router.add_post("/status/hosts/{mac}/reinstall", reinstall_form)

@@ -76,9 +76,10 @@ def chromium(profile: Path) -> Iterator[webdriver.Chrome]:
         service.stop()
 
 
-def _api(server: PxelabServer, path: str) -> Any:
+def _api(server: PxelabServer, path: str, method: str = "GET") -> Any:
     url = f"http://127.0.0.1:{server.daemon.http_port}{path}"
-    with urllib.request.urlopen(url, timeout=10) as resp:  # loopback only
+    request = urllib.request.Request(url, method=method)
+    with urllib.request.urlopen(request, timeout=10) as resp:  # loopback only
         return json.loads(resp.read())
 
 
@@ -158,6 +159,23 @@ def test_status_page_follows_a_boot_live_and_reinstalls(
         assert driver.execute_script("return window.pxelabSamePage") == 42
         host = _api(pxelab_server, f"/api/hosts/{MAC}")
         assert host["state"] == "install" and host["stage"] == "reinstall"
+        assert f"POST /api/hosts/{MAC}/reinstall 200" in pxelab_server.log  # by the page's JS
+
+        # JavaScript off: a snapshot, and the reinstall form posts and comes back to the page
+        driver.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+        assert (
+            _api(pxelab_server, f"/api/hosts/{MAC}/installed", method="POST")["state"]
+            == "installed"
+        )
+        driver.get(url)
+        assert _text(driver, "#live") == "snapshot"
+        assert _text(driver, f"#host-{KEY} .state") == "installed"
+        click(f"#host-{KEY} details.confirm summary")
+        click(f"#host-{KEY} button")
+        wait.until(lambda d: d.current_url == f"{url}#host-{KEY}")  # the form's redirect
+        assert _text(driver, f"#host-{KEY} .state") == "install"
+        assert _api(pxelab_server, f"/api/hosts/{MAC}")["state"] == "install"
+        assert f"POST /status/hosts/{MAC}/reinstall 303" in pxelab_server.log  # not the API
 
         driver.set_window_size(390, 844)  # a phone: cards, no sideways scrolling
         wide = driver.execute_script(

@@ -190,13 +190,16 @@ async def test_snapshot_without_javascript(setup: tuple[Client, Timeline, Path])
     refs = [r for r in refs if r]
     assert {r for r in refs if not r.startswith(("/", "#"))} == set()
     assert "/status/status.js" in refs and "/status/status.css" in refs
+    assert page.find("hosts").all("h2")[0].text == "Hosts" and "· 2 hosts ·" in page.text
     for path, kind in (
         ("/status/status.js", "text/javascript"),
         ("/status/status.css", "text/css"),
+        ("/status/favicon.svg", "image/svg+xml"),
     ):
         asset = await client.get(path)
         assert asset.status == 200 and asset.content_type == kind
-        assert "http://" not in await asset.text() and "https://" not in await asset.text()
+        text = (await asset.text()).replace('xmlns="http://www.w3.org/2000/svg"', "")  # a name
+        assert "http://" not in text and "https://" not in text
 
 
 async def test_snapshot_escapes_what_machines_send(setup: tuple[Client, Timeline, Path]) -> None:
