@@ -21,7 +21,7 @@ import jinja2
 from aiohttp import web
 
 from pxelab.assets import AssetError
-from pxelab.assets.store import list_cache, read_manifest
+from pxelab.assets.store import CachedFile, list_cache, read_manifest
 from pxelab.events import Event
 from pxelab.http import api
 from pxelab.http.keys import IMAGES_DIR, INSTALL_STORE, INVENTORY, NOTE, TIMELINE
@@ -231,7 +231,10 @@ def _problems(request: web.Request, assets: list[Any]) -> list[Problem]:
 def _assets(request: web.Request) -> tuple[list[Any], list[dict[str, str]]]:
     """`pxelab assets list` rows, and where each manifest's files came from and when."""
     images = request.app[IMAGES_DIR]
-    rows = list_cache(images)
+    try:
+        rows = list_cache(images)
+    except OSError as exc:  # the page still shows everything else
+        return [CachedFile("?", "?", str(images), 0, f"BROKEN (cannot read: {exc})")], []
     sources = []
     for distro, arch in sorted({(r.distro, r.arch) for r in rows}):
         try:

@@ -63,7 +63,8 @@ def chromium(profile: Path) -> Iterator[webdriver.Chrome]:
     """Headless Debian Chromium with a fresh profile; it and chromedriver are stopped afterwards."""
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1280,900"):
+    extra = ("--disable-dev-shm-usage", "--window-size=1280,900", f"--user-data-dir={profile}")
+    for flag in (*CHROMIUM_FLAGS, *extra):
         options.add_argument(flag)
     service = Service("/usr/bin/chromedriver", log_output=str(profile.parent / "chromedriver.log"))
     driver = None

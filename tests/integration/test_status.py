@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pxelab.assets.store import FileEntry, Manifest
 from pxelab.events import Event, Timeline
 from pxelab.http.app import make_app
-from pxelab.http.status import is_problem
+from pxelab.http.status import STATUS_HUB, is_problem
 from pxelab.inventory import Inventory
 from pxelab.provision.state import install_store
 from pxelab.render import Renderer
@@ -230,7 +230,8 @@ async def test_form_post_reinstalls_and_redirects_back(
     assert response.status == 303
     assert response.headers["Location"] == f"/#host-{KEY}"
     assert json.loads(state_file.read_text())["state"] == "install"
-    assert timeline.last(MAC) is not None and timeline.last(MAC).stage == "reinstall"  # type: ignore[union-attr]
+    last = timeline.last(MAC)
+    assert last is not None and last.stage == "reinstall"
 
     followed = await client.post(form_url)  # no Origin (older browsers, curl): allowed
     assert followed.status == 200 and str(followed.url).endswith("/")
@@ -284,6 +285,22 @@ async def test_stream_sends_each_event_as_rendered_html(
     row = parse(data["row"]).find(f"host-{STRANGER.replace(':', '-')}")
     assert "OFFER 10.0.0.5" in row.text
     response.close()
+
+
+async def test_a_browser_that_goes_away_is_forgotten(
+    setup: tuple[Client, Timeline, Path],
+) -> None:
+    client, timeline, _ = setup
+    hub = client.app[STATUS_HUB]
+    response = await client.get("/status/events")
+    assert (await _message(response.content))[0] == "hello"
+    assert hub.clients == 1
+    response.close()
+    deadline = time.monotonic() + 5
+    while hub.clients and time.monotonic() < deadline:
+        timeline.record(time.time(), "dhcp", "DISCOVER", mac=MAC)  # the next write fails
+        await asyncio.sleep(0.05)
+    assert hub.clients == 0
 
 
 async def test_open_streams_end_when_the_server_stops(tmp_path: Path) -> None:
