@@ -42,6 +42,8 @@ class Source:
     """Path of the kernel inside the ISO, or its URL for netboot files."""
     initrd: str
     """Path of the initrd inside the ISO, or its URL for netboot files."""
+    iso_name: str | None = None
+    """The ISO's name in the cache (a stable one the templates know), else its upstream name."""
 
     @property
     def is_iso(self) -> bool:
@@ -109,10 +111,13 @@ def parse_catalog(data: Mapping[str, Any], source: str) -> dict[tuple[str, str],
                 debian_arch = normalize_arch(arch)
             except AssetError as exc:
                 raise AssetError(f"{where}: {exc}") from None
-            unknown = set(entry) - {"iso", "checksums", "kernel", "initrd"}
+            unknown = set(entry) - {"iso", "iso_name", "checksums", "kernel", "initrd"}
             if unknown:
                 raise AssetError(f"{where}: unknown keys {sorted(unknown)}")
             iso = _url(where, entry, "iso") if "iso" in entry else None
+            iso_name = _text(where, entry, "iso_name", required=False)
+            if iso_name is not None and (iso is None or "/" in iso_name or iso_name[0] == "."):
+                raise AssetError(f"{where}: 'iso_name' must be a plain file name, with 'iso'")
             kernel = _text(where, entry, "kernel")
             initrd = _text(where, entry, "initrd")
             assert kernel is not None and initrd is not None
@@ -126,6 +131,7 @@ def parse_catalog(data: Mapping[str, Any], source: str) -> dict[tuple[str, str],
                 iso=iso,
                 kernel=kernel,
                 initrd=initrd,
+                iso_name=iso_name,
             )
     return result
 

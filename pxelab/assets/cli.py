@@ -122,8 +122,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     try:
         arch = normalize_arch(args.arch)
         kernel, initrd = args.kernel, args.initrd
+        catalog = _catalog(args)
+        source = catalog.sources.get((args.distro, arch))
         if kernel is None or initrd is None:
-            source = _catalog(args).get(args.distro, arch)
+            source = catalog.get(args.distro, arch)
             if not source.is_iso:
                 raise AssetError(
                     f"{args.distro}/{arch} is not an ISO in the catalog: give --kernel and --initrd"
@@ -140,6 +142,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                 config.images_dir,
                 sha,
                 Progress(sys.stderr),
+                source.iso_name if source is not None else None,
             )
         )
     except AssetError as exc:

@@ -143,7 +143,7 @@ def expected_files(source: Source, sums: Mapping[str, str]) -> dict[str, str]:
     """File name in the cache -> published SHA-256, for the files a source is checked by."""
     if source.iso is not None:
         url, sha = resolve_url(source.iso, source.checksums, sums)
-        return {PurePosixPath(urlsplit(url).path).name: sha}
+        return {source.iso_name or PurePosixPath(urlsplit(url).path).name: sha}
     return {
         name: resolve_url(url, source.checksums, sums)[1]
         for name, url in ((KERNEL, source.kernel), (INITRD, source.initrd))
@@ -213,7 +213,7 @@ async def _fetch(
     staging = incoming_dir(images, source.distro, source.arch)
     if source.iso is not None:
         iso_url, iso_sha = resolve_url(source.iso, source.checksums, sums)
-        iso_name = PurePosixPath(urlsplit(iso_url).path).name
+        iso_name = source.iso_name or PurePosixPath(urlsplit(iso_url).path).name
         got = await download(session, iso_url, staging / f"{iso_name}.part", iso_sha, progress)
         files = await _extract_kernel(got.part, source.kernel, source.initrd, staging, progress)
         files[iso_name] = FileEntry(got.size, got.sha256, iso_url)
@@ -260,14 +260,17 @@ async def import_iso(
     images: Path,
     sha256: str | None = None,
     progress: Progress | None = None,
+    name: str | None = None,
 ) -> Manifest:
-    """Copy a local ISO into the cache and extract its kernel and initrd.
+    """Copy a local ISO into the cache (as `name`, default its own) and extract its kernel and initrd.
 
     With `sha256` the copy must match it (then the manifest says verified), else it is recorded
     as unverified. Nothing enters the cache when any step fails.
     """
     with locked(images, distro, arch) as staging:
-        return await _import(iso, distro, arch, kernel, initrd, images, sha256, progress, staging)
+        return await _import(
+            iso, distro, arch, kernel, initrd, images, sha256, progress, staging, name or iso.name
+        )
 
 
 async def _import(
@@ -280,8 +283,9 @@ async def _import(
     sha256: str | None,
     progress: Progress | None,
     staging: Path,
+    name: str,
 ) -> Manifest:
-    part = staging / f"{iso.name}.part"
+    part = staging / f"{name}.part"
     if progress:
         progress.note(f"{iso}: copying into the cache")
     try:
@@ -297,9 +301,9 @@ async def _import(
     except AssetError as exc:
         part.unlink(missing_ok=True)
         raise AssetError(str(exc).replace(str(part), str(iso))) from None
-    files[iso.name] = FileEntry(size, got, str(iso.resolve()))
+    files[name] = FileEntry(size, got, str(iso.resolve()))
     staged = {KERNEL: staging / f"{KERNEL}.part", INITRD: staging / f"{INITRD}.part"}
-    staged[iso.name] = part
+    staged[name] = part
     manifest = Manifest(distro, arch, str(iso.resolve()), sha256 is not None, _now(), files)
     return _install(images, manifest, staged)
 

@@ -155,3 +155,15 @@ async def test_extraction_streams_in_a_thread(tmp_path: Path) -> None:
     assert digest(tmp_path / "out") == digest(big)
     assert peak < 8 << 20, f"extracting 48 MiB allocated {peak} bytes at peak"
     assert ticks > 3  # the event loop kept running while the thread copied
+
+
+async def test_import_under_a_stable_name(payload: dict[str, Path], tmp_path: Path) -> None:
+    iso = tmp_path / "ubuntu-24.04.3-live-server-amd64.iso"
+    build_iso(iso, payload, "rockridge")
+    images = tmp_path / "images"
+    manifest = await import_iso(
+        iso, "u", "amd64", KERNEL_PATH, INITRD_PATH, images, name="live-server.iso"
+    )
+    assert set(manifest.files) == {"vmlinuz", "initrd", "live-server.iso"}
+    assert manifest.files["live-server.iso"].origin == str(iso)
+    assert digest(images / "u" / "amd64" / "live-server.iso") == digest(iso)

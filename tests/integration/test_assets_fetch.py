@@ -8,7 +8,7 @@ import json
 import os
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import aiohttp
@@ -329,3 +329,22 @@ async def test_the_http_server_serves_what_fetch_cached(upstream: Upstream, tmp_
             served = await client.get(path)
             assert served.status == 200
             assert await served.read() == upstream.files[src].read_bytes()
+
+
+async def test_an_iso_name_gives_the_cached_iso_a_stable_name(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    images = tmp_path / "images"
+    source = replace(iso_source(upstream), iso_name="live-server.iso")
+    assert await run_fetch(upstream, images, source)
+    target = images / "testos" / "amd64"
+    assert sorted(p.name for p in target.iterdir()) == [
+        "initrd",
+        "live-server.iso",
+        "manifest.json",
+        "vmlinuz",
+    ]
+    assert sha(target / "live-server.iso") == sha(upstream.files[ISO_NAME])
+    manifest = read_manifest(target)
+    assert manifest is not None and manifest.files["live-server.iso"].origin.endswith(ISO_NAME)
+    assert await run_fetch(upstream, images, source) is False

@@ -33,6 +33,7 @@ def test_the_shipped_catalog_has_the_promised_distros() -> None:
     ubuntu = catalog.get("ubuntu-24.04", "x86_64")
     assert ubuntu.iso is not None and ubuntu.iso.startswith("https://releases.ubuntu.com/24.04/")
     assert (ubuntu.kernel, ubuntu.initrd) == ("casper/vmlinuz", "casper/initrd")
+    assert ubuntu.iso_name == "live-server.iso"  # render.DEFAULT_ISO, the casper url= file
     fedora = catalog.get("fedora-43", "aarch64")
     assert (fedora.kernel, fedora.initrd) == ("images/pxeboot/vmlinuz", "images/pxeboot/initrd.img")
     debian = catalog.get("debian-13", "arm64")
@@ -88,6 +89,16 @@ def test_a_user_catalog_adds_and_replaces(tmp_path: Path) -> None:
             "unknown keys",
         ),
         ("d = 3", "'d' must be a table"),
+        (
+            '[d.amd64]\niso_name = "x.iso"\nchecksums = "http://x/S"\nkernel = "http://x/k"\n'
+            'initrd = "http://x/i"',
+            "'iso_name' must be a plain file name, with 'iso'",
+        ),
+        (
+            '[d.amd64]\niso = "http://x/a.iso"\niso_name = "../x.iso"\nchecksums = "http://x/S"\n'
+            'kernel = "k"\ninitrd = "i"',
+            "'iso_name' must be a plain file name",
+        ),
     ],
 )
 def test_catalog_errors_name_the_file_and_table(toml: str, message: str) -> None:
