@@ -80,7 +80,10 @@ class GrubFiles:
         if path == GRUB_CFG:
             return self.renderer.render("grub/grub.cfg.j2", "GRUB").encode()
         if path.startswith(IMAGES):
-            return self.images_root, path[len(IMAGES) :]
+            relative = path[len(IMAGES) :]
+            if any(part.startswith(".") for part in relative.split("/")):
+                return None  # hidden: unverified partial downloads wait in .incoming/
+            return self.images_root, relative
         per_mac = _PER_MAC.fullmatch(path)
         if per_mac is None:
             return None

@@ -100,7 +100,8 @@ async def chain_script(request: web.Request) -> web.Response:
 def confined(root: Path, relative: str) -> Path | None:
     """The file `relative` names under root, or None if it is not a regular file inside root."""
     parts = PurePosixPath(relative).parts
-    if not parts or any(p in ("..", ".", "") or "\x00" in p or "\\" in p for p in parts):
+    # hidden names too: partial downloads wait in <images>/.incoming/ until they are verified
+    if not parts or any(p.startswith(".") or not p or "\x00" in p or "\\" in p for p in parts):
         return None
     if relative.startswith("/"):
         return None

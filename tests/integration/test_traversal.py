@@ -57,6 +57,7 @@ HTTP_PATHS = [
     "/images//etc/passwd",
     "/images/%2fetc%2fpasswd",
     "/images/loop",
+    "/images/.incoming/partial.iso",  # unverified downloads are not served
 ]
 
 
@@ -83,6 +84,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         os.symlink(top / "secret", root / "link")
         os.symlink(outside, root / "dirlink")
         os.symlink("loop", root / "loop")
+    (dirs["images"] / ".incoming").mkdir()
+    (dirs["images"] / ".incoming" / "partial.iso").write_text(TOKEN)
     port = 20000 + os.getpid() % 20000
     log = top / "pxelab.log"
     with log.open("w") as out:

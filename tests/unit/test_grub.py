@@ -142,6 +142,7 @@ def test_images_are_mounted_and_other_names_fall_through(files: GrubFiles, tmp_p
         "demo/arm64/vmlinuz",
     )
     assert files("grubnetaa64.efi", "10.0.0.64") is None
+    assert files("images/.incoming/x.iso", "10.0.0.64") is None  # unverified downloads
     assert files("grub/grub.cfg-01-zz", "10.0.0.64") is None
 
 
