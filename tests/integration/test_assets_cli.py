@@ -178,7 +178,10 @@ async def test_ipxe_fills_the_tftp_root(tmp_path: Path) -> None:
     assert not (tmp_path / "t2").exists()
 
 
-async def test_ctrl_c_caches_nothing_and_the_next_run_resumes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
+async def test_interrupted_fetch_caches_nothing_and_the_next_run_resumes(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
     served = tmp_path / "mirror"
     served.mkdir()
     (tmp_path / "k").write_bytes(os.urandom(3_000_000))
@@ -222,14 +225,17 @@ async def test_ctrl_c_caches_nothing_and_the_next_run_resumes(tmp_path: Path) ->
                 if part.exists() and part.stat().st_size > 200_000:
                     break
                 await asyncio.sleep(0.05)
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(sig)
             out, _ = await asyncio.wait_for(proc.communicate(), 30)
         finally:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-        assert proc.returncode == 130, out.decode()
-        assert "interrupted; run the same command again to resume" in out.decode()
+        if sig == signal.SIGINT:
+            assert proc.returncode == 130, out.decode()
+            assert "interrupted; run the same command again to resume" in out.decode()
+        else:  # no chance to clean up: what is on disk must still be safe to resume from
+            assert proc.returncode == -signal.SIGKILL
         have = part.stat().st_size
         assert 200_000 < have < len(iso_bytes)
         assert not (images / "testos").exists()
