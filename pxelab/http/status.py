@@ -63,6 +63,42 @@ def is_problem(event: Event) -> bool:
     return False
 
 
+BOOT_STEPS = (
+    ("DHCP", ("dhcp",)),
+    ("TFTP", ("tftp", "http-boot")),
+    ("iPXE", ("ipxe",)),
+    ("script", ("script", "local-boot")),
+    ("kernel", ("kernel",)),
+    ("initrd", ("initrd",)),
+    ("install data", ("install-data",)),
+    ("installed", ("installed",)),
+)
+"""The steps of a boot, as the page's progress strip shows them, and the stages of each."""
+_RANK = {"dhcp": 0, "tftp": 1, "http-boot": 1, "ipxe": 2, "script": 3, "local-boot": 3}
+_RANK |= {"kernel": 4, "initrd": 5, "iso": 6, "image": 6, "install-data": 7, "installed": 8}
+"""How far into a boot a stage is; reinstall and error are no step of a boot."""
+
+
+def current_boot(events: list[Event]) -> list[Event]:
+    """The events of the latest boot: a boot starts again when a stage up to the script comes
+    after the script or later (iPXE's own DHCP after TFTP is the same boot)."""
+    start, furthest = 0, -1
+    for i, event in enumerate(events):
+        rank = _RANK.get(event.stage)
+        if rank is None:
+            continue
+        if rank <= 3 and furthest >= 3 and rank < furthest:
+            start, furthest = i, -1
+        furthest = max(furthest, rank)
+    return events[start:]
+
+
+def boot_progress(events: list[Event]) -> list[tuple[str, bool]]:
+    """(step, reached in the latest boot) for each of BOOT_STEPS."""
+    seen = {e.stage for e in current_boot(events)}
+    return [(label, any(s in seen for s in stages)) for label, stages in BOOT_STEPS]
+
+
 def _key(mac: str) -> str:
     return mac.replace(":", "-")
 
@@ -203,6 +239,7 @@ def _timeline_view(mac: str, title: str, events: list[Event]) -> dict[str, Any]:
         "title": title,
         "events": shown,
         "count": len(events),
+        "progress": boot_progress(events),
         "limit": EVENTS_SHOWN,
     }
 

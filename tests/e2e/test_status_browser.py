@@ -139,6 +139,8 @@ def test_status_page_follows_a_boot_live_and_reinstalls(
         assert _text(driver, f"#host-{KEY} .state") == "installed"
         items = driver.find_elements(By.CSS_SELECTOR, f"#tl-{KEY} li .stage")
         assert [i.text for i in items][:4] == ["installed", "initrd", "kernel", "script"]
+        done = driver.find_elements(By.CSS_SELECTOR, f"#tl-{KEY} .steps .done")
+        assert [d.text for d in done] == ["script", "kernel", "initrd", "installed"]
         errors = _text(driver, "#problems")
         assert "typo.json" in errors and "not a MAC address" in errors
         assets = _text(driver, "#assets")

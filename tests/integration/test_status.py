@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pxelab.assets.store import FileEntry, Manifest
 from pxelab.events import Event, Timeline
 from pxelab.http.app import make_app
-from pxelab.http.status import STATUS_HUB, is_problem
+from pxelab.http.status import STATUS_HUB, boot_progress, current_boot, is_problem
 from pxelab.inventory import Inventory
 from pxelab.provision.state import install_store
 from pxelab.render import Renderer
@@ -168,9 +168,17 @@ async def test_snapshot_without_javascript(setup: tuple[Client, Timeline, Path])
         form.attrs["method"] == "post" and form.attrs["action"] == f"/status/hosts/{MAC}/reinstall"
     )
 
-    stages = [li.all("span")[0].text for li in page.find(f"tl-{KEY}").all("li")]
+    items = [li for li in page.find(f"tl-{KEY}").all("li") if li.all("time")]
+    stages = [li.all("span")[0].text for li in items]
     assert stages == ["kernel", "script", "tftp", "dhcp"]  # newest first
     assert "ACK 127.0.0.1 ipxe.efi" in page.find(f"tl-{KEY}").text
+    steps = {
+        li.text: li.attrs["class"] for li in page.find(f"tl-{KEY}").all("li") if not li.all("time")
+    }
+    assert steps == {
+        "DHCP": "done", "TFTP": "done", "iPXE": "todo", "script": "done", "kernel": "done",
+        "initrd": "todo", "install data": "todo", "installed": "todo",
+    }  # fmt: skip
     assert "OFFER 10.0.0.77" in page.find(f"host-{STRANGER.replace(':', '-')}").text
     assert page.find(f"tl-{STRANGER.replace(':', '-')}").text.count("not in the inventory") == 1
 
@@ -330,3 +338,34 @@ async def test_open_streams_end_when_the_server_stops(tmp_path: Path) -> None:
 )
 def test_which_events_are_errors(stage: str, detail: str, problem: bool) -> None:
     assert is_problem(Event(0.0, MAC, stage, detail)) is problem
+
+
+@pytest.mark.parametrize(
+    ("stages", "latest"),
+    [
+        ([], []),
+        (
+            ["dhcp", "dhcp", "tftp", "dhcp", "ipxe", "script"],
+            ["dhcp", "dhcp", "tftp", "dhcp", "ipxe", "script"],
+        ),
+        (["dhcp", "tftp", "script", "kernel", "dhcp", "tftp"], ["dhcp", "tftp"]),
+        (
+            ["script", "kernel", "initrd", "installed", "reinstall", "script"],
+            ["script"],
+        ),
+        (["script", "kernel", "initrd", "installed", "local-boot"], ["local-boot"]),
+        (["ipxe", "script", "script", "kernel"], ["ipxe", "script", "script", "kernel"]),
+        (["script", "kernel", "error", "ipxe"], ["ipxe"]),
+        (["tftp", "tftp", "tftp"], ["tftp", "tftp", "tftp"]),
+    ],
+)
+def test_the_latest_boot(stages: list[str], latest: list[str]) -> None:
+    events = [Event(float(i), MAC, stage, "") for i, stage in enumerate(stages)]
+    assert [e.stage for e in current_boot(events)] == latest
+
+
+def test_boot_progress_steps() -> None:
+    stages = ["dhcp", "tftp", "script", "kernel", "initrd", "installed", "dhcp", "http-boot"]
+    events = [Event(float(i), MAC, stage, "") for i, stage in enumerate(stages)]
+    done = [label for label, reached in boot_progress(events) if reached]
+    assert done == ["DHCP", "TFTP"]

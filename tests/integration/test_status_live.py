@@ -75,6 +75,11 @@ async def test_page_follows_requests_errors_and_new_machines_live(
             f"return [...document.querySelectorAll('#tl-{KEY} li .stage')].map(e => e.textContent)",
         )
         assert stages == ["kernel", "script"]
+        done = await asyncio.to_thread(
+            driver.execute_script,
+            f"return [...document.querySelectorAll('#tl-{KEY} .steps .done')].map(e => e.textContent)",
+        )
+        assert done == ["script", "kernel"]
 
         # as the TFTP server records a refused file for a client it cannot name yet
         timeline.record(time.time(), "tftp", "grubx64.efi: error 1 (file not found)", ip="10.9.9.9")

@@ -79,11 +79,12 @@
     row.replaceWith(fresh);
     const timeline = document.getElementById("tl-" + m.key);
     if (timeline) {
-      const list = timeline.querySelector("ol");
+      const list = timeline.querySelector("ol.events");
       list.prepend(fragment(m.item));
       trim(list);
       const fresher = fragment(m.timeline);
       timeline.querySelector(".count").replaceWith(fresher.querySelector(".count"));
+      timeline.querySelector(".steps").replaceWith(fresher.querySelector(".steps"));
     } else {
       const section = document.getElementById("timelines");
       const empty = section.querySelector(":scope > p.muted:last-child");
