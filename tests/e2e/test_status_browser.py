@@ -63,6 +63,7 @@ def chromium(profile: Path) -> Iterator[webdriver.Chrome]:
     """Headless Debian Chromium with a fresh profile; it and chromedriver are stopped afterwards."""
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console, CSP reports
     extra = ("--disable-dev-shm-usage", "--window-size=1280,900", f"--user-data-dir={profile}")
     for flag in (*CHROMIUM_FLAGS, *extra):
         options.add_argument(flag)
@@ -75,6 +76,12 @@ def chromium(profile: Path) -> Iterator[webdriver.Chrome]:
         if driver is not None:
             driver.quit()
         service.stop()
+
+
+def console_errors(driver: webdriver.Chrome) -> list[str]:
+    """What the page logged as errors: script errors, CSP refusals, failed loads."""
+    entries: list[dict[str, Any]] = driver.get_log("browser")  # type: ignore[no-untyped-call]
+    return [e["message"] for e in entries if e["level"] == "SEVERE"]
 
 
 def _api(server: PxelabServer, path: str, method: str = "GET") -> Any:
@@ -163,6 +170,7 @@ def test_status_page_follows_a_boot_live_and_reinstalls(
         host = _api(pxelab_server, f"/api/hosts/{MAC}")
         assert host["state"] == "install" and host["stage"] == "reinstall"
         assert f"POST /api/hosts/{MAC}/reinstall 200" in pxelab_server.log  # by the page's JS
+        assert console_errors(driver) == []
 
         # JavaScript off: a snapshot, and the reinstall form posts and comes back to the page
         driver.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})

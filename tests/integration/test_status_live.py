@@ -24,7 +24,7 @@ from pxelab.events import Timeline
 from pxelab.http.app import make_app
 from pxelab.inventory import Inventory
 from pxelab.render import Renderer
-from tests.e2e.test_status_browser import chromium
+from tests.e2e.test_status_browser import chromium, console_errors
 
 MAC = "52:54:00:5b:00:01"
 KEY = MAC.replace(":", "-")
@@ -92,3 +92,6 @@ async def test_page_follows_requests_errors_and_new_machines_live(
         assert "not in the inventory" in await asyncio.to_thread(_text, driver, f"#tl-{stranger}")
         same = await asyncio.to_thread(driver.execute_script, "return window.pxelabSamePage")
         assert same == 7  # updated in place, never reloaded
+        await asyncio.to_thread(driver.execute_script, "console.error('pxelab-probe')")
+        errors = await asyncio.to_thread(console_errors, driver)
+        assert len(errors) == 1 and "pxelab-probe" in errors[0]  # only the probe: none of ours
