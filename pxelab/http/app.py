@@ -1,7 +1,8 @@
 """The HTTP side: per-host iPXE scripts from memory, and images streamed with sendfile.
 
 Routes here: /boot?mac= (and /ipxe?mac=), /boot.ipxe, /images/… and /tftp/… (GET, HEAD, Range),
-/metrics; install data in `pxelab.http.install`, the JSON API in `pxelab.http.api`.
+/metrics; install data in `pxelab.http.install`, the JSON API in `pxelab.http.api`, the status
+page (`/`) in `pxelab.http.status`.
 """
 
 from __future__ import annotations
