@@ -179,7 +179,7 @@ SCENARIOS = [
     ),
     Scenario("tftp", "tftp_bench.py", 240),
     Scenario("http", "http_bench.py", 240),
-    Scenario("boot", "boot_bench.py", 300, ["--runs", "2"]),
+    Scenario("boot", "boot_bench.py", 360, ["--runs", "3"]),
     Scenario("boot-ra", "dhcp_boot_ra.py", 200, [], ra_rows),
 ]
 
@@ -324,7 +324,7 @@ def table(rows: list[Row]) -> list[str]:
     return lines
 
 
-def write_report(path: Path, outcomes: list[Outcome], started: str, took: float) -> None:
+def write_report(path: Path, outcomes: list[Outcome], started: str, took: float, load: str) -> None:
     rows = [r for o in outcomes for r in o.rows]
     lines = [
         "# Benchmarks: pxelab against dnsmasq, nginx and atftpd",
@@ -338,12 +338,20 @@ def write_report(path: Path, outcomes: list[Outcome], started: str, took: float)
         "## Machine",
         "",
         *machine(),
+        f"- load average (1, 5, 15 min) before / after the run: {load or '?'} (before the run, "
+        "anything above 0 is other work sharing the cores)",
         "",
         "## Results",
         "",
         *table(rows),
         "",
         "## Scenarios and the exact commands",
+        "",
+        "`make bench` runs `scripts/setup.sh`, then `.venv/bin/python bench/run.py`, which "
+        "installs what is missing (apt-get: "
+        + ", ".join(sorted(set(TOOLS.values())))
+        + ") and runs each script below with `PXELAB_BENCH_ROWS` set to a file for its rows. "
+        "`bench/run.py --only NAME` runs one; `--report-only` rebuilds this file from `build/bench/`.",
         "",
         "| scenario | command (from the checkout, as root) | status | seconds |",
         "|---|---|---|---|",
@@ -380,6 +388,7 @@ def main() -> int:
         if not args.no_install:
             install_tools()
         started_at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        load = os.getloadavg()
         start = time.monotonic()
         for scenario in selected:
             left = TOTAL_BUDGET - (time.monotonic() - start)
@@ -388,16 +397,19 @@ def main() -> int:
                 continue
             run(scenario, min(scenario.budget, left), WORK)
         took = time.monotonic() - start
-        run_file.write_text(json.dumps({"started": started_at, "seconds": took}))
+        run_file.write_text(
+            json.dumps({"started": started_at, "seconds": took, "load": [load, os.getloadavg()]})
+        )
     meta = json.loads(run_file.read_text()) if run_file.exists() else {}
     started_at, took = meta.get("started", "?"), meta.get("seconds", 0.0)
+    load_text = " / ".join(", ".join(f"{x:.1f}" for x in sample) for sample in meta.get("load", []))
     outcomes = [o for o in (collect(s, WORK) for s in selected) if o is not None]
     rows = [r for o in outcomes for r in o.rows]
     print("\n" + "\n".join(table(rows)))
     for o in outcomes:
         if o.status != "ok" or not o.rows:
             print(f"bench: {o.scenario.name}: {o.status}, {len(o.rows)} rows")
-    write_report(args.output, outcomes, started_at, took)
+    write_report(args.output, outcomes, started_at, took, load_text)
     print(f"bench: wrote {args.output} ({took / 60:.1f} min)")
     return 0 if all(o.status in ("ok", "missing") for o in outcomes) else 1
 
