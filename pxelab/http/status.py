@@ -336,6 +336,7 @@ def update_message(request: web.Request, event: Event) -> dict[str, Any]:
     if not event.mac:
         return message
     host = request.app[INVENTORY].lookup(event.mac)
+    message["known"] = host is not None
     if host is not None:
         message["row"] = str(macros.host_row(_host_view(request, host), now))
         title = host.name

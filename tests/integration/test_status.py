@@ -275,7 +275,7 @@ async def test_stream_sends_each_event_as_rendered_html(
 
     assert (await client.get("/boot", params={"mac": MAC})).status == 200
     name, data = await _message(response.content)
-    assert name == "boot" and data["key"] == KEY and data["stage"] == "script"
+    assert name == "boot" and data["key"] == KEY and data["stage"] == "script" and data["known"]
     row = parse(data["row"]).find(f"host-{KEY}")
     assert "script" in row.all("td")[5].text and row.all("td")[0].text == "web-1"
     assert "boot script /boot" in parse(data["item"]).text
@@ -290,6 +290,7 @@ async def test_stream_sends_each_event_as_rendered_html(
 
     timeline.record(time.time(), "dhcp", "OFFER 10.0.0.5", mac=STRANGER)
     name, data = await _message(response.content)
+    assert data["known"] is False
     row = parse(data["row"]).find(f"host-{STRANGER.replace(':', '-')}")
     assert "OFFER 10.0.0.5" in row.text
     response.close()

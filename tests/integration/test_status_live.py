@@ -92,6 +92,14 @@ async def test_page_follows_requests_errors_and_new_machines_live(
         assert "not in the inventory" in await asyncio.to_thread(_text, driver, f"#tl-{stranger}")
         same = await asyncio.to_thread(driver.execute_script, "return window.pxelabSamePage")
         assert same == 7  # updated in place, never reloaded
+        # it gets a host file: its next event moves it to the hosts table
+        host = {"name": "newcomer", "mac": STRANGER}
+        (tmp_path / "hosts" / "newcomer.json").write_text(json.dumps(host))
+        await asyncio.sleep(0.6)  # the inventory looks at its directory at most every 0.5 s
+        timeline.record(time.time(), "dhcp", "ACK 10.9.9.50 ipxe.efi", mac=STRANGER)
+        await until(lambda d: _text(d, f"#hosts > table #host-{stranger}").startswith("newcomer"))
+        assert len(driver.find_elements(By.ID, "unknown")) == 0
+
         await asyncio.to_thread(driver.execute_script, "console.error('pxelab-probe')")
         errors = await asyncio.to_thread(console_errors, driver)
         assert len(errors) == 1 and "pxelab-probe" in errors[0]  # only the probe: none of ours

@@ -67,8 +67,8 @@
     }
     if (!m.key) return;
     const row = document.getElementById("host-" + m.key);
-    if (!row) {
-      scheduleRefresh(300); // a host or machine this page does not list yet
+    if (!row || (row.closest("#unknown") !== null) === m.known) {
+      scheduleRefresh(300); // a host or machine this page does not list yet, or lists elsewhere
       return;
     }
     const fresh = fragment(m.row);
