@@ -58,7 +58,5 @@ def test_uefi_boot_completes_under_loss_and_reordering(tmp_path: Path) -> None:
         dropped = [int(n) for n in re.findall(r"'dropped': (\d+)", counts)]
         assert len(dropped) == 2 and all(n > 50 for n in dropped), counts  # it really was lossy
         log = daemon.text()
-        assert re.search(
-            r"RRQ 'ipxe\.efi': sent \d+ bytes", log
-        ), log
+        assert re.search(r"RRQ 'ipxe\.efi': sent \d+ bytes", log), log
         assert re.search(r"GET /images/demo/amd64/initrd 200", log), log
