@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -29,14 +29,12 @@ from pxelab.http.metrics import tftp_result
 from pxelab.inventory import Host, normalize_mac
 from pxelab.provision.state import StateError
 
-log = logging.getLogger("pxelab.http.status")
-
 EVENTS_SHOWN = 50
 """Events per host on the page (newest first); the API has them all."""
 PROBLEMS_KEPT = 50
 """Problem events remembered for "Recent errors" (since the daemon started)."""
 CLIENT_QUEUE = 1000
-"""Events waiting for one slow browser; past that it is told to reload its snapshot."""
+"""Events waiting for one slow browser; past that its stream ends (it reconnects, re-reads)."""
 HEARTBEAT = 15.0
 """Seconds between SSE comments: they find browsers that went away."""
 ASSET_PROBLEMS = ("CHANGED", "MISSING", "BROKEN", "partial download", "not in manifest")
@@ -384,9 +382,9 @@ async def status_events(request: web.Request) -> web.StreamResponse:
 def _same_origin(request: web.Request) -> bool:
     """A form POST from this page: a browser's Origin header, when sent, names this server."""
     origin = request.headers.get("Origin")
-    if origin is None or origin == "null":
-        return origin is None
-    return urlsplit(origin).netloc == request.host
+    if origin is None:
+        return True  # curl, older browsers
+    return origin != "null" and urlsplit(origin).netloc == request.host
 
 
 async def reinstall_form(request: web.Request) -> web.StreamResponse:
@@ -399,7 +397,10 @@ async def reinstall_form(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(f"/#host-{_key(mac)}")
 
 
-def _asset_handler(name: str, content_type: str) -> Any:
+def _asset_handler(
+    name: str, content_type: str
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A handler for one of the page's files, served from memory."""
     body = _static(name)
 
     async def handler(request: web.Request) -> web.Response:

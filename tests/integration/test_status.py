@@ -230,6 +230,8 @@ async def test_form_post_reinstalls_and_redirects_back(
         form_url, headers={"Origin": "http://evil.example"}, allow_redirects=False
     )
     assert foreign.status == 403 and "another site" in await foreign.text()
+    opaque = await client.post(form_url, headers={"Origin": "null"}, allow_redirects=False)
+    assert opaque.status == 403
     state_file = root / "state" / "install" / f"{KEY}.json"
     assert json.loads(state_file.read_text())["state"] == "installed"
 
