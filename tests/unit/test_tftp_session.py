@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
+from typing import TypeVar
 
 import pytest
 from hypothesis import given, settings
@@ -32,6 +33,7 @@ from pxelab.tftp.session import (
 )
 
 CONFIG = SessionConfig(timeout=1.0, retries=2)
+T = TypeVar("T")
 
 
 def make(
@@ -414,8 +416,21 @@ def test_block_numbers_wrap_to_zero() -> None:
 # --- a lossy simulated client -------------------------------------------------------------
 
 
-def _simulate(data: bytes, windowsize: int, seed: int, loss: float) -> tuple[Ending, bytes]:
-    """Run a session against an RFC 7440 client over a link dropping `loss` of all datagrams."""
+def _link(items: list[T], rng: random.Random, loss: float, reorder: float) -> list[T]:
+    """What crosses the link: `loss` dropped, `reorder` duplicated or swapped with the next one."""
+    out = [item for item in items if rng.random() >= loss]
+    for i in range(len(out)):
+        if rng.random() < reorder:
+            out.insert(i, out[i])  # a duplicate
+        if i + 1 < len(out) and rng.random() < reorder:
+            out[i], out[i + 1] = out[i + 1], out[i]
+    return out
+
+
+def _simulate(
+    data: bytes, windowsize: int, seed: int, loss: float, reorder: float = 0.0
+) -> tuple[Ending, bytes]:
+    """Run a session against an RFC 7440 client over a link that drops, duplicates, reorders."""
     rng = random.Random(seed)
     config = SessionConfig(timeout=1.0, retries=60)
     session = make(data, {"blksize": "8", "windowsize": str(windowsize)}, config)
@@ -427,9 +442,7 @@ def _simulate(data: bytes, windowsize: int, seed: int, loss: float) -> tuple[End
     step = session.start(now)
     while session.outcome is None:
         acks: list[Ack] = []
-        for datagram in step.send:
-            if rng.random() < loss:
-                continue
+        for datagram in _link(list(step.send), rng, loss, reorder):
             packet = parse(datagram)
             if isinstance(packet, OptionAck):
                 acks.append(Ack(0))
@@ -446,7 +459,7 @@ def _simulate(data: bytes, windowsize: int, seed: int, loss: float) -> tuple[End
                 # Out of order, duplicate, or after the end: ACK the last block in order.
                 acks.append(Ack((expected - 1) & 0xFFFF))
                 since_ack = 0
-        replies = [session.receive(a, now) for a in acks if rng.random() >= loss]
+        replies = [session.receive(a, now) for a in _link(acks, rng, loss, reorder)]
         step = Step(tuple(datagram for reply in replies for datagram in reply.send))
         if not step.send and session.outcome is None:
             deadline = session.expire(now).deadline  # an early call only reports the deadline
@@ -468,5 +481,20 @@ def test_lossy_link_still_delivers_every_byte(
     data: bytes, windowsize: int, seed: int, loss: float
 ) -> None:
     ending, received = _simulate(data, windowsize, seed, loss)
+    assert ending is Ending.COMPLETED
+    assert received == data
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.binary(max_size=300),
+    st.integers(1, 8),
+    st.integers(0, 2**32),
+    st.sampled_from([0.1, 0.2]),
+)
+def test_loss_reordering_and_duplicates_still_deliver_every_byte_once(
+    data: bytes, windowsize: int, seed: int, reorder: float
+) -> None:
+    ending, received = _simulate(data, windowsize, seed, loss=0.1, reorder=reorder)
     assert ending is Ending.COMPLETED
     assert received == data
