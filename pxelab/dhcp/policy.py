@@ -304,8 +304,8 @@ def choose_boot(request: DhcpPacket, ctx: DhcpContext, host: HostInfo | None) ->
 def _discover(
     request: DhcpPacket, ctx: DhcpContext, hosts: HostLookup, leases: LeaseTable, now: float
 ) -> DhcpReply | NoReply:
-    # Leases are keyed by chaddr, not option 61: EDK2 sends its SMBIOS UUID as client id and
-    # iPXE the MAC, so keying by client id would give one machine two addresses in one boot.
+    # Leases are keyed by chaddr, not option 61: firmware and iPXE can send different client
+    # ids for one NIC (a UUID, then the MAC), and one boot would then take two addresses.
     host = hosts.lookup(request.mac)
     reservation = _reservation(host, ctx)
     lease = leases.offer(
