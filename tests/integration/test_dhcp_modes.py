@@ -398,6 +398,12 @@ def test_two_interfaces_each_with_its_subnet(tmp_path: Path) -> None:
             ip, server_id, router = udhcpc_lease(other, tmp_path)
             assert ip.startswith("10.78.0.") and 100 <= int(ip.rsplit(".", 1)[1]) <= 120
             assert server_id == "10.78.0.1" and router == "10.78.0.1", d.text()
+            # udhcpc sets no broadcast flag: the OFFER and ACK are unicast to yiaddr (RFC 2131
+            # 4.1), after pxelab put yiaddr -> chaddr in the ARP table.
+            for kind in ("OFFER", "ACK"):
+                assert re.search(
+                    rf": {kind} {re.escape(ip)} .*to {re.escape(ip)}:68$", d.text(), re.M
+                )
             assert "DHCP (full) on br1 port 67: server 10.78.0.1" in d.text()
 
 
