@@ -137,10 +137,10 @@ class Daemon:
                 raise TimeoutError(f"pxelab did not log {needle!r} in {timeout}s:\n{self.text()}")
             time.sleep(0.05)
 
-    def stop(self, timeout: float = 10) -> int:
-        """SIGTERM, then wait; the exit code (SIGKILL after timeout)."""
+    def stop(self, timeout: float = 10, sig: int = signal.SIGTERM) -> int:
+        """Send sig (SIGTERM), then wait; the exit code (SIGKILL after timeout)."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -149,8 +149,12 @@ class Daemon:
         return self.proc.returncode
 
 
-def _launch(dirs: LabDirs, args: list[str], ns: NetNs | None) -> Daemon:
-    log = dirs.root / "pxelab.log"
+def launch(dirs: LabDirs, args: list[str], ns: NetNs | None = None) -> Daemon:
+    """`python -m pxelab serve` on dirs with args (in ns, if given), once it is ready.
+
+    Each start logs to a file of its own, so a restarted daemon's log holds only its own lines.
+    """
+    log = dirs.root / f"pxelab-{time.monotonic_ns()}.log"
     argv = [
         sys.executable, "-m", "pxelab", "serve",
         "--hosts-dir", str(dirs.hosts),
@@ -170,10 +174,10 @@ def _launch(dirs: LabDirs, args: list[str], ns: NetNs | None) -> Daemon:
 def start_daemon(lab: Lab, dirs: LabDirs, *extra: str, http_port: int = 8080) -> Daemon:
     """`pxelab serve` in the lab's server namespace, answering DHCP on its bridge (root)."""
     args = ["--interface", lab.bridge, "--dhcp-range", f"{lab.ip(100)}-{lab.ip(199)}"]
-    return _launch(dirs, [*args, "--http-port", str(http_port), *extra], lab.server)
+    return launch(dirs, [*args, "--http-port", str(http_port), *extra], lab.server)
 
 
 def start_daemon_usernet(dirs: LabDirs, *extra: str) -> Daemon:
     """`pxelab serve` on 127.0.0.1, HTTP only, on a free port: for QEMU user-mode guests, no root."""
     args = ["--http-address", "127.0.0.1", "--http-port", "0", "--tftp-port", "0"]
-    return _launch(dirs, [*args, *extra], None)
+    return launch(dirs, [*args, *extra], None)

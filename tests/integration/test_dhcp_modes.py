@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from pxelab.testing import bootlab
 from tests.netns import Lab, NetNs, lab, sh
 
 pytestmark = pytest.mark.netns
@@ -28,42 +29,12 @@ PXE_X64 = {93: "0007", 60: b"PXEClient:Arch:00007:UNDI:003016".hex(), 97: "00" +
 HTTP_X64 = {93: "0010", 60: b"HTTPClient:Arch:00016:UNDI:003001".hex()}
 
 
-class Daemon:
-    """`python -m pxelab serve` in the lab's server namespace, logging to a file."""
-
-    def __init__(self, the_lab: Lab, tmp: Path, *args: str) -> None:
-        self.log = tmp / f"pxelab-{time.monotonic_ns()}.log"
-        self.tmp = tmp
-        argv = [
-            sys.executable, "-m", "pxelab", "serve", "--interface", the_lab.bridge,
-            "--hosts-dir", str(tmp / "hosts"), "--images-dir", str(tmp / "images"),
-            "--tftp-root", str(tmp / "tftp"), "--state-dir", str(tmp / "state"),
-            "--http-port", "0", "--tftp-port", "0", "--log-level", "debug", *args,
-        ]  # fmt: skip
-        with self.log.open("w") as out:
-            self.proc = the_lab.server.popen(*argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while not (found := re.search(r"pxelab ready: http on [\d.]+:(\d+)", self.text())):
-            assert self.proc.poll() is None and time.monotonic() < deadline, self.text()
-            time.sleep(0.05)
-        self.http_port = int(found.group(1))
-
-    def text(self) -> str:
-        return self.log.read_text()
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-
-
 @contextmanager
-def daemon(the_lab: Lab, tmp: Path, *args: str) -> Iterator[Daemon]:
-    d = Daemon(the_lab, tmp, *args)
+def daemon(the_lab: Lab, tmp: Path, *args: str) -> Iterator[bootlab.Daemon]:
+    """`pxelab serve` on the lab bridge with tmp's directories, HTTP on a free port, TFTP off."""
+    args = ("--interface", the_lab.bridge, "--http-port", "0", "--tftp-port", "0",
+            "--log-level", "debug", *args)  # fmt: skip
+    d = bootlab.launch(bootlab.LabDirs(tmp), list(args), the_lab.server)
     try:
         yield d
     finally:
@@ -109,7 +80,7 @@ def test_leases_survive_kill_9(tmp_path: Path) -> None:
         first_macs = [f"52:54:00:dd:00:{i:02x}" for i in range(1, 7)] + [KNOWN_MAC]
         with daemon(the_lab, tmp_path, *args) as d:
             before = lease_ips(tool(client, "dora", macs=first_macs, options=PXE_X64))
-            assert d.stop(signal.SIGKILL) == -signal.SIGKILL
+            assert d.stop(sig=signal.SIGKILL) == -signal.SIGKILL
         assert before[KNOWN_MAC] == the_lab.ip(50)
         assert len(set(before.values())) == len(first_macs)
         db = tmp_path / "state" / "dhcp-leases.sqlite3"
