@@ -42,7 +42,7 @@ from pxelab.tftp.session import (
     check_request,
     to_netascii,
 )
-from pxelab.tftp.sockets import HEADERS, Address, path_mtu, udp_socket
+from pxelab.tftp.sockets import HEADERS, Address, Listener, path_mtu, udp_socket
 from pxelab.tftp.sockets import peer as _peer
 
 __all__ = ["TftpServer", "start_tftp"]
@@ -93,11 +93,11 @@ async def start_tftp(
     server.virtual = virtual
     sock = udp_socket(host, port, interface)
     try:
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Listener(server), sock=sock)
+        listener = Listener(sock, loop, server._datagram)
     except BaseException:
         sock.close()
         raise
-    server._listening(transport)
+    server._listening(listener)
     log.info("TFTP serving %s on %s:%d", real_root, host, server.port)
     return server
 
@@ -127,7 +127,8 @@ class TftpServer:
         self._host = host
         self._interface = interface
         self._config = config
-        self._transport: asyncio.DatagramTransport | None = None
+        self._listener: Listener | None = None
+        self._locals: dict[Address, str] = {}
         self._closed = asyncio.get_running_loop().create_future()
         self._tasks: set[asyncio.Task[None]] = set()
         self._transfers: set[_Transfer] = set()
@@ -139,9 +140,9 @@ class TftpServer:
         if self._closing:
             return
         self._closing = True
-        if self._transport is not None:
-            self._transport.close()
-        elif not self._closed.done():
+        if self._listener is not None:
+            self._listener.close()
+        if not self._closed.done():
             self._closed.set_result(None)
         for task in list(self._tasks):
             task.cancel()
@@ -157,22 +158,18 @@ class TftpServer:
         if self._draining:
             await asyncio.gather(*self._draining)
 
-    def _listening(self, transport: asyncio.DatagramTransport) -> None:
-        self._transport = transport
-        self.port = transport.get_extra_info("sockname")[1]
-
-    def _listener_lost(self) -> None:
-        if not self._closed.done():
-            self._closed.set_result(None)
+    def _listening(self, listener: Listener) -> None:
+        self._listener = listener
+        self.port = listener.port
 
     @property
     def sessions(self) -> int:
         """Requests being opened plus transfers in flight."""
         return len(self._clients)
 
-    def _reply(self, error: ErrorPacket, client: Address) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.sendto(build(error), client)
+    def _reply(self, error: ErrorPacket, client: Address, local: str | None = None) -> None:
+        if self._listener is not None and not self._closing:
+            self._listener.send(build(error), client, local or self._locals.get(client))
 
     def _record(self, client: Address, detail: str) -> None:
         if self.timeline is not None:
@@ -203,31 +200,36 @@ class TftpServer:
         return False
 
     def _release(self, client: Address) -> None:
+        self._locals.pop(client, None)
         if client in self._clients:
             self._clients.discard(client)
             self._per_ip[client[0]] -= 1
             if self._per_ip[client[0]] <= 0:
                 del self._per_ip[client[0]]
 
-    def _datagram(self, data: bytes, client: Address) -> None:
+    def _datagram(self, data: bytes, client: Address, local: str | None) -> None:
+        """One datagram to the well-known port; `local` is the address it was sent to, if known."""
         peer = _peer(client)
         try:
             packet = parse(data)
         except MalformedPacket as exc:
             log.warning("%s sent a malformed request: %s", peer, exc)
             if data[:2] in _REQUEST_OPCODES:
-                self._reply(ErrorPacket(ErrorCode.ILLEGAL_OPERATION, "malformed request"), client)
+                error = ErrorPacket(ErrorCode.ILLEGAL_OPERATION, "malformed request")
+                self._reply(error, client, local)
             return
         if isinstance(packet, ReadRequest):
             if self._closing or not self._admit(packet, client):
                 return
+            if local is not None:
+                self._locals[client] = local
             task = asyncio.get_running_loop().create_task(self._serve(packet, client))
             self._tasks.add(task)
             task.add_done_callback(self._task_done)
         elif isinstance(packet, WriteRequest):
             log.info("%s WRQ %r: refused, error 2 (read-only server)", peer, packet.filename)
             self._record(client, f"{packet.filename}: upload refused (read-only server)")
-            self._reply(ErrorPacket(ErrorCode.ACCESS_VIOLATION, "read-only server"), client)
+            self._reply(ErrorPacket(ErrorCode.ACCESS_VIOLATION, "read-only server"), client, local)
         else:
             # Late packets of a finished exchange land here: tftp-hpa ACKs the ERROR it got.
             log.debug("%s sent %s to the listener; ignored", peer, type(packet).__name__)
@@ -301,7 +303,9 @@ class TftpServer:
 
     async def _start_transfer(self, request: ReadRequest, client: Address, opened: Opened) -> None:
         loop = asyncio.get_running_loop()
-        sock = udp_socket(self._host, 0, self._interface, connect=client)
+        # From the address the client asked (multi-homed hosts): clients check the source.
+        local = self._locals.get(client, self._host)
+        sock = udp_socket(local, 0, self._interface, connect=client)
         config = self._config
         mtu = path_mtu(sock)
         if mtu is not None and mtu - HEADERS < config.max_blksize:
@@ -319,22 +323,6 @@ class TftpServer:
             transfer.abort("server closing")
             return
         transfer.apply(session.start(loop.time()))
-
-
-class _Listener(asyncio.DatagramProtocol):
-    """Hands datagrams that reach the well-known port to the server."""
-
-    def __init__(self, server: TftpServer) -> None:
-        self._server = server
-
-    def datagram_received(self, data: bytes, addr: Address) -> None:
-        self._server._datagram(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("TFTP listener socket error: %s", exc)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._server._listener_lost()
 
 
 class _Transfer(asyncio.DatagramProtocol):

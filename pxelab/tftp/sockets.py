@@ -1,11 +1,17 @@
-"""UDP sockets for the TFTP adapter: bound, optionally tied to a device and a peer; path MTU."""
+"""UDP sockets for the TFTP adapter: the listener (with IP_PKTINFO), transfer sockets, path MTU."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
+import struct
 import sys
+from collections.abc import Callable
 
-__all__ = ["HEADERS", "Address", "path_mtu", "peer", "udp_socket"]
+__all__ = ["HEADERS", "Address", "Listener", "path_mtu", "peer", "udp_socket"]
+
+log = logging.getLogger("pxelab.tftp")
 
 Address = tuple[str, int]
 
@@ -47,3 +53,74 @@ def path_mtu(sock: socket.socket) -> int | None:
 def peer(addr: Address) -> str:
     """host:port, for log lines."""
     return f"{addr[0]}:{addr[1]}"
+
+
+_IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+"""IP_PKTINFO from <linux/in.h>: the destination address of each received datagram."""
+_CMSG_SPACE = socket.CMSG_SPACE(12)
+"""Room for one struct in_pktinfo."""
+_MAX_DATAGRAM = 65536
+_BATCH = 64
+"""Datagrams read per wake-up of the listener."""
+
+
+class Listener:
+    """The well-known port: reads requests with the address they were sent to (IP_PKTINFO)."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        loop: asyncio.AbstractEventLoop,
+        on_datagram: Callable[[bytes, Address, str | None], None],
+    ) -> None:
+        self._on_datagram = on_datagram
+        self._sock = sock
+        self._loop = loop
+        self.port: int = sock.getsockname()[1]
+        """The bound UDP port."""
+        # Only a wildcard IPv4 socket needs to learn which of the host's addresses was asked.
+        self._pktinfo = sock.family == socket.AF_INET and sock.getsockname()[0] == "0.0.0.0"
+        if self._pktinfo:
+            sock.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
+        loop.add_reader(sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        for _ in range(_BATCH):
+            try:
+                if self._pktinfo:
+                    data, ancdata, _, addr = self._sock.recvmsg(_MAX_DATAGRAM, _CMSG_SPACE)
+                    local = _destination(ancdata)
+                else:
+                    data, addr = self._sock.recvfrom(_MAX_DATAGRAM)
+                    local = None
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("TFTP listener socket error: %s", exc)
+                return
+            self._on_datagram(data, addr, local)
+
+    def send(self, data: bytes, client: Address, local: str | None) -> None:
+        """Send from the well-known port, from `local` when given (so the client sees it)."""
+        try:
+            if self._pktinfo and local is not None:
+                info = struct.pack("=i4s4s", 0, socket.inet_aton(local), bytes(4))
+                self._sock.sendmsg([data], [(socket.IPPROTO_IP, _IP_PKTINFO, info)], 0, client)
+            else:
+                self._sock.sendto(data, client)
+        except OSError as exc:
+            log.debug("%s: cannot answer: %s", peer(client), exc)
+
+    def close(self) -> None:
+        if self._sock.fileno() >= 0:
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+
+
+def _destination(ancdata: list[tuple[int, int, bytes]]) -> str | None:
+    """The local address to answer from, from IP_PKTINFO's ipi_spec_dst: the address a unicast
+    datagram was sent to, or the one routing picks for a broadcast (Linux fib_compute_spec_dst)."""
+    for level, kind, value in ancdata:
+        if level == socket.IPPROTO_IP and kind == _IP_PKTINFO and len(value) >= 12:
+            return socket.inet_ntoa(value[4:8])
+    return None
