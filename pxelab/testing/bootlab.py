@@ -13,13 +13,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pxelab.testing.initrd import Kernel, build_initrd, find_kernel
 from pxelab.testing.netns import Lab, NetNs
+from pxelab.testing.qemu import QemuVm
 
 IPXE_DIR = Path("/usr/lib/ipxe")
 IPXE_FILES = ("ipxe.efi", "snponly.efi", "undionly.kpxe")
@@ -147,6 +149,26 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+@contextmanager
+def running(daemon: Daemon, *logs: Path) -> Iterator[list[QemuVm]]:
+    """Watch a boot: append the VMs you start to the yielded list. On failure pxelab's log, each
+    VM's serial log and the extra logs are printed; at the end every VM and the daemon stop."""
+    vms: list[QemuVm] = []
+    try:
+        yield vms
+    except BaseException:
+        print("---- pxelab log ----\n" + daemon.text())
+        for vm in vms:
+            print(f"---- serial log {vm.serial_log} ----\n" + vm.text())
+        for log in logs:
+            print(f"---- {log} ----\n" + log.read_text(errors="replace"))
+        raise
+    finally:
+        for vm in vms:
+            vm.stop()
+        daemon.stop()
 
 
 def launch(dirs: LabDirs, args: list[str], ns: NetNs | None = None) -> Daemon:

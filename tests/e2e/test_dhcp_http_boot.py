@@ -55,22 +55,12 @@ def test_ovmf_http_boot_from_pxelab(tmp_path: Path) -> None:
         }
         dirs = bootlab.prepare(tmp_path / "lab", [host])
         daemon = bootlab.start_daemon(the_lab, dirs, "--tftp-port", "0")
-        vm = None
-        try:
-            tap = the_lab.add_tap()
-            vm = start_http_boot_vm(tmp_path / "vm", mac, tap, the_lab)
+        with bootlab.running(daemon) as vms:
+            vms.append(vm := start_http_boot_vm(tmp_path / "vm", mac, the_lab.add_tap(), the_lab))
             found = vm.wait_for(rf"{MARKER} mac=(\S*) cmdline=(.*)", BOOT_TIMEOUT)
             assert found.group(1) == mac
             assert f"pxelab.token={token}" in found.group(2)
-        except BaseException:
-            print("---- pxelab log ----\n" + daemon.text())
-            if vm is not None:
-                print("---- serial log ----\n" + vm.text())
-            raise
-        finally:
-            if vm is not None:
-                vm.stop()
-            code = daemon.stop()
+        code = daemon.proc.returncode
         log = daemon.text()
         assert code == 0, log
         url = f"http://{the_lab.server_ip}:8080/tftp/ipxe.efi"

@@ -17,7 +17,7 @@ import pytest
 from pxelab.testing import bootlab
 from pxelab.testing.initrd import MARKER
 from pxelab.testing.netns import Lab, NetNs, lab, sh
-from pxelab.testing.qemu import QemuVm, start_x86, tap_netdev
+from pxelab.testing.qemu import start_x86, tap_netdev
 
 pytestmark = [pytest.mark.netns, pytest.mark.e2e]
 
@@ -38,18 +38,6 @@ def _process(ns: NetNs, *argv: str, log: Path) -> Iterator[subprocess.Popen[byte
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def _boot(vm: QemuVm, daemon: bootlab.Daemon, *logs: Path) -> re.Match[str]:
-    try:
-        return vm.wait_for(MARKER_LINE, BOOT_TIMEOUT)
-    except BaseException:
-        print("---- pxelab log ----\n" + daemon.text())
-        for log in logs:
-            print(f"---- {log.name} ----\n" + log.read_text(errors="replace"))
-        raise
-    finally:
-        vm.stop()
 
 
 def _bridge_with_tap(ns: NetNs, address: str) -> str:
@@ -88,13 +76,10 @@ def test_uefi_boots_with_proxy_dhcp_beside_udhcpd(tmp_path: Path) -> None:
         dirs = bootlab.prepare(tmp_path / "lab", [host])
         with _process(other, "busybox", "udhcpd", "-f", str(conf), log=udhcpd_log):
             daemon = bootlab.start_daemon(the_lab, dirs, "--dhcp-mode", "proxy")
-            try:
-                vm = start_x86(
-                    tmp_path / "vm", mac, tap_netdev(the_lab.add_tap()), ns=the_lab.server
-                )
-                found = _boot(vm, daemon, udhcpd_log)
-            finally:
-                daemon.stop()
+            with bootlab.running(daemon, udhcpd_log) as vms:
+                netdev = tap_netdev(the_lab.add_tap())
+                vms.append(vm := start_x86(tmp_path / "vm", mac, netdev, ns=the_lab.server))
+                found = vm.wait_for(MARKER_LINE, BOOT_TIMEOUT)
         assert found.group(1) == mac and f"pxelab.token={token}" in found.group(2)
         log = daemon.text()
         assert "Traceback" not in log
@@ -141,23 +126,10 @@ def test_uefi_boots_from_a_far_subnet_through_isc_dhcp_relay(tmp_path: Path) -> 
         subnets = "10.78.0.0/24=10.78.0.100-10.78.0.120@10.78.0.1"
         daemon = bootlab.start_daemon(the_lab, dirs, "--subnets", subnets)
         relay_log = tmp_path / "dhcrelay.log"
-        try:
-            with _process(
-                relay,
-                "dhcrelay",
-                "-d",
-                "-4",
-                "-iu",
-                "eth0",
-                "-id",
-                "eth1",
-                the_lab.server_ip,
-                log=relay_log,
-            ):
-                vm = start_x86(tmp_path / "vm", mac, tap_netdev("tap1"), ns=far)
-                found = _boot(vm, daemon, relay_log)
-        finally:
-            daemon.stop()
+        relay_argv = ("dhcrelay", "-d", "-4", "-iu", "eth0", "-id", "eth1", the_lab.server_ip)
+        with bootlab.running(daemon, relay_log) as vms, _process(relay, *relay_argv, log=relay_log):
+            vms.append(vm := start_x86(tmp_path / "vm", mac, tap_netdev("tap1"), ns=far))
+            found = vm.wait_for(MARKER_LINE, BOOT_TIMEOUT)
         assert found.group(1) == mac and f"pxelab.token={token}" in found.group(2)
         log = daemon.text()
         assert "Traceback" not in log

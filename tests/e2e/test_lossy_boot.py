@@ -37,22 +37,15 @@ def test_uefi_boot_completes_under_loss_and_reordering(tmp_path: Path) -> None:
             "--loss", "0.1", "--reorder", "0.1", "--seed", "7",
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
-        vm = None
         try:
-            assert wire.stdout is not None and "ready" in wire.stdout.readline()
-            vm = start_x86(tmp_path / "vm", mac, socket_netdev(40001, 40002), ns=the_lab.server)
-            found = vm.wait_for(rf"{MARKER} mac=(\S*) cmdline=(.*)", BOOT_TIMEOUT)
-        except BaseException:
-            print("---- pxelab log ----\n" + daemon.text())
-            if vm is not None:
-                print("---- serial log ----\n" + vm.text())
-            raise
+            with bootlab.running(daemon) as vms:
+                assert wire.stdout is not None and "ready" in wire.stdout.readline()
+                netdev = socket_netdev(40001, 40002)
+                vms.append(vm := start_x86(tmp_path / "vm", mac, netdev, ns=the_lab.server))
+                found = vm.wait_for(rf"{MARKER} mac=(\S*) cmdline=(.*)", BOOT_TIMEOUT)
         finally:
-            if vm is not None:
-                vm.stop()
             wire.terminate()
             counts, _ = wire.communicate(timeout=10)
-            daemon.stop()
         print(counts)
         assert found.group(1) == mac and f"pxelab.token={token}" in found.group(2)
         dropped = [int(n) for n in re.findall(r"'dropped': (\d+)", counts)]

@@ -37,24 +37,18 @@ def test_uefi_x86_boots_from_pxelab(tmp_path: Path) -> None:
         }
         dirs = bootlab.prepare(tmp_path / "lab", [host])
         daemon = bootlab.start_daemon(the_lab, dirs)
-        vm = None
-        try:
-            tap = the_lab.add_tap()
-            vm = start_x86(tmp_path / "vm", mac, tap_netdev(tap), ns=the_lab.server)
+        with bootlab.running(daemon) as vms:
+            vms.append(
+                vm := start_x86(
+                    tmp_path / "vm", mac, tap_netdev(the_lab.add_tap()), ns=the_lab.server
+                )
+            )
             found = vm.wait_for(rf"{MARKER} mac=(\S*) cmdline=(.*)", BOOT_TIMEOUT)
             assert found.group(1) == mac
             cmdline = found.group(2)
             assert f"pxelab.token={token}" in cmdline
             assert "initrd=initrd" in cmdline
-        except BaseException:
-            print("---- pxelab log ----\n" + daemon.text())
-            if vm is not None:
-                print("---- serial log ----\n" + vm.text())
-            raise
-        finally:
-            if vm is not None:
-                vm.stop()
-            code = daemon.stop()
+        code = daemon.proc.returncode
         log = daemon.text()
         assert code == 0, log
         assert "Traceback" not in log
