@@ -12,13 +12,15 @@ DEB_PACKAGES=(
   xorriso libarchive-tools
   grub-efi-amd64-signed shim-signed qemu-system-arm qemu-efi-aarch64
   chromium chromium-driver
+  python3 python3-venv
 )
 
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
 done
-python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+# Debian's /usr/bin/python3 with venv: the test that runs pxelab as `nobody` builds its
+# world-readable virtualenv with it (a Python under /root is out of nobody's reach).
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: these Debian packages are missing and need root to install: ${missing[*]}" >&2
