@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,10 +18,6 @@ MIB = 1 << 20
 EXACT = 512 * 367 * 4  # 751616 bytes: a multiple of both 512 and 1468 (= 4 * 367)
 TEXT = b"#!ipxe\nchain http://10.0.0.1/boot.ipxe\r\nbare CR\rend\n"
 WRAP = 8 * 66000  # blksize 8: 66001 blocks, past 65535
-
-
-def needs(program: str) -> pytest.MarkDecorator:
-    return pytest.mark.skipif(shutil.which(program) is None, reason=f"{program} is not installed")
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +62,6 @@ def same(got: Path, root: Path, name: str) -> bool:
 # --- curl ---------------------------------------------------------------------------------
 
 
-@needs("curl")
 @pytest.mark.parametrize("name", ["big.bin", "exact.bin"])
 @pytest.mark.parametrize("blksize", [None, "1468"])
 async def test_curl(
@@ -80,7 +74,6 @@ async def test_curl(
     assert same(tmp_path / "out", root, name)
 
 
-@needs("curl")
 @pytest.mark.parametrize(
     ("path", "curl_code"),
     [
@@ -95,7 +88,6 @@ async def test_curl_errors(server: TftpServer, tmp_path: Path, path: str, curl_c
     assert code == curl_code, output
 
 
-@needs("curl")
 async def test_curl_upload_is_refused(server: TftpServer, root: Path) -> None:
     url = f"tftp://{HOST}:{server.port}/uploaded"
     code, output = await run("curl", "-sS", "-T", str(root / "boot.ipxe"), url)
@@ -103,7 +95,6 @@ async def test_curl_upload_is_refused(server: TftpServer, root: Path) -> None:
     assert not (root / "uploaded").exists()
 
 
-@needs("curl")
 async def test_parallel_curls(server: TftpServer, root: Path, tmp_path: Path) -> None:
     url = f"tftp://{HOST}:{server.port}/big.bin"
     outs = [tmp_path / f"out{i}" for i in range(4)]
@@ -115,7 +106,6 @@ async def test_parallel_curls(server: TftpServer, root: Path, tmp_path: Path) ->
 # --- atftp (the packaged client with windowsize) ------------------------------------------
 
 
-@needs("atftp")
 @pytest.mark.parametrize(
     ("name", "options"),
     [
@@ -138,7 +128,6 @@ async def test_atftp(
     assert same(out, root, name)
 
 
-@needs("atftp")
 async def test_atftp_missing_and_upload(server: TftpServer, root: Path, tmp_path: Path) -> None:
     port = str(server.port)
     code, output = await run("atftp", "-g", "-r", "nope", "-l", str(tmp_path / "o"), HOST, port)
@@ -152,7 +141,6 @@ async def test_atftp_missing_and_upload(server: TftpServer, root: Path, tmp_path
 # --- tftp-hpa -----------------------------------------------------------------------------
 
 
-@needs("tftp")
 @pytest.mark.parametrize("name", ["big.bin", "exact.bin"])
 async def test_tftp_hpa_binary(server: TftpServer, root: Path, tmp_path: Path, name: str) -> None:
     out = tmp_path / "out"
@@ -162,7 +150,6 @@ async def test_tftp_hpa_binary(server: TftpServer, root: Path, tmp_path: Path, n
     assert same(out, root, name)
 
 
-@needs("tftp")
 async def test_tftp_hpa_netascii(server: TftpServer, root: Path, tmp_path: Path) -> None:
     """tftp-hpa's default mode is netascii: it undoes our CR LF / CR NUL encoding."""
     out = tmp_path / "out"
@@ -171,7 +158,6 @@ async def test_tftp_hpa_netascii(server: TftpServer, root: Path, tmp_path: Path)
     assert out.read_bytes() == TEXT
 
 
-@needs("tftp")
 async def test_tftp_hpa_errors(server: TftpServer, root: Path, tmp_path: Path) -> None:
     # tftp-hpa exits 0 on a server ERROR; it prints the code instead.
     port = str(server.port)
@@ -206,7 +192,6 @@ async def test_tftpy_upload_is_refused(server: TftpServer, root: Path) -> None:
 # --- the log ------------------------------------------------------------------------------
 
 
-@needs("curl")
 async def test_one_info_line_per_request(
     server: TftpServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
