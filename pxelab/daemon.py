@@ -8,8 +8,7 @@ import logging
 import os
 import resource
 import signal
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable
 from ipaddress import IPv4Interface
 from typing import Protocol, TypeVar
 
@@ -36,18 +35,6 @@ class Service(Protocol):
     def close(self) -> None: ...
 
     async def wait_closed(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class Ready:
-    """What is listening, once `serve` has bound every socket."""
-
-    http_port: int
-    """The bound HTTP port (useful when 0 was asked for)."""
-    tftp_port: int | None
-    """The bound TFTP port, or None when TFTP is off."""
-    dhcp_interface: str | None
-    """The interface DHCP answers on, or None when DHCP is off."""
 
 
 def interface_address(config: Config) -> IPv4Interface:
@@ -87,7 +74,7 @@ async def _bind(what: str, key: str, start: Awaitable[T]) -> T:
         raise ConfigError(f"key {key!r}: cannot start {what}: {exc.strerror or exc}") from None
 
 
-async def serve(config: Config, on_ready: Callable[[Ready], None] | None = None) -> None:
+async def serve(config: Config) -> None:
     """Run until SIGINT or SIGTERM; raise ConfigError (before serving) for a bad setting."""
     raise_open_files_limit()
     for directory in (config.hosts_dir, config.images_dir, config.tftp_root, config.state_dir):
@@ -151,7 +138,6 @@ async def serve(config: Config, on_ready: Callable[[Ready], None] | None = None)
 
         if config.user:
             await drop_privileges(config)
-        ready = Ready(http_port, tftp_port, config.interface)
         log.info(
             "pxelab ready: http on %s:%d, tftp %s, dhcp %s; hosts from %s",
             config.http_address,
@@ -160,8 +146,6 @@ async def serve(config: Config, on_ready: Callable[[Ready], None] | None = None)
             f"on {config.interface} ({server_if})" if server_if else "off (no --interface)",
             config.hosts_dir,
         )
-        if on_ready:
-            on_ready(ready)
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), INVENTORY_POLL)

@@ -10,7 +10,6 @@ with udhcpc, POSTs to that URL with busybox wget, and prints `PXELAB-INSTALLED o
 from __future__ import annotations
 
 import gzip
-import platform
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,8 +158,3 @@ def build_initrd(kernel: Kernel, busybox: Path = Path("/bin/busybox")) -> bytes:
         files[f"lib/modules/{name}"] = (0o100644, (kernel.modules / rel).read_bytes())
     files["lib/modules/load-order"] = (0o100644, ("\n".join(names) + "\n").encode())
     return gzip.compress(cpio_newc(files), compresslevel=6)
-
-
-def machine_arch() -> str:
-    """This machine's architecture in pxelab's spelling (x86_64, aarch64)."""
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine(), platform.machine())
