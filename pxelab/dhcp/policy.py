@@ -5,7 +5,7 @@ Pure: the only state touched is the lease table passed in. `evaluate` also says 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network
@@ -441,41 +441,55 @@ def _answer(
         options.append((OptionCode.DNS_SERVERS, encode_ips(ctx.dns)))
     boot_opts, file, boot = boot_options(request, ctx, host)
     options.extend(boot_opts)
-    packet = DhcpPacket(
-        op=Op.BOOTREPLY,
-        htype=request.htype,
-        hlen=request.hlen,
-        xid=request.xid,
-        flags=request.flags,
-        ciaddr=request.ciaddr if kind is MessageType.ACK else ZERO_IP,
+    packet = bootreply(
+        request,
+        kind,
+        options,
         yiaddr=yiaddr if yiaddr is not None else ZERO_IP,
         siaddr=ctx.server_ip,
-        giaddr=request.giaddr,
-        chaddr=request.chaddr,
         file=file,
-        options=tuple(options),
     )
     destination, link_unicast = destination_for(request, packet.yiaddr)
     return DhcpReply(packet, destination, boot.note, link_unicast)
 
 
-def _nak(request: DhcpPacket, ctx: DhcpContext, why: str) -> DhcpReply:
-    """A NAK: broadcast on the segment, or to the relay with the broadcast flag set."""
-    relayed = request.giaddr != ZERO_IP
-    packet = DhcpPacket(
+def bootreply(
+    request: DhcpPacket,
+    kind: MessageType,
+    options: Sequence[tuple[int, bytes]],
+    *,
+    yiaddr: IPv4Address = ZERO_IP,
+    siaddr: IPv4Address = ZERO_IP,
+    file: bytes = b"",
+    flags: int | None = None,
+) -> DhcpPacket:
+    """The BOOTREPLY to request: xid, flags, chaddr and giaddr echoed, ciaddr only in an ACK."""
+    return DhcpPacket(
         op=Op.BOOTREPLY,
         htype=request.htype,
         hlen=request.hlen,
         xid=request.xid,
-        flags=request.flags | BROADCAST_FLAG if relayed else request.flags,
+        flags=request.flags if flags is None else flags,
+        ciaddr=request.ciaddr if kind is MessageType.ACK else ZERO_IP,
+        yiaddr=yiaddr,
+        siaddr=siaddr,
         giaddr=request.giaddr,
         chaddr=request.chaddr,
-        options=(
-            (OptionCode.MESSAGE_TYPE, bytes((MessageType.NAK,))),
-            (OptionCode.SERVER_ID, encode_ip(ctx.server_ip)),
-            (OptionCode.MESSAGE, encode_text(why)),
-        ),
+        file=file,
+        options=tuple(options),
     )
+
+
+def _nak(request: DhcpPacket, ctx: DhcpContext, why: str) -> DhcpReply:
+    """A NAK: broadcast on the segment, or to the relay with the broadcast flag set."""
+    relayed = request.giaddr != ZERO_IP
+    options = [
+        (OptionCode.MESSAGE_TYPE, bytes((MessageType.NAK,))),
+        (OptionCode.SERVER_ID, encode_ip(ctx.server_ip)),
+        (OptionCode.MESSAGE, encode_text(why)),
+    ]
+    flags = request.flags | BROADCAST_FLAG if relayed else request.flags
+    packet = bootreply(request, MessageType.NAK, options, flags=flags)
     destination = (
         (str(request.giaddr), SERVER_PORT) if relayed else (LIMITED_BROADCAST, CLIENT_PORT)
     )

@@ -8,7 +8,7 @@ Pure: a DISCOVER on port 67 or a REQUEST on port 4011 from a PXE client -> OFFER
 from __future__ import annotations
 
 from pxelab.dhcp.options import encode_ip, vendor_class
-from pxelab.dhcp.packet import ZERO_IP, DhcpPacket, MessageType, Op, OptionCode
+from pxelab.dhcp.packet import ZERO_IP, DhcpPacket, MessageType, OptionCode
 from pxelab.dhcp.policy import (
     CLIENT_PORT,
     LIMITED_BROADCAST,
@@ -19,6 +19,7 @@ from pxelab.dhcp.policy import (
     HostLookup,
     NoReply,
     boot_options,
+    bootreply,
 )
 
 PXE_DISCOVERY_CONTROL = 6
@@ -59,19 +60,7 @@ def proxy_reply(
     if uuid is not None:
         options.append((OptionCode.CLIENT_UUID, uuid))
     options.extend(boot_opts)
-    packet = DhcpPacket(
-        op=Op.BOOTREPLY,
-        htype=request.htype,
-        hlen=request.hlen,
-        xid=request.xid,
-        flags=request.flags,
-        ciaddr=request.ciaddr if answer is MessageType.ACK else ZERO_IP,
-        siaddr=ctx.server_ip,
-        giaddr=request.giaddr,
-        chaddr=request.chaddr,
-        file=file,
-        options=tuple(options),
-    )
+    packet = bootreply(request, answer, options, siaddr=ctx.server_ip, file=file)
     if request.giaddr != ZERO_IP:
         destination = (str(request.giaddr), SERVER_PORT)
     elif port == PXE_PORT and request.ciaddr != ZERO_IP:
