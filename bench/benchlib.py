@@ -17,6 +17,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pxelab.testing.netns import stop_process
+
 ROOT = Path(__file__).resolve().parents[1]
 ROWS_ENV = "PXELAB_BENCH_ROWS"
 """bench/run.py sets this to a file; scenarios append their rows to it as JSON lines."""
@@ -118,13 +120,7 @@ def wait_port(port: int, timeout: float, host: str = "127.0.0.1", step: float = 
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 10) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_process(proc, sig, timeout)
 
 
 NGINX_CONF = """\

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from pxelab.testing.netns import stop_process
+
 ROOT = Path(__file__).resolve().parents[1]
 SERVER_NS, CLIENT_NS = f"pxbench{os.getpid()}s", f"pxbench{os.getpid()}c"
 SERVER_IP, CLIENT_IP, PREFIX = "10.250.0.1", "10.250.0.2", 16
@@ -118,12 +120,7 @@ def server(kind: str, work: Path) -> Iterator[None]:
         time.sleep(0.5)
         yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 

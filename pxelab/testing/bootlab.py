@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pxelab.testing.initrd import Kernel, build_initrd, find_kernel
-from pxelab.testing.netns import Lab, NetNs
+from pxelab.testing.netns import Lab, NetNs, stop_process
 from pxelab.testing.qemu import QemuVm
 
 IPXE_DIR = Path("/usr/lib/ipxe")
@@ -141,14 +141,7 @@ class Daemon:
 
     def stop(self, timeout: float = 10, sig: int = signal.SIGTERM) -> int:
         """Send sig (SIGTERM), then wait; the exit code (SIGKILL after timeout)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return stop_process(self.proc, sig, timeout)
 
 
 @contextmanager

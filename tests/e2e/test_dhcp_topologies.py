@@ -16,7 +16,7 @@ import pytest
 
 from pxelab.testing import bootlab
 from pxelab.testing.initrd import MARKER
-from pxelab.testing.netns import Lab, NetNs, lab, sh
+from pxelab.testing.netns import Lab, NetNs, lab, sh, stop_process
 from pxelab.testing.qemu import start_x86, tap_netdev
 
 pytestmark = [pytest.mark.netns, pytest.mark.e2e]
@@ -32,12 +32,7 @@ def _process(ns: NetNs, *argv: str, log: Path) -> Iterator[subprocess.Popen[byte
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=5)
 
 
 def _bridge_with_tap(ns: NetNs, address: str) -> str:

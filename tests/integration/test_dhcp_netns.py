@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from pxelab.testing.netns import stop_process
 from tests.netns import Lab, NetNs, lab
 
 pytestmark = pytest.mark.netns
@@ -86,12 +87,7 @@ def dhcp_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DhcpLab]:
             assert line == f"READY {the_lab.server_ip}/24\n", (line, log.read_text())
             yield DhcpLab(the_lab, server, log, tmp, iter(range(1, 250)))
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop_process(server, timeout=5)
         assert server.returncode == 0, log.read_text()  # a clean stop on SIGTERM
 
 
