@@ -20,8 +20,8 @@ from pathlib import Path
 
 from benchlib import Row, emit, nginx, ratio, stop, write_script
 
-from pxelab.inventory import Inventory
-from pxelab.render import Renderer
+from pxelab.boot.render import Renderer
+from pxelab.hosts.inventory import Inventory
 from pxelab.testing import bootlab
 from pxelab.testing.initrd import MARKER
 from pxelab.testing.netns import Lab, lab

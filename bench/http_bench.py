@@ -107,8 +107,8 @@ def bigfile(work: Path) -> list[Row]:
 
 def render_script(work: Path, port: int) -> None:
     """The per-MAC script as pxelab would render it for nginx's port, as images/scripts/<mac>.ipxe."""
-    from pxelab.inventory import Inventory
-    from pxelab.render import Renderer
+    from pxelab.boot.render import Renderer
+    from pxelab.hosts.inventory import Inventory
 
     host = Inventory(work / "hosts").lookup(MAC)
     assert host is not None

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from pxelab.pytest_plugin import PxelabServer
+from pxelab.testing.pytest_plugin import PxelabServer
 from pxelab.testing.qemu import QemuVm
 
 MAC = "52:54:00:12:34:01"

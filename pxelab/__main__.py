@@ -1,5 +1,5 @@
 """`python -m pxelab`: the same as the `pxelab` command."""
 
-from pxelab.cli import main
+from pxelab.cli.main import main
 
 raise SystemExit(main())

@@ -1,6 +1,6 @@
 """Distro boot files: a catalog of upstream sources, verified downloads, ISO extraction, a cache.
 
-`pxelab assets fetch|import|ipxe|list` (pxelab/assets/cli.py) drives it.
+`pxelab assets fetch|import|ipxe|list` (pxelab/cli/assets.py) drives it.
 """
 
 from __future__ import annotations

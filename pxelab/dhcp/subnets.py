@@ -1,6 +1,6 @@
 """Settings for DHCP beyond the local subnet: subnets behind relays, mode and unknown-MAC policy.
 
-Pure parsing for pxelab/config.py; every error names the key and the offending entry.
+Pure parsing for pxelab/app/config.py; every error names the key and the offending entry.
 """
 
 from __future__ import annotations

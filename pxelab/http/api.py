@@ -13,7 +13,10 @@ from typing import Any
 
 from aiohttp import web
 
+from pxelab.boot.explain import explain
 from pxelab.events import Event
+from pxelab.hosts.install import UNRECORDED, HostState, InstallState, StateError
+from pxelab.hosts.inventory import Host, normalize_mac
 from pxelab.http.keys import (
     INSTALL_STORE,
     INVENTORY,
@@ -24,9 +27,6 @@ from pxelab.http.keys import (
     base_url,
     remote,
 )
-from pxelab.inventory import Host, normalize_mac
-from pxelab.provision.explain import explain
-from pxelab.provision.state import UNRECORDED, HostState, InstallState, StateError
 
 
 def _mac(request: web.Request) -> str:

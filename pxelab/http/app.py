@@ -14,7 +14,10 @@ from pathlib import Path, PurePosixPath
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from pxelab.boot.render import Renderer, RenderError
 from pxelab.events import Timeline
+from pxelab.hosts.install import InstallState, InstallStore, StateError
+from pxelab.hosts.inventory import Inventory, normalize_mac
 from pxelab.http.api import add_routes as add_api_routes
 from pxelab.http.install import add_routes as add_install_routes
 from pxelab.http.keys import (
@@ -31,9 +34,6 @@ from pxelab.http.keys import (
 )
 from pxelab.http.metrics import Metrics, metrics_page, route_name
 from pxelab.http.status import add_routes as add_status_routes
-from pxelab.inventory import Inventory, normalize_mac
-from pxelab.provision.state import InstallState, InstallStore, StateError
-from pxelab.render import Renderer, RenderError
 
 __all__ = [
     "IMAGES_DIR",

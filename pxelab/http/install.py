@@ -10,9 +10,9 @@ import time
 
 from aiohttp import web
 
+from pxelab.boot.render import RenderError
+from pxelab.hosts.inventory import Host
 from pxelab.http.keys import INVENTORY, NOTE, RENDERER, TIMELINE, base_url, remote
-from pxelab.inventory import Host
-from pxelab.render import RenderError
 
 CLOUD_INIT = ("meta-data", "user-data", "network-config")
 """The NoCloud files served under each host's seed directory."""

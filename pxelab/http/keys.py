@@ -7,11 +7,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from pxelab.boot.render import Renderer
 from pxelab.events import Timeline
+from pxelab.hosts.install import InstallStore
+from pxelab.hosts.inventory import Inventory
 from pxelab.http.metrics import Metrics
-from pxelab.inventory import Inventory
-from pxelab.provision.state import InstallStore
-from pxelab.render import Renderer
 
 NOTE: web.RequestKey[str] = web.RequestKey("note", str)
 """Request key for what the access log line should add (host name, reason of an error)."""

@@ -23,11 +23,11 @@ from aiohttp import web
 from pxelab.assets import AssetError
 from pxelab.assets.store import CachedFile, list_cache, read_manifest
 from pxelab.events import Event
+from pxelab.hosts.install import StateError
+from pxelab.hosts.inventory import Host, normalize_mac
 from pxelab.http import api
 from pxelab.http.keys import IMAGES_DIR, INSTALL_STORE, INVENTORY, NOTE, TIMELINE
 from pxelab.http.metrics import tftp_result
-from pxelab.inventory import Host, normalize_mac
-from pxelab.provision.state import StateError
 
 EVENTS_SHOWN = 50
 """Events per host on the page (newest first); the API has them all."""

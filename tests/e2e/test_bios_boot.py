@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
-from pxelab.pytest_plugin import PxelabServer
 from pxelab.testing.initrd import MARKER
+from pxelab.testing.pytest_plugin import PxelabServer
 from pxelab.testing.qemu import QemuVm
 
 

@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 import pytest
 
-from pxelab.pytest_plugin import PxelabServer
 from pxelab.testing.bootlab import ARM64_GRUB, arm64_root
 from pxelab.testing.initrd import MARKER
+from pxelab.testing.pytest_plugin import PxelabServer
 from pxelab.testing.qemu import QemuVm
 
 pytestmark = [pytest.mark.netns, pytest.mark.e2e, pytest.mark.pxelab(network="netns")]

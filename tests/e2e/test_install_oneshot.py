@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from pxelab.pytest_plugin import PxelabServer
 from pxelab.testing.initrd import INSTALLED_MARKER, MARKER
+from pxelab.testing.pytest_plugin import PxelabServer
 from pxelab.testing.qemu import QemuVm
 
 MAC = "52:54:00:00:1e:01"

@@ -24,8 +24,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from pxelab.assets.store import FileEntry, Manifest
-from pxelab.pytest_plugin import PxelabServer
 from pxelab.testing.initrd import MARKER
+from pxelab.testing.pytest_plugin import PxelabServer
 from pxelab.testing.qemu import QemuVm
 
 MAC = "52:54:00:00:5a:01"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pxelab.pytest_plugin import PxelabServer
 from pxelab.testing.netns import require_root
+from pxelab.testing.pytest_plugin import PxelabServer
 from pxelab.testing.qemu import QemuVm
 
 ROOT = Path(__file__).resolve().parents[2]

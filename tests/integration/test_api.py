@@ -12,11 +12,11 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from pxelab.boot.render import Renderer
 from pxelab.events import Timeline
+from pxelab.hosts.install import install_store
+from pxelab.hosts.inventory import Inventory
 from pxelab.http.app import make_app
-from pxelab.inventory import Inventory
-from pxelab.provision.state import install_store
-from pxelab.render import Renderer
 
 MAC = "52:54:00:aa:bb:01"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 admin@lab"

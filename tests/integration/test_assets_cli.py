@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from pxelab.assets.testiso import build_iso
+from pxelab.testing.testiso import build_iso
 
 ISO = "testos-1.2-amd64.iso"
 

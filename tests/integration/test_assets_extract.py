@@ -13,7 +13,7 @@ import pytest
 from pxelab.assets import AssetError
 from pxelab.assets.extract import _iso9660_path, extract, extract_async, find, open_iso
 from pxelab.assets.store import import_iso, list_cache, read_manifest
-from pxelab.assets.testiso import STYLES, build_iso
+from pxelab.testing.testiso import STYLES, build_iso
 
 KERNEL_PATH, INITRD_PATH = "images/pxeboot/vmlinuz", "images/pxeboot/initrd.img"
 

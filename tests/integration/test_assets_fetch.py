@@ -20,10 +20,10 @@ from pxelab.assets import AssetError
 from pxelab.assets.catalog import Source
 from pxelab.assets.download import meta_path
 from pxelab.assets.store import INCOMING, fetch, list_cache, read_manifest
-from pxelab.assets.testiso import build_iso
+from pxelab.boot.render import Renderer
+from pxelab.hosts.inventory import Inventory
 from pxelab.http.app import make_app
-from pxelab.inventory import Inventory
-from pxelab.render import Renderer
+from pxelab.testing.testiso import build_iso
 
 ISO_NAME = "testos-24.04.2-live-amd64.iso"
 

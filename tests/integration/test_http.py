@@ -11,9 +11,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from pxelab.boot.render import Renderer
+from pxelab.hosts.inventory import Inventory
 from pxelab.http.app import make_app
-from pxelab.inventory import Inventory
-from pxelab.render import Renderer
 
 MAC = "52:54:00:aa:bb:01"
 Client = TestClient[web.Request, web.Application]

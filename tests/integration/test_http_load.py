@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pxelab.daemon import raise_open_files_limit
+from pxelab.app.daemon import raise_open_files_limit
 
 SLOW_CLIENTS = 1000
 BIG = 64 * 1024 * 1024

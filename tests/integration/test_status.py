@@ -16,12 +16,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from pxelab.assets.store import FileEntry, Manifest
+from pxelab.boot.render import Renderer
 from pxelab.events import Event, Timeline
+from pxelab.hosts.install import install_store
+from pxelab.hosts.inventory import Inventory
 from pxelab.http.app import make_app
 from pxelab.http.status import STATUS_HUB, boot_progress, current_boot, is_problem
-from pxelab.inventory import Inventory
-from pxelab.provision.state import install_store
-from pxelab.render import Renderer
 
 MAC = "52:54:00:5a:00:01"
 KEY = "52-54-00-5a-00-01"

@@ -20,10 +20,10 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from pxelab.boot.render import Renderer
 from pxelab.events import Timeline
+from pxelab.hosts.inventory import Inventory
 from pxelab.http.app import make_app
-from pxelab.inventory import Inventory
-from pxelab.render import Renderer
 from tests.e2e.test_status_browser import chromium, console_errors
 
 MAC = "52:54:00:5b:00:01"

@@ -18,8 +18,8 @@ from pxelab.assets.catalog import (
     parse_checksums,
     resolve_url,
 )
-from pxelab.assets.cli import default_catalog
 from pxelab.assets.store import Manifest, arch_dir
+from pxelab.cli.assets import default_catalog
 
 H1, H2, H3 = "a" * 64, "b" * 64, "c" * 64
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pxelab.config import Config, build_config, read_toml
+from pxelab.app.config import Config, build_config, read_toml
 from pxelab.errors import ConfigError
 
 

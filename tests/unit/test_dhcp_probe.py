@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
+from pxelab.cli.probe import describe, discover, option_text, probes
 from pxelab.dhcp.packet import DhcpPacket, Op, OptionCode, parse
-from pxelab.dhcp.probe import describe, discover, option_text, probes
 
 
 def test_probes_carry_options_93_60_97() -> None:

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from pxelab.config import build_config
+from pxelab.app.config import build_config
+from pxelab.app.dhcp import contexts, split_interfaces
 from pxelab.dhcp.policy import DhcpMode, UnknownMacs
-from pxelab.dhcp.setup import contexts, split_interfaces
 from pxelab.dhcp.subnets import RelaySubnet, parse_subnets
 from pxelab.errors import ConfigError
 

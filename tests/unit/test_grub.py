@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from pxelab.boot.grub import GrubFiles, host_config
+from pxelab.boot.render import Renderer, RenderError
 from pxelab.dhcp.arch import BootFiles, Firmware
 from pxelab.dhcp.packet import DhcpPacket, MessageType, Op, OptionCode
 from pxelab.dhcp.policy import DhcpContext, choose_boot
 from pxelab.errors import HostFileError
-from pxelab.grub import GrubFiles, host_config
-from pxelab.inventory import Inventory, parse_host
-from pxelab.provision.state import InstallState, InstallStore
-from pxelab.render import Renderer, RenderError
+from pxelab.hosts.install import InstallState, InstallStore
+from pxelab.hosts.inventory import Inventory, parse_host
 
 MAC = "52:54:00:aa:64:01"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pxelab.errors import HostFileError
-from pxelab.inventory import Inventory, normalize_mac, parse_host
+from pxelab.hosts.inventory import Inventory, normalize_mac, parse_host
 
 PVMLAB_VM = {
     "name": "worker-1",

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pxelab.cli import main
-from pxelab.inventory import load_host_file
-from pxelab.provision.state import InstallState, install_store
+from pxelab.cli.main import main
+from pxelab.hosts.install import InstallState, install_store
+from pxelab.hosts.inventory import load_host_file
 
 MAC = "52:54:00:00:01:01"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 me@lab"

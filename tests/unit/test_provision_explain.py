@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from pxelab.boot.explain import as_text, explain
+from pxelab.boot.render import Renderer
 from pxelab.dhcp.arch import BootFiles
-from pxelab.inventory import Host, parse_host
-from pxelab.provision.explain import as_text, explain
-from pxelab.provision.state import UNRECORDED, HostState, InstallState
-from pxelab.render import Renderer
+from pxelab.hosts.install import UNRECORDED, HostState, InstallState
+from pxelab.hosts.inventory import Host, parse_host
 
 BASE = "http://10.0.0.1:8080"
 SERVER = IPv4Address("10.0.0.1")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pxelab.provision.state import (
+from pxelab.hosts.install import (
     InstallState,
     InstallStore,
     StateError,

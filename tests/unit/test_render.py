@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pxelab.inventory import parse_host
-from pxelab.render import Renderer, RenderError
+from pxelab.boot.render import Renderer, RenderError
+from pxelab.hosts.inventory import parse_host
 
 BASE = "http://10.0.0.1:8080"
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pxelab.inventory import Host, parse_host
-from pxelab.provision.state import InstallState
-from pxelab.render import INSTALL_DATA_FOR, Renderer
+from pxelab.boot.render import INSTALL_DATA_FOR, Renderer
+from pxelab.hosts.install import InstallState
+from pxelab.hosts.inventory import Host, parse_host
 
 BASE = "http://10.0.0.1:8080"
 GOLDEN = Path(__file__).parent / "golden"

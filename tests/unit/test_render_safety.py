@@ -10,9 +10,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pxelab.boot.render import Renderer, RenderError
 from pxelab.errors import HostFileError
-from pxelab.inventory import parse_host
-from pxelab.render import Renderer, RenderError
+from pxelab.hosts.inventory import parse_host
 
 BASE = "http://10.0.0.1:8080"
 OK = {"name": "ok", "mac": "52:54:00:00:00:01", "distro": "demo"}

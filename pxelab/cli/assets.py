@@ -15,7 +15,7 @@ from pxelab.assets.catalog import Catalog, check_sha256, load_catalog, normalize
 from pxelab.assets.ipxe import DEBIAN_IPXE, install_ipxe
 from pxelab.assets.progress import Progress, human_bytes
 from pxelab.assets.store import fetch, import_iso, list_cache
-from pxelab.cli import add_settings_flags, settings_from_args
+from pxelab.cli.settings import add_settings_flags, settings_from_args
 from pxelab.resources import shipped_dir
 
 EXIT_FAILED = 1

@@ -12,12 +12,12 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
+from pxelab.boot.render import INSTALL_DATA, INSTALL_DATA_FOR, Renderer, RenderError, host_urls
 from pxelab.dhcp.arch import BootFiles
 from pxelab.dhcp.packet import DhcpPacket, MessageType, Op, OptionCode
 from pxelab.dhcp.policy import DhcpContext, choose_boot
-from pxelab.inventory import Host
-from pxelab.provision.state import HostState
-from pxelab.render import INSTALL_DATA, INSTALL_DATA_FOR, Renderer, RenderError, host_urls
+from pxelab.hosts.install import HostState
+from pxelab.hosts.inventory import Host
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from pxelab.errors import PxelabError
-from pxelab.inventory import normalize_mac
+from pxelab.hosts.inventory import normalize_mac
 
 
 class InstallState(StrEnum):

@@ -16,13 +16,13 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from pxelab.cli import add_settings_flags, settings_from_args
-from pxelab.config import Config
+from pxelab.app.config import Config
+from pxelab.boot.explain import CLIENTS, as_text, explain
+from pxelab.boot.render import Renderer
+from pxelab.cli.settings import add_settings_flags, settings_from_args
 from pxelab.errors import HostFileError, PxelabError
-from pxelab.inventory import TEMPLATES, Host, Inventory, normalize_mac, parse_host
-from pxelab.provision.explain import CLIENTS, as_text, explain
-from pxelab.provision.state import InstallState, install_store
-from pxelab.render import Renderer
+from pxelab.hosts.install import InstallState, install_store
+from pxelab.hosts.inventory import TEMPLATES, Host, Inventory, normalize_mac, parse_host
 
 EXIT_NOT_FOUND = 1
 EXIT_BAD_INPUT = 2
@@ -169,7 +169,7 @@ def server_address(config: Config) -> IPv4Address:
     if config.address is not None:
         return config.address
     if config.interface:
-        from pxelab.daemon import interface_address
+        from pxelab.app.daemon import interface_address
 
         return interface_address(config).ip
     if config.http_address not in ("0.0.0.0", ""):

@@ -12,10 +12,10 @@ import os
 import re
 from pathlib import Path
 
+from pxelab.boot.render import CONSOLE, Renderer, RenderError
 from pxelab.errors import PxelabError
-from pxelab.inventory import Host, Inventory, normalize_mac
-from pxelab.provision.state import InstallState, InstallStore
-from pxelab.render import CONSOLE, Renderer, RenderError
+from pxelab.hosts.install import InstallState, InstallStore
+from pxelab.hosts.inventory import Host, Inventory, normalize_mac
 
 log = logging.getLogger("pxelab.grub")
 

@@ -13,8 +13,8 @@ from typing import Any
 import jinja2
 
 from pxelab.errors import PxelabError
-from pxelab.inventory import Host
-from pxelab.provision.state import InstallState
+from pxelab.hosts.install import InstallState
+from pxelab.hosts.inventory import Host
 from pxelab.resources import shipped_dir
 
 CONSOLE = {"x86_64": "console=ttyS0", "aarch64": "console=ttyAMA0"}

@@ -14,14 +14,14 @@ from typing import Protocol, TypeVar
 
 from aiohttp import web
 
-from pxelab.config import Config
+from pxelab.app.config import Config
+from pxelab.boot.grub import GrubFiles
+from pxelab.boot.render import Renderer
 from pxelab.errors import ConfigError
 from pxelab.events import Timeline
-from pxelab.grub import GrubFiles
+from pxelab.hosts.install import install_store
+from pxelab.hosts.inventory import Inventory
 from pxelab.http.app import AccessLogger, make_app
-from pxelab.inventory import Inventory
-from pxelab.provision.state import install_store
-from pxelab.render import Renderer
 
 log = logging.getLogger("pxelab")
 
@@ -169,7 +169,7 @@ async def drop_privileges(config: Config) -> None:
     """
     import concurrent.futures.thread  # noqa: F401  (asyncio.to_thread imports it lazily)
 
-    from pxelab import privileges
+    from pxelab.app import privileges
 
     assert config.user is not None
     await asyncio.get_running_loop().run_in_executor(None, lambda: None)
@@ -187,6 +187,6 @@ async def _start_dhcp(
     inventory: Inventory,
     timeline: Timeline | None = None,
 ) -> Service:
-    from pxelab.dhcp.setup import start_from_config
+    from pxelab.app.dhcp import start_from_config
 
     return await start_from_config(config, server_if, http_port, inventory, timeline)

@@ -13,7 +13,7 @@ from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 from typing import Protocol
 
-from pxelab.config import Config
+from pxelab.app.config import Config
 from pxelab.dhcp.arch import BootFiles
 from pxelab.dhcp.interface import interface_ipv4
 from pxelab.dhcp.policy import DhcpContext, DhcpMode, HostLookup, UnknownMacs

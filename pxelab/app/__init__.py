@@ -1,0 +1,1 @@
+"""The daemon: settings, wiring of the services, privileges."""

@@ -1,0 +1,1 @@
+"""The `pxelab` command line: one module per command group, shared flags in `settings`."""

@@ -1,0 +1,72 @@
+"""Flags shared by every command that reads settings: `--config FILE` and one flag per config key."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pxelab.app.config import Config, build_config, read_toml
+
+# flag -> config key; every flag overrides the same key of the TOML file.
+SERVE_FLAGS: list[tuple[str, str, str]] = [
+    ("--interface", "IF", "answer DHCP on this interface (without it: TFTP and HTTP only)"),
+    ("--address", "IP", "this server's address on --interface (default: the interface's own)"),
+    ("--dhcp-range", "FIRST-LAST", "DHCP pool, e.g. 10.0.0.100-10.0.0.200"),
+    ("--router", "IP", "default gateway handed to DHCP clients"),
+    ("--dns", "IP[,IP]", "DNS servers handed to DHCP clients"),
+    ("--lease-time", "SECONDS", "DHCP lease time"),
+    ("--dhcp-port", "N", "DHCP server port (default 67)"),
+    ("--dhcp-mode", "full|proxy", "full DHCP, or proxyDHCP beside an existing DHCP server"),
+    (
+        "--unknown-macs",
+        "serve|ignore",
+        "answer MACs missing from the inventory (default: full mode)",
+    ),
+    ("--subnets", "NET=FIRST-LAST[@ROUTER][;...]", "pools for subnets behind DHCP relays"),
+    ("--dhcp-interfaces", "IF[,IF]", "more interfaces DHCP answers on (pools from --subnets)"),
+    ("--router-advertisements", "on|off", "answer IPv6 router solicitations (default on)"),
+    ("--hosts-dir", "DIR", "directory of JSON host files (default ~/.pxelab/hosts)"),
+    (
+        "--images-dir",
+        "DIR",
+        "kernels, initrds and ISOs served at /images/ (default ~/.pxelab/images)",
+    ),
+    ("--tftp-root", "DIR", "TFTP root with the iPXE binaries (default ~/.pxelab/tftp)"),
+    ("--tftp-address", "IP", "address the TFTP server binds to"),
+    ("--tftp-port", "N", "TFTP port (default 69; 0 turns TFTP off)"),
+    ("--tftp-max-sessions", "N", "TFTP transfers in flight at most (default 512)"),
+    ("--tftp-max-per-client", "N", "TFTP transfers in flight per client IP (default 16)"),
+    ("--tftp-windowsize-max", "N", "largest TFTP windowsize granted (default 64)"),
+    ("--http-address", "IP", "address the HTTP server binds to (default 0.0.0.0)"),
+    ("--http-port", "N", "HTTP port (default 8080; 0 picks a free port)"),
+    ("--state-dir", "DIR", "state directory (default ~/.pxelab/state)"),
+    ("--templates-dir", "DIR", "templates here override the shipped ones"),
+    ("--log-level", "LEVEL", "debug, info, warning or error"),
+    ("--user", "NAME", "drop root to this user once the ports are bound"),
+]
+
+
+def add_settings_flags(parser: argparse.ArgumentParser, keys: Iterable[str] | None = None) -> None:
+    """`--config FILE` and the flags of the given config keys (all when None)."""
+    parser.add_argument("--config", metavar="FILE", type=Path, help="TOML settings file")
+    wanted = None if keys is None else set(keys)
+    for flag, metavar, help_text in SERVE_FLAGS:
+        if wanted is None or flag[2:].replace("-", "_") in wanted:
+            parser.add_argument(flag, metavar=metavar, help=help_text)
+
+
+def settings_from_args(args: argparse.Namespace) -> Config:
+    """The Config from `--config` and the flags present on args; ConfigError names the key."""
+    file_settings: dict[str, Any] = {}
+    source = "command line"
+    if args.config:
+        file_settings = read_toml(args.config)
+        source = str(args.config)
+    overrides = {
+        key: getattr(args, key)
+        for key in (flag[2:].replace("-", "_") for flag, _, _ in SERVE_FLAGS)
+        if hasattr(args, key)
+    }
+    return build_config(file_settings, overrides, source)

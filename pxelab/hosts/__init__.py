@@ -1,0 +1,1 @@
+"""The inventory of machines: host files and their install state."""

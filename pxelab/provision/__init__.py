@@ -1,1 +1,0 @@
-"""Provisioning: per-host install state (install -> installed) and `explain`."""
