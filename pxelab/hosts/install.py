@@ -41,9 +41,16 @@ class HostState:
     """Wall-clock time of the last change; None when never recorded."""
     by: str = ""
     """Who changed it: the client address of the callback, or `cli`."""
+    generation: int = 0
+    """Install generation: one more at every reinstall; signed install callbacks name it."""
 
     def to_json(self) -> dict[str, object]:
-        return {"state": self.state.value, "changed": self.changed, "by": self.by}
+        return {
+            "state": self.state.value,
+            "changed": self.changed,
+            "by": self.by,
+            "generation": self.generation,
+        }
 
 
 UNRECORDED = HostState(InstallState.INSTALL)
@@ -66,7 +73,10 @@ def parse_state(data: object, source: str) -> HostState:
     by = data.get("by", "")
     if not isinstance(by, str):
         raise StateError(f"{source}: key 'by' must be a string")
-    return HostState(state, None if changed is None else float(changed), by)
+    generation = data.get("generation", 0)
+    if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
+        raise StateError(f"{source}: key 'generation' must be a whole number >= 0")
+    return HostState(state, None if changed is None else float(changed), by, generation)
 
 
 class InstallStore:

@@ -80,7 +80,12 @@ def test_installed_host_gets_the_local_script_and_pxeboot_off_gets_no_file() -> 
     state = HostState(InstallState.INSTALLED, 5.0, "10.0.0.21")
     result = explain(_host(), state, Renderer(), BASE, SERVER, 8080)
     assert str(result["script"]).splitlines()[-1] == "exit"
-    assert result["state"] == {"state": "installed", "changed": 5.0, "by": "10.0.0.21"}
+    assert result["state"] == {
+        "state": "installed",
+        "changed": 5.0,
+        "by": "10.0.0.21",
+        "generation": 0,
+    }
     off = explain(_host(pxeboot=False), UNRECORDED, Renderer(), BASE, SERVER, 8080)
     assert {a["boot_file"] for a in _answers(off).values()} == {None}
 

@@ -37,6 +37,7 @@ def test_installed_then_reinstall_survive_a_new_store(tmp_path: Path) -> None:
         "state": "installed",
         "changed": 1000.5,
         "by": "10.0.0.7",
+        "generation": 0,
     }
     again.set(MAC, InstallState.INSTALL, 2000.0, "cli")
     assert store.get(MAC).state is InstallState.INSTALL

@@ -1,0 +1,137 @@
+"""pxelab's mutable state behind one interface: leases, install states, boot events, audit, tokens.
+
+Two backends implement `StateStore`: embedded SQLite in `state_dir` (the default) and PostgreSQL
+(`state_url = "postgresql://…"`), which several pxelab instances can share. Every method is async:
+nothing on the event loop blocks on disk or database I/O. Callers that answer per request (the
+`/boot` script, GRUB configs) read the store's in-memory view (`install_state`), which the store
+keeps current from its own writes and, for a shared database, from other instances' notifications.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from pxelab.dhcp.leases import Lease
+from pxelab.errors import PxelabError
+from pxelab.events import Event
+from pxelab.hosts.install import HostState
+
+SCHEMA_VERSION = 1
+"""The schema this code reads and writes; a database with a newer one is refused at start."""
+
+
+class StoreError(PxelabError):
+    """The store cannot be opened, read or written; the message names the database and the cause."""
+
+
+class StoreUnavailable(StoreError):
+    """The database went away while serving; the request that needed it fails, pxelab reconnects."""
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One control action, allowed or refused."""
+
+    time: float
+    """Wall-clock time (seconds since the epoch)."""
+    who: str
+    """The token's name, "signed callback", "cli", or "" when nobody was authenticated."""
+    client: str
+    """The client's address ("cli" for the command line)."""
+    action: str
+    """What was asked: "reinstall", "installed", "token-create", …"""
+    target: str
+    """What it was asked of: a MAC, a token name, …"""
+    allowed: bool
+    """Whether it was done."""
+    reason: str = ""
+    """Why it was refused (or a note on what was done)."""
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """An API token as stored: its name and a hash, never the token itself."""
+
+    name: str
+    """The operator's name for it (unique)."""
+    digest: str
+    """Hex SHA-256 of the token."""
+    created: float
+    """Wall-clock time it was created."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """What another instance (or this one) changed, for the listeners of `subscribe`."""
+
+    kind: str
+    """"lease", "install", "event" or "token"."""
+    key: str
+    """The MAC (lease, install, event), or the token name."""
+
+
+ChangeListener = Callable[[Change], None]
+
+
+class StateStore(Protocol):
+    """All mutable state of pxelab; one instance per process, opened by `open_store(config)`."""
+
+    instance: str
+    """This process's name in the shared state (host name and pid unless configured)."""
+
+    async def open(self) -> None:
+        """Connect, create or migrate the schema, check its version, load the in-memory views.
+        StoreError with one clear line (unreachable, bad credentials, newer schema)."""
+
+    async def close(self) -> None: ...
+
+    # -- DHCP leases (the DHCP adapter's LeaseStore) ----------------------------------------
+    async def load_leases(self) -> list[Lease]: ...
+
+    async def commit_leases(self, changes: Sequence[Lease], now: float) -> list[Lease]:
+        """Apply lease changes, each atomically. Returns, for each change refused because another
+        MAC holds that address in the store (another instance's lease), the lease held there;
+        an empty list when everything was applied. Never check-then-insert."""
+
+    async def active_leases(self, now: float) -> list[tuple[Lease, str]]:
+        """Every active lease with the instance that granted it."""
+
+    # -- install states ---------------------------------------------------------------------
+    def install_state(self, mac: str) -> HostState:
+        """The in-memory view: no I/O, safe per request."""
+
+    async def set_install_state(self, mac: str, state: HostState) -> HostState: ...
+
+    async def forget_install_state(self, mac: str) -> None: ...
+
+    # -- boot events ------------------------------------------------------------------------
+    async def add_events(self, events: Sequence[Event]) -> None:
+        """Append; the store keeps the last `events_per_host` per MAC."""
+
+    async def events(self, mac: str) -> list[Event]:
+        """One MAC's events, oldest first."""
+
+    async def recent_events(self, limit: int) -> list[Event]:
+        """The newest events of all MACs, oldest first (to refill the timeline at start)."""
+
+    # -- audit trail, tokens, the server secret ---------------------------------------------
+    async def audit(self, record: AuditRecord) -> None: ...
+
+    async def audit_records(self, limit: int) -> list[AuditRecord]: ...
+
+    async def add_token(self, token: TokenRecord) -> None:
+        """StoreError when the name exists."""
+
+    async def tokens(self) -> list[TokenRecord]: ...
+
+    async def revoke_token(self, name: str) -> bool:
+        """False when there was no such token."""
+
+    async def secret(self) -> bytes:
+        """The server secret for signed install callbacks: made once, shared by all instances."""
+
+    def subscribe(self, listener: ChangeListener) -> Callable[[], None]:
+        """Call listener for every change (this instance's and, when shared, the others');
+        returns the function that unsubscribes it."""
