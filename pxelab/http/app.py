@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from pxelab.boot.render import Renderer, RenderError
-from pxelab.events import Timeline
+from pxelab.events import Event, Timeline
 from pxelab.hosts.install import InstallState, InstallStore, StateError
 from pxelab.hosts.inventory import Inventory, normalize_mac
 from pxelab.http.api import add_routes as add_api_routes
@@ -24,7 +24,6 @@ from pxelab.http.keys import (
     IMAGES_DIR,
     INSTALL_STORE,
     INVENTORY,
-    METRICS,
     NOTE,
     RENDERER,
     TFTP_ROOT,
@@ -32,7 +31,7 @@ from pxelab.http.keys import (
     base_url,
     remote,
 )
-from pxelab.http.metrics import Metrics, metrics_page, route_name
+from pxelab.http.metrics import METRICS, Metrics, metrics_page, route_name
 from pxelab.http.status import add_routes as add_status_routes
 
 __all__ = [
@@ -78,12 +77,13 @@ async def boot_script(request: web.Request) -> web.Response:
         raise web.HTTPInternalServerError(text=f"{exc}\n") from None
     installed = state is InstallState.INSTALLED
     request[NOTE] = f"host {host.name}, installed: local boot" if installed else f"host {host.name}"
+    now, ip, path = time.time(), remote(request), request.path
     if installed:
-        stage, detail = "local-boot", f"local-boot script {request.path} (installed)"
+        event = Event(now, "local-boot", mac=mac, ip=ip, path=path, state=state.value)
     else:
         template = request.app[RENDERER].boot_template(host, state)
-        stage, detail = "script", f"boot script {request.path} ({template})"
-    request.app[TIMELINE].record(time.time(), stage, detail, mac=mac, ip=remote(request))
+        event = Event(now, "script", mac=mac, ip=ip, path=path, template=template)
+    request.app[TIMELINE].record(event)
     return web.Response(text=script, content_type=IPXE_TYPE)
 
 
@@ -94,7 +94,8 @@ async def chain_script(request: web.Request) -> web.Response:
     except RenderError as exc:
         request[NOTE] = str(exc)
         raise web.HTTPInternalServerError(text=f"{exc}\n") from None
-    request.app[TIMELINE].record(time.time(), "ipxe", "chain script /boot.ipxe", ip=remote(request))
+    event = Event(time.time(), "ipxe", ip=remote(request), path=request.path)
+    request.app[TIMELINE].record(event)
     return web.Response(text=script, content_type=IPXE_TYPE)
 
 
@@ -138,7 +139,7 @@ async def image_file(request: web.Request) -> web.StreamResponse:
     if request.method == "GET":
         timeline, ip = request.app[TIMELINE], remote(request)
         stage = image_stage(request.app[INVENTORY], timeline.mac_at(ip), relative)
-        timeline.record(time.time(), stage, f"/images/{relative}", ip=ip)
+        timeline.record(Event(time.time(), stage, ip=ip, path=f"/images/{relative}"))
     return web.FileResponse(path, chunk_size=256 * 1024)
 
 
@@ -151,7 +152,8 @@ async def tftp_file(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text=f"no file {relative} in the TFTP root\n")
     if request.method == "GET":
         ip = remote(request)
-        request.app[TIMELINE].record(time.time(), "http-boot", f"/tftp/{relative}", ip=ip)
+        event = Event(time.time(), "http-boot", ip=ip, path=f"/tftp/{relative}")
+        request.app[TIMELINE].record(event)
     return web.FileResponse(path, chunk_size=256 * 1024)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import cast
 
 from pxelab.errors import MalformedPacket
-from pxelab.events import Timeline
+from pxelab.events import Event, Timeline, tftp_summary
 from pxelab.tftp.files import FileCache, FileSource, NotAFileError, Opened, open_source
 from pxelab.tftp.packet import (
     Ack,
@@ -31,7 +31,13 @@ from pxelab.tftp.packet import (
     parse,
 )
 from pxelab.tftp.paths import PathRefused
-from pxelab.tftp.report import log_outcome
+from pxelab.tftp.report import (
+    log_outcome,
+    refusal_event,
+    stopped_event,
+    transfer_event,
+    upload_refused_event,
+)
 from pxelab.tftp.session import (
     MIN_BLKSIZE,
     MemorySource,
@@ -171,13 +177,22 @@ class TftpServer:
         if self._listener is not None and not self._closing:
             self._listener.send(build(error), client, local or self._locals.get(client))
 
-    def _record(self, client: Address, detail: str) -> None:
+    def _record(self, event: Event) -> None:
         if self.timeline is not None:
-            self.timeline.record(time.time(), "tftp", detail, ip=client[0])
+            self.timeline.record(event)
 
-    def _refuse(self, client: Address, name: str, error: ErrorPacket, why: str) -> None:
-        log.info("%s RRQ %r: %s", _peer(client), name, why)
-        self._record(client, f"{name}: {why}")
+    def _refuse(
+        self,
+        client: Address,
+        name: str,
+        error: ErrorPacket,
+        reason: str = "",
+        *,
+        policy: bool = False,
+    ) -> None:
+        event = refusal_event(time.time(), client[0], name, error, reason, policy=policy)
+        log.info("%s RRQ %r: %s", _peer(client), name, tftp_summary(event))
+        self._record(event)
         self._reply(error, client)
 
     def _admit(self, request: ReadRequest, client: Address) -> bool:
@@ -228,8 +243,9 @@ class TftpServer:
             task.add_done_callback(self._task_done)
         elif isinstance(packet, WriteRequest):
             log.info("%s WRQ %r: refused, error 2 (read-only server)", peer, packet.filename)
-            self._record(client, f"{packet.filename}: upload refused (read-only server)")
-            self._reply(ErrorPacket(ErrorCode.ACCESS_VIOLATION, "read-only server"), client, local)
+            error = ErrorPacket(ErrorCode.ACCESS_VIOLATION, "read-only server")
+            self._record(upload_refused_event(time.time(), client[0], packet.filename, error))
+            self._reply(error, client, local)
         else:
             # Late packets of a finished exchange land here: tftp-hpa ACKs the ERROR it got.
             log.debug("%s sent %s to the listener; ignored", peer, type(packet).__name__)
@@ -252,7 +268,7 @@ class TftpServer:
         peer, name = _peer(client), request.filename
         refusal = check_request(request)
         if refusal is not None:
-            self._refuse(client, name, refusal, f"error {refusal.code} ({refusal.message})")
+            self._refuse(client, name, refusal)
             return False
         netascii = request.mode == "netascii"
         try:
@@ -265,27 +281,23 @@ class TftpServer:
                 opened = await asyncio.to_thread(open_source, root, path, netascii, self.cache)
         except PathRefused as exc:
             error = ErrorPacket(ErrorCode.ACCESS_VIOLATION, str(exc))
-            self._refuse(client, name, error, f"refused, error 2 (access violation): {exc}")
+            self._refuse(client, name, error, str(exc), policy=True)
             return False
         except (FileNotFoundError, NotADirectoryError):
             error = ErrorPacket(ErrorCode.FILE_NOT_FOUND, "file not found")
-            self._refuse(client, name, error, "error 1 (file not found)")
+            self._refuse(client, name, error)
             return False
         except (PermissionError, NotAFileError) as exc:
             error = ErrorPacket(ErrorCode.ACCESS_VIOLATION, "access violation")
-            self._refuse(client, name, error, f"error 2 (access violation): {exc}")
+            self._refuse(client, name, error, str(exc))
             return False
         except OSError as exc:
             if exc.errno == errno.ELOOP:  # a symlink loop (or a symlink where none may be)
                 error = ErrorPacket(ErrorCode.ACCESS_VIOLATION, "access violation")
-                self._refuse(
-                    client, name, error, "refused, error 2 (access violation): symlink loop"
-                )
+                self._refuse(client, name, error, "symlink loop", policy=True)
                 return False
             reason = exc.strerror or type(exc).__name__
-            self._refuse(
-                client, name, ErrorPacket(ErrorCode.NOT_DEFINED, reason), f"error 0 ({reason})"
-            )
+            self._refuse(client, name, ErrorPacket(ErrorCode.NOT_DEFINED, reason))
             return False
         if self._closing:
             _close_source(opened)
@@ -429,9 +441,8 @@ class _Transfer(asyncio.DatagramProtocol):
             acked,
             size,
         )
-        self._server._record(
-            self._client, f"{self._request.filename}: stopped, {reason} ({acked} of {size} bytes)"
-        )
+        name, ip = self._request.filename, self._client[0]
+        self._server._record(stopped_event(time.time(), ip, name, reason, acked, size))
         self._close()
 
     def _expire(self) -> None:
@@ -440,8 +451,10 @@ class _Transfer(asyncio.DatagramProtocol):
 
     def _finish(self, outcome: Outcome) -> None:
         elapsed = self._loop.time() - self._started
-        detail = log_outcome(_peer(self._client), self._request, self._session, outcome, elapsed)
-        self._server._record(self._client, f"{self._request.filename}: {detail}")
+        ip = self._client[0]
+        event = transfer_event(time.time(), ip, self._request, self._session, outcome)
+        log_outcome(_peer(self._client), event, elapsed)
+        self._server._record(event)
         self._close()
 
     def _close(self) -> None:
