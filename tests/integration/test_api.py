@@ -76,10 +76,17 @@ async def test_one_shot_install_then_local_boot_then_reinstall(
 
     second = await (await client.get("/boot", params={"mac": MAC})).text()
     assert second.splitlines()[-1] == "exit" and "kernel" not in second
-    stages = [
-        e["stage"] for e in (await (await client.get(f"/api/hosts/{MAC}/events")).json())["events"]
-    ]
-    assert stages == ["script", "install-data", "installed", "local-boot"]
+    events = (await (await client.get(f"/api/hosts/{MAC}/events")).json())["events"]
+    assert [e["stage"] for e in events] == ["script", "install-data", "installed", "local-boot"]
+    script, data, installed, local = events
+    assert script["path"] == "/boot" and script["template"] == "boot-ubuntu.ipxe.j2"
+    assert (
+        script["detail"] == "boot script /boot (boot-ubuntu.ipxe.j2)"
+        and script["ip"] == "127.0.0.1"
+    )
+    assert data["file"] == "user-data" and data["path"] == "/cloud-init/ubu/user-data"
+    assert installed["state"] == "installed" and installed["method"] == "POST"
+    assert local["state"] == "installed" and "template" not in local
 
     again = await client.post(f"/api/hosts/{MAC}/reinstall")
     assert (await again.json())["state"] == "install"
