@@ -59,7 +59,8 @@ _RESULTS = {
     TftpOutcome.TIMED_OUT: "failed",
     TftpOutcome.STOPPED: "failed",
 }
-"""Outcomes that are not "refused" (the server said no, or the transfer never got going)."""
+"""Outcomes that are not "refused". As before events had fields, an idle transfer the server reaped
+and an ERROR 4 for a stray packet mid-transfer count as refused, not failed."""
 
 
 @dataclass(frozen=True)
