@@ -60,7 +60,8 @@ def _write_meta(part: Path, url: str, response: aiohttp.ClientResponse) -> None:
     meta_path(part).write_text(json.dumps(meta))
 
 
-def _hash_file(path: Path) -> hashlib._Hash:
+def hash_file(path: Path) -> hashlib._Hash:
+    """The SHA-256 state after a file's bytes, read in blocks (a resumed download hashes on)."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         while block := f.read(CHUNK):
@@ -124,14 +125,14 @@ async def download(
             async with session.get(url, headers=headers) as response:
                 if response.status == 416 and offset:
                     # Nothing after `offset`: the part may already be whole; its hash decides.
-                    digest = await asyncio.to_thread(_hash_file, part)
+                    digest = await asyncio.to_thread(hash_file, part)
                     if digest.hexdigest() == sha256:
                         return Downloaded(url, part, offset, sha256, offset)
                     _discard(part)
                     offset, meta = 0, {}
                     continue
                 if response.status == 206 and offset and _resume_start(response, offset) == offset:
-                    digest = await asyncio.to_thread(_hash_file, part)
+                    digest = await asyncio.to_thread(hash_file, part)
                     mode, resumed = "ab", offset
                 elif response.status in (200, 206):
                     if response.status == 206:  # a range we did not ask for: start over

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -21,6 +19,7 @@ from pxelab.boot.explain import CLIENTS, as_text, explain
 from pxelab.boot.render import Renderer
 from pxelab.cli.settings import add_settings_flags, settings_from_args
 from pxelab.errors import HostFileError, PxelabError
+from pxelab.files import write_atomic
 from pxelab.hosts.install import InstallState, install_store
 from pxelab.hosts.inventory import TEMPLATES, Host, Inventory, normalize_mac, parse_host
 
@@ -50,17 +49,7 @@ def find(inventory: Inventory, key: str) -> Host | None:
 
 def write_host_file(path: Path, data: dict[str, Any]) -> None:
     """Write a host file atomically (temporary file, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(data, indent=2) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def cmd_add(args: argparse.Namespace) -> int:
