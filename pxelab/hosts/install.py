@@ -87,7 +87,8 @@ class InstallStore:
 
     def path(self, mac: str) -> Path:
         """The state file of a MAC: `<directory>/52-54-00-….json`."""
-        assert self.directory is not None
+        if self.directory is None:
+            raise StateError(f"{mac}: install states are kept in memory here, in no file")
         return self.directory / f"{normalize_mac(mac).replace(':', '-')}.json"
 
     def get(self, mac: str) -> HostState:
