@@ -254,25 +254,26 @@ async def import_iso(
     With `sha256` the copy must match it (then the manifest says verified), else it is recorded
     as unverified. Nothing enters the cache when any step fails.
     """
+    name = name or iso.name
     with locked(images, distro, arch) as staging:
-        return await _import(
-            iso, distro, arch, kernel, initrd, images, sha256, progress, staging, name or iso.name
-        )
+        part = staging / f"{name}.part"
+        size, got = await _copy_in(iso, part, sha256, progress)
+        try:
+            files = await _extract_kernel(part, kernel, initrd, staging, progress)
+        except AssetError as exc:
+            part.unlink(missing_ok=True)
+            raise AssetError(str(exc).replace(str(part), str(iso))) from None
+        files[name] = FileEntry(size, got, str(iso.resolve()))
+        staged = {KERNEL: staging / f"{KERNEL}.part", INITRD: staging / f"{INITRD}.part"}
+        staged[name] = part
+        manifest = Manifest(distro, arch, str(iso.resolve()), sha256 is not None, _now(), files)
+        return _install(images, manifest, staged)
 
 
-async def _import(
-    iso: Path,
-    distro: str,
-    arch: str,
-    kernel: str,
-    initrd: str,
-    images: Path,
-    sha256: str | None,
-    progress: Progress | None,
-    staging: Path,
-    name: str,
-) -> Manifest:
-    part = staging / f"{name}.part"
+async def _copy_in(
+    iso: Path, part: Path, sha256: str | None, progress: Progress | None
+) -> tuple[int, str]:
+    """Copy the ISO to its `.part` while hashing; (size, SHA-256). AssetError on a mismatch."""
     if progress:
         progress.note(f"{iso}: copying into the cache")
     try:
@@ -283,16 +284,7 @@ async def _import(
     if sha256 is not None and got != sha256:
         part.unlink(missing_ok=True)
         raise AssetError(f"{iso}: SHA-256 mismatch: expected {sha256}, the file is {got}")
-    try:
-        files = await _extract_kernel(part, kernel, initrd, staging, progress)
-    except AssetError as exc:
-        part.unlink(missing_ok=True)
-        raise AssetError(str(exc).replace(str(part), str(iso))) from None
-    files[name] = FileEntry(size, got, str(iso.resolve()))
-    staged = {KERNEL: staging / f"{KERNEL}.part", INITRD: staging / f"{INITRD}.part"}
-    staged[name] = part
-    manifest = Manifest(distro, arch, str(iso.resolve()), sha256 is not None, _now(), files)
-    return _install(images, manifest, staged)
+    return size, got
 
 
 def _copy_hashing(src: Path, dst: Path) -> tuple[int, str]:

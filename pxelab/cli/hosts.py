@@ -47,6 +47,12 @@ def find(inventory: Inventory, key: str) -> Host | None:
     return inventory.by_name(key) or inventory.lookup(key)
 
 
+def _named_host(args: argparse.Namespace) -> tuple[Config, Host | None]:
+    """The settings, and the host `args.host` names (by name or MAC), if there is one."""
+    config = settings_from_args(args)
+    return config, find(Inventory(config.hosts_dir), args.host)
+
+
 def write_host_file(path: Path, data: dict[str, Any]) -> None:
     """Write a host file atomically (temporary file, fsync, rename)."""
     write_atomic(path, json.dumps(data, indent=2) + "\n")
@@ -117,8 +123,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    config = settings_from_args(args)
-    host = find(Inventory(config.hosts_dir), args.host)
+    config, host = _named_host(args)
     if host is None:
         return _fail(f"no host {args.host!r} in {config.hosts_dir}", EXIT_NOT_FOUND)
     data = json.loads(Path(host.source).read_text(encoding="utf-8"))
@@ -133,8 +138,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    config = settings_from_args(args)
-    host = find(Inventory(config.hosts_dir), args.host)
+    config, host = _named_host(args)
     if host is None:
         return _fail(f"no host {args.host!r} in {config.hosts_dir}", EXIT_NOT_FOUND)
     Path(host.source).unlink()
@@ -144,8 +148,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_reinstall(args: argparse.Namespace) -> int:
-    config = settings_from_args(args)
-    host = find(Inventory(config.hosts_dir), args.host)
+    config, host = _named_host(args)
     if host is None:
         return _fail(f"no host {args.host!r} in {config.hosts_dir}", EXIT_NOT_FOUND)
     install_store(config.state_dir).set(host.mac, InstallState.INSTALL, time.time(), "cli")
