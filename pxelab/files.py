@@ -6,16 +6,21 @@ A reader sees the old file or the new one, never a part; a crash leaves at most 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 
 
-def _temporary(path: Path) -> tuple[int, Path]:
-    """A new hidden file in path's directory (hidden: never served, never read as a host file)."""
+def _temporary(path: Path, mode: int) -> tuple[int, Path]:
+    """A new hidden file beside path (hidden: never served, never read as a host file), created
+    with `mode` less the umask, as `open` would."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    return fd, Path(tmp)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode), tmp
+        except FileExistsError:
+            continue
 
 
 def _sync_dir(directory: Path) -> None:
@@ -27,21 +32,23 @@ def _sync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def replace_with(tmp: Path, path: Path) -> None:
+def _replace_durably(tmp: Path, path: Path) -> None:
     """Rename a finished file over path and make the rename durable."""
     os.replace(tmp, path)
     _sync_dir(path.parent)
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write path (text as UTF-8) so that it is whole or untouched; OSError when it cannot be."""
-    fd, tmp = _temporary(path)
+def write_atomic(path: Path, data: str | bytes, mode: int = 0o666) -> None:
+    """Write path (text as UTF-8) so that it is whole or untouched; OSError when it cannot be.
+
+    The file gets `mode` less the umask (pass 0o600 for a secret)."""
+    fd, tmp = _temporary(path, mode)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
-        replace_with(tmp, path)
+        _replace_durably(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -49,13 +56,13 @@ def write_atomic(path: Path, data: str | bytes) -> None:
 
 def copy_atomic(src: Path, dst: Path) -> int:
     """Copy src to dst so that dst is whole or untouched; returns the size."""
-    fd, tmp = _temporary(dst)
+    fd, tmp = _temporary(dst, 0o666)
     os.close(fd)
     try:
         shutil.copyfile(src, tmp)  # sendfile where the kernel has it
         with tmp.open("rb+") as out:
             os.fsync(out.fileno())
-        replace_with(tmp, dst)
+        _replace_durably(tmp, dst)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
