@@ -192,7 +192,10 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "log_level": _level,
     "user": _opt_str,
 }
-assert set(_CHECKS) == {f.name for f in fields(Config)}
+if set(_CHECKS) != {f.name for f in fields(Config)}:
+    raise RuntimeError(  # a programming error: a Config field without a check, or the reverse
+        f"app/config.py: _CHECKS and Config differ: {set(_CHECKS) ^ {f.name for f in fields(Config)}}"
+    )
 
 
 def read_toml(path: Path) -> dict[str, Any]:

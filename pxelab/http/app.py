@@ -15,8 +15,9 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from pxelab.boot.render import Renderer, RenderError
+from pxelab.boot.rules import boots_from_disk, image_path
 from pxelab.events import Event, Timeline
-from pxelab.hosts.install import InstallState, InstallStore, StateError
+from pxelab.hosts.install import InstallStore, StateError
 from pxelab.hosts.inventory import Inventory, normalize_mac
 from pxelab.http.api import add_routes as add_api_routes
 from pxelab.http.install import add_routes as add_install_routes
@@ -75,7 +76,7 @@ async def boot_script(request: web.Request) -> web.Response:
     except (RenderError, StateError) as exc:
         request[NOTE] = str(exc)
         raise web.HTTPInternalServerError(text=f"{exc}\n") from None
-    installed = state is InstallState.INSTALLED
+    installed = boots_from_disk(state)
     request[NOTE] = f"host {host.name}, installed: local boot" if installed else f"host {host.name}"
     now, ip, path = time.time(), remote(request), request.path
     if installed:
@@ -122,9 +123,8 @@ def image_stage(inventory: Inventory, mac: str, relative: str) -> str:
     host = inventory.lookup(mac) if mac else None
     if host is None or not host.distro:
         return "image"
-    directory = f"{host.distro}/{host.image_arch}/"
     for stage, name in (("kernel", host.kernel), ("initrd", host.initrd), ("iso", host.iso)):
-        if name and relative == directory + name.lstrip("/"):
+        if name and relative == image_path(host, name):
             return stage
     return "image"
 

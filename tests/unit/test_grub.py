@@ -130,10 +130,23 @@ def test_per_mac_config_boots_over_tftp(files: GrubFiles, spelling: str) -> None
     assert lines[-1] == "boot"
 
 
-def test_unknown_and_pxeboot_off_go_to_the_next_device(files: GrubFiles) -> None:
-    for name in ("grub/grub.cfg-01-52-54-00-00-00-99", "grub/grub.cfg-01-52-54-00-aa-64-02"):
-        config = files(name, "10.0.0.9")
-        assert isinstance(config, bytes) and config.rstrip().endswith(b"exit")
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("grub/grub.cfg-01-52-54-00-00-00-99", "no host with MAC 52:54:00:00:00:99"),
+        ("grub/grub.cfg-01-52-54-00-aa-64-02", "pxeboot is off for off"),
+    ],
+)
+def test_unknown_and_pxeboot_off_go_to_the_next_device(
+    files: GrubFiles, name: str, reason: str
+) -> None:
+    config = files(name, "10.0.0.9")
+    assert isinstance(config, bytes)
+    lines = config.decode().splitlines()
+    assert f"# pxelab: {reason}" in lines
+    assert f'echo "pxelab: {reason}; booting the next device"' in lines
+    assert lines[-1] == "exit"
+    assert not any(line.startswith(("linux", "initrd")) for line in lines)
 
 
 def test_images_are_mounted_and_other_names_fall_through(files: GrubFiles, tmp_path: Path) -> None:
