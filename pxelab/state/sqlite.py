@@ -27,6 +27,7 @@ from pxelab.state import SCHEMA_VERSION, AuditRecord, StoreError, TokenRecord
 from pxelab.state.base import (
     EVENTS_PER_HOST,
     PRUNE_EVERY,
+    Refused,
     Views,
     event_from_text,
     event_to_text,
@@ -78,14 +79,6 @@ RETURNING ip
 """
 
 T = TypeVar("T")
-
-
-class Refused(Exception):
-    """A lease change did not apply: another MAC holds the address (its lease is `holder`)."""
-
-    def __init__(self, holder: Lease) -> None:
-        super().__init__(f"{holder.ip} is held by {holder.mac}")
-        self.holder = holder
 
 
 class SqliteStore(Views):
