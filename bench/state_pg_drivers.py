@@ -112,12 +112,14 @@ async def run(url: str, n: int, repeat: int) -> None:
             conn = await driver.connect(url)
             await conn.execute("TRUNCATE leases")
             for kind, step in (("upsert", driver.upsert), ("select", driver.select)):
-                wall, cpu = await timed(n, lambda i, step=step: step(conn, i))
+                wall, cpu = await timed(n, lambda i, step=step, conn=conn: step(conn, i))
                 results[f"{kind} µs"].append(wall)
                 results[f"{kind} CPU"].append(cpu)
             await driver.close(conn)
             results[columns[-1]].append(await concurrent(driver, url, n))
-        print(f"{driver.name:16}" + "".join(f"{statistics.median(results[c]):20.0f}" for c in columns))
+        print(
+            f"{driver.name:16}" + "".join(f"{statistics.median(results[c]):20.0f}" for c in columns)
+        )
 
 
 def main() -> None:

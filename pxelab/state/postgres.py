@@ -86,8 +86,12 @@ def _describe(exc: BaseException) -> str:
         return f"authentication failed: {exc}"
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, FileNotFoundError | ConnectionRefusedError):
+        return "cannot reach the server: nothing listens there (is PostgreSQL running?)"
     if isinstance(exc, OSError):
         return f"cannot reach the server: {exc.strerror or exc}"
+    if isinstance(exc, ValueError):
+        return f"invalid URL: {exc}"
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
@@ -114,6 +118,7 @@ class PostgresStore(Views):
         self._listen: Any = None
         self._lost = asyncio.Event()
         self._watchdog: asyncio.Task[None] | None = None
+        self._pending: list[tuple[str, HostState | None]] | None = None
         self._since_prune: dict[str, int] = {}
         self._secret: bytes | None = None
 
@@ -164,18 +169,31 @@ class PostgresStore(Views):
         self._watchdog = asyncio.create_task(self._watch(), name="pxelab-pg-watchdog")
 
     async def _connect_listener(self) -> None:
-        """LISTEN on a connection of its own, then (re)load the install view."""
+        """LISTEN on a connection of its own, then (re)load the install view; changes that arrive
+        while it loads are applied again on top of the loaded snapshot."""
         conn = await asyncio.wait_for(asyncpg.connect(self.url, timeout=self.timeout), self.timeout)
+        self._pending = []
         try:
             await conn.add_listener(CHANNEL, self._on_notify)
             conn.add_termination_listener(lambda _conn: self._lost.set())
+            states = await self._run("load install states", self._load_install)
         except BaseException:
-            await conn.close()
+            self._pending = None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), self.timeout)
             raise
+        pending, self._pending = self._pending, None
         self._listen = conn
         self._lost.clear()
-        states = await self._run("load install states", self._load_install)
-        self._emit("install", self._replace_view(states))
+        changed = self._replace_view(states)
+        for mac, state in pending:
+            self._set_view(mac, state)
+        self._emit("install", changed)
+
+    def _set_view(self, mac: str, state: HostState | None) -> None:
+        super()._set_view(mac, state)
+        if self._pending is not None:
+            self._pending.append((mac, state))
 
     async def _watch(self) -> None:
         """Reconnect the LISTEN connection when it is lost (notifications missed meanwhile are

@@ -17,7 +17,7 @@ from pxelab.dhcp.leases import Lease, LeaseState
 from pxelab.hosts.install import HostState, InstallState
 from pxelab.state import SCHEMA_VERSION, StoreError, StoreUnavailable
 from pxelab.state.postgres import PostgresStore, public_url
-from pxelab.testing.postgres import PostgresCluster
+from pxelab.testing.postgres import PASSWORD_ROLE, PostgresCluster
 
 
 def dbname(url: str) -> str:
@@ -52,6 +52,17 @@ async def test_unknown_role_and_database_are_clear_errors(pg_cluster: PostgresCl
         await PostgresStore(url).open()
     with pytest.raises(StoreError, match='authentication failed: role "intruder" does not exist'):
         await PostgresStore(url.replace("postgres@", "intruder:secret@")).open()
+
+
+async def test_a_wrong_password_is_a_clear_error(pg_cluster: PostgresCluster) -> None:
+    url = pg_cluster.create_database().replace("postgres@", f"{PASSWORD_ROLE}:wrong@")
+    pg_cluster.add_password_role("right", owns=dbname(url))
+    with pytest.raises(StoreError, match="authentication failed: password authentication") as err:
+        await PostgresStore(url).open()
+    assert "wrong" not in str(err.value) and f"{PASSWORD_ROLE}:***@" in str(err.value)
+    store = PostgresStore(url.replace(":wrong@", ":right@"))
+    await store.open()  # the right one works (and creates the schema in its database)
+    await store.close()
 
 
 def test_passwords_stay_out_of_messages() -> None:
