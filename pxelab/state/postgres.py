@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -196,8 +197,9 @@ class PostgresStore(Views):
             self._pending.append((mac, state))
 
     async def _watch(self) -> None:
-        """Reconnect the LISTEN connection when it is lost (notifications missed meanwhile are
-        made up for by reloading the install view)."""
+        """Reconnect the LISTEN connection when it is lost, backing off up to 30 s (notifications
+        missed meanwhile are made up for by reloading the install view)."""
+        failures = 0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._lost.wait(), self.reconnect_interval)
@@ -209,9 +211,12 @@ class PostgresStore(Views):
             try:
                 await self._connect_listener()
             except (StoreError, *_UNAVAILABLE, asyncpg.PostgresError) as exc:
-                log.warning("state: %s: still unavailable: %s", self.name, _describe(exc))
-                await asyncio.sleep(self.reconnect_interval)
+                failures += 1
+                level = logging.WARNING if failures == 1 else logging.DEBUG
+                log.log(level, "state: %s is unavailable: %s", self.name, _describe(exc))
+                await asyncio.sleep(min(self.reconnect_interval * 2**failures, 30.0))
                 continue
+            failures = 0
             log.info("state: reconnected to %s", self.name)
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
@@ -258,17 +263,14 @@ class PostgresStore(Views):
         if not wanted:
             return []
 
-        async def apply(conn: Any) -> list[Lease]:
-            held = []
-            for change in wanted:
-                holder = await self._apply_lease(conn, change, now)
-                if holder is not None:
-                    held.append(holder)
-            return held
+        async def apply(conn: Any) -> list[Lease | None]:
+            return [await self._apply_lease(conn, change, now) for change in wanted]
 
-        held = await self._run("write leases", apply)
-        self._emit("lease", dict.fromkeys(c.mac for c in wanted))
-        return held
+        holders = await self._run("write leases", apply)
+        self._emit(
+            "lease", dict.fromkeys(c.mac for c, h in zip(wanted, holders, strict=True) if h is None)
+        )
+        return [h for h in holders if h is not None]
 
     async def _apply_lease(self, conn: Any, lease: Lease, now: float) -> Lease | None:
         """One change in its own transaction, retried on a race with another instance."""

@@ -137,7 +137,9 @@ async def test_two_instances_never_bind_one_address_twice(pg_cluster: PostgresCl
             lease = Lease(
                 IPv4Address(f"10.0.1.{rng.randrange(100)}"), mac(n), LeaseState.BOUND, 1e9
             )
-            refused += len(await store.commit_leases([lease], now=0))
+            held = await store.commit_leases([lease], now=0)
+            assert all(h.ip == lease.ip and h.mac != lease.mac for h in held)
+            refused += len(held)
 
     try:
         await asyncio.gather(*(client(one if n % 2 else two, n) for n in range(200)))
