@@ -28,6 +28,60 @@ SCHEMA = (
     """CREATE TABLE tokens (
         name text PRIMARY KEY, digest text NOT NULL, created double precision NOT NULL)""",
     "CREATE TABLE secret (id integer PRIMARY KEY CHECK (id = 1), value bytea NOT NULL)",
+    """CREATE FUNCTION pxelab_commit_lease(
+        p_ip bigint, p_mac text, p_state text, p_expires double precision, p_instance text,
+        p_now double precision, p_notify text)
+    RETURNS TABLE (h_ip bigint, h_mac text, h_state text, h_expires double precision)
+    LANGUAGE plpgsql AS $$
+    -- One lease change, atomically, in one round trip. Applied: no row. Refused (another MAC's
+    -- live lease holds the address): that lease. FREE deletes only the MAC's own row; BOUND
+    -- first drops the MAC's other bound row (one bound address per MAC), undone when refused.
+    DECLARE
+        done bigint;
+        attempts integer := 0;
+    BEGIN
+        IF p_state = 'free' THEN
+            DELETE FROM leases l WHERE l.ip = p_ip AND l.mac = p_mac;
+            PERFORM pg_notify('pxelab', p_notify);
+            RETURN;
+        END IF;
+        LOOP
+            h_ip := NULL;
+            BEGIN
+                IF p_state = 'bound' THEN
+                    DELETE FROM leases l
+                    WHERE l.mac = p_mac AND l.ip <> p_ip AND l.state = 'bound';
+                END IF;
+                INSERT INTO leases AS l (ip, mac, state, expires, instance)
+                VALUES (p_ip, p_mac, p_state, p_expires, p_instance)
+                ON CONFLICT (ip) DO UPDATE SET
+                    mac = EXCLUDED.mac, state = EXCLUDED.state, expires = EXCLUDED.expires,
+                    instance = EXCLUDED.instance
+                WHERE l.mac = EXCLUDED.mac OR l.expires <= p_now
+                RETURNING l.ip INTO done;
+                IF done IS NULL THEN
+                    SELECT l.ip, l.mac, l.state, l.expires
+                    INTO h_ip, h_mac, h_state, h_expires FROM leases l WHERE l.ip = p_ip;
+                    RAISE EXCEPTION 'refused' USING ERRCODE = 'PX001';  -- undo the DELETE
+                END IF;
+                PERFORM pg_notify('pxelab', p_notify);
+                RETURN;
+            EXCEPTION
+                WHEN SQLSTATE 'PX001' THEN
+                    IF h_ip IS NOT NULL THEN
+                        RETURN NEXT;
+                        RETURN;
+                    END IF;  -- the holder was gone when read: try again
+                WHEN unique_violation OR deadlock_detected THEN
+                    -- another instance bound this MAC (or crossed our rows) at the same moment
+                    attempts := attempts + 1;
+                    IF attempts >= 8 THEN
+                        RAISE;
+                    END IF;
+            END;
+        END LOOP;
+    END
+    $$""",
 )
 """The schema at SCHEMA_VERSION."""
 

@@ -27,7 +27,6 @@ from pxelab.state import AuditRecord, StoreError, StoreUnavailable, TokenRecord
 from pxelab.state.base import (
     EVENTS_PER_HOST,
     PRUNE_EVERY,
-    Refused,
     Views,
     event_from_text,
     event_to_text,
@@ -43,15 +42,6 @@ from pxelab.state.pg_schema import prepare
 CHANNEL = "pxelab"
 """The NOTIFY channel every instance listens on."""
 
-_UPSERT_LEASE = """
-INSERT INTO leases (ip, mac, state, expires, instance) VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (ip) DO UPDATE SET
-    mac = EXCLUDED.mac, state = EXCLUDED.state, expires = EXCLUDED.expires,
-    instance = EXCLUDED.instance
-WHERE leases.mac = EXCLUDED.mac OR leases.expires <= $6
-RETURNING ip
-"""
-
 _UNAVAILABLE = (
     OSError,
     TimeoutError,
@@ -60,14 +50,7 @@ _UNAVAILABLE = (
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
 )
 """What a database that went away (or is restarting) raises."""
-_RETRY = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError)
-"""Races between instances that a second attempt of the same lease change resolves."""
-
 T = TypeVar("T")
-
-
-class _Vanished(Exception):
-    """The row that refused an upsert was gone when read: try the change again."""
 
 
 def public_url(url: str) -> str:
@@ -273,41 +256,19 @@ class PostgresStore(Views):
         return [h for h in holders if h is not None]
 
     async def _apply_lease(self, conn: Any, lease: Lease, now: float) -> Lease | None:
-        """One change in its own transaction, retried on a race with another instance."""
-        for attempt in range(8):
-            try:
-                async with conn.transaction():
-                    await self._apply_once(conn, lease, now)
-                return None
-            except Refused as refused:
-                return refused.holder
-            except (*_RETRY, _Vanished):
-                if attempt == 7:
-                    raise
-        return None
-
-    async def _apply_once(self, conn: Any, lease: Lease, now: float) -> None:
-        ip = int(lease.ip)
-        if lease.state is LeaseState.FREE:
-            await conn.execute("DELETE FROM leases WHERE ip = $1 AND mac = $2", ip, lease.mac)
-        else:
-            if lease.state is LeaseState.BOUND:
-                await conn.execute(
-                    "DELETE FROM leases WHERE mac = $1 AND ip <> $2 AND state = 'bound'",
-                    lease.mac,
-                    ip,
-                )
-            done = await conn.fetchval(
-                _UPSERT_LEASE, ip, lease.mac, lease.state.value, lease.expires, self.instance, now
-            )
-            if done is None:
-                row = await conn.fetchrow(
-                    "SELECT ip, mac, state, expires FROM leases WHERE ip = $1", ip
-                )
-                if row is None:
-                    raise _Vanished
-                raise Refused(lease_from_row(row[0], row[1], row[2], row[3], self.name))
-        await self._notify(conn, "lease", lease.mac)
+        """One change, atomically, in one round trip (the schema's `pxelab_commit_lease`)."""
+        payload = json.dumps({"o": self._origin, "k": "lease", "m": lease.mac})
+        row = await conn.fetchrow(
+            "SELECT * FROM pxelab_commit_lease($1, $2, $3, $4, $5, $6, $7)",
+            int(lease.ip),
+            lease.mac,
+            lease.state.value,
+            lease.expires,
+            self.instance,
+            now,
+            payload,
+        )
+        return None if row is None else lease_from_row(row[0], row[1], row[2], row[3], self.name)
 
     async def active_leases(self, now: float) -> list[tuple[Lease, str]]:
         rows = await self._run(

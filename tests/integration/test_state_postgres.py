@@ -155,3 +155,31 @@ async def test_two_instances_never_bind_one_address_twice(pg_cluster: PostgresCl
     finally:
         await one.close()
         await two.close()
+
+
+async def test_one_mac_bound_from_two_instances_at_once(pg_cluster: PostgresCluster) -> None:
+    """Both instances bind the same MAC to different addresses at once: one binding survives."""
+    url = pg_cluster.create_database()
+    one, two = PostgresStore(url, instance="one"), PostgresStore(url, instance="two")
+    await one.open()
+    await two.open()
+    try:
+        for _ in range(5):
+            results = await asyncio.gather(
+                *(
+                    store.commit_leases(
+                        [Lease(IPv4Address(f"10.0.{k}.{n}"), mac(n), LeaseState.BOUND, 1e9)], now=0
+                    )
+                    for n in range(50)
+                    for k, store in ((2, one), (3, two))
+                )
+            )
+            assert all(held == [] for held in results)  # nobody else held those addresses
+            rows = pg_cluster.psql(
+                "SELECT count(*), count(DISTINCT mac) FROM leases WHERE state = 'bound'",
+                dbname(url),
+            )
+            assert rows == "50|50"
+    finally:
+        await one.close()
+        await two.close()
