@@ -13,9 +13,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from pxelab.app.config import Config
 from pxelab.dhcp.leases import Lease, LeaseState
 from pxelab.hosts.install import HostState, InstallState
-from pxelab.state import SCHEMA_VERSION, StoreError, StoreUnavailable
+from pxelab.state import SCHEMA_VERSION, StoreError, StoreUnavailable, open_store
 from pxelab.state.postgres import PostgresStore, public_url
 from pxelab.testing.postgres import PASSWORD_ROLE, PostgresCluster
 
@@ -63,6 +64,16 @@ async def test_a_wrong_password_is_a_clear_error(pg_cluster: PostgresCluster) ->
     store = PostgresStore(url.replace(":wrong@", ":right@"))
     await store.open()  # the right one works (and creates the schema in its database)
     await store.close()
+
+
+async def test_open_store_chooses_postgres_by_state_url(pg_cluster: PostgresCluster) -> None:
+    store = open_store(Config(state_url=pg_cluster.create_database()), instance="lab-1")
+    assert isinstance(store, PostgresStore) and store.instance == "lab-1"
+    await store.open()
+    try:
+        assert len(await store.secret()) == 32
+    finally:
+        await store.close()
 
 
 def test_passwords_stay_out_of_messages() -> None:
