@@ -132,7 +132,7 @@ class Event:
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> Event:
         """The event `to_json` wrote; ValueError names the key that is missing or wrong."""
-        unknown = sorted(set(data) - _KEYS)
+        unknown = sorted(set(data) - JSON_KEYS)
         if unknown:
             raise ValueError(f"event: unknown key {unknown[0]!r}")
         for key in ("time", "stage"):
@@ -176,7 +176,7 @@ _OPTIONAL = tuple(f for f in dataclasses.fields(Event) if f.name not in ("time",
 """The keyword fields, in order: unset (at their default) they are left out of the JSON."""
 _OUTCOMES = tuple(o.value for o in TftpOutcome)
 """The outcomes' names, as the JSON form spells them."""
-_KEYS = frozenset({"time", "stage", "detail"} | {f.name for f in _OPTIONAL})
+JSON_KEYS: frozenset[str] = frozenset({"time", "stage", "detail"} | {f.name for f in _OPTIONAL})
 """Keys an event's JSON form may have; `detail` is rendered, and ignored when read."""
 
 

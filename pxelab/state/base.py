@@ -6,7 +6,6 @@ schema change; `event_to_text` and `event_from_text` are the only two places tha
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -16,7 +15,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from pxelab.dhcp.leases import Lease, LeaseState
-from pxelab.events import Event
+from pxelab.events import JSON_KEYS, Event
 from pxelab.hosts.install import UNRECORDED, HostState, InstallState
 from pxelab.hosts.inventory import normalize_mac
 from pxelab.state import Change, ChangeListener, StoreError
@@ -28,8 +27,6 @@ EVENTS_PER_HOST = 500
 PRUNE_EVERY = 50
 """A MAC's old events are pruned after this many new ones (so pruning costs little)."""
 
-_EVENT_FIELDS = frozenset(f.name for f in dataclasses.fields(Event))
-
 
 def default_instance() -> str:
     """This process's name in the shared state: host name and pid."""
@@ -38,7 +35,7 @@ def default_instance() -> str:
 
 def event_to_text(event: Event) -> str:
     """An event as the JSON text stored in its row."""
-    return json.dumps(dataclasses.asdict(event), separators=(",", ":"))
+    return json.dumps(event.to_json(), separators=(",", ":"))
 
 
 def event_from_text(text: str, source: str) -> Event:
@@ -47,7 +44,7 @@ def event_from_text(text: str, source: str) -> Event:
         data = json.loads(text)
         if not isinstance(data, dict):
             raise TypeError("not a JSON object")
-        return Event(**{k: v for k, v in data.items() if k in _EVENT_FIELDS})
+        return Event.from_json({k: v for k, v in data.items() if k in JSON_KEYS})
     except (ValueError, TypeError) as exc:
         raise StoreError(f"{source}: bad event row: {exc}") from None
 

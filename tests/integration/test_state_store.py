@@ -149,7 +149,7 @@ async def test_changes_reach_the_listeners(backend: Backend, store: StateStore) 
         assert Change("install", A) in mine
         await asyncio.wait_for(seen.wait(), timeout=1.0)
         assert other.install_state(A) == state
-        await store.add_events([Event(1.0, A, "dhcp", "ACK")])
+        await store.add_events([Event(1.0, "dhcp", mac=A, message_type="ACK")])
         await store.commit_leases([bound(5, A)], now=0)
         await store.add_token(TokenRecord("ops", "ab" * 32, 1.0))
         assert Change("event", A) in mine
@@ -166,18 +166,23 @@ async def test_changes_reach_the_listeners(backend: Backend, store: StateStore) 
 
 
 async def test_events_bounded_ordered_and_durable(backend: Backend, store: StateStore) -> None:
-    await store.add_events([Event(float(i), A, "dhcp", str(i), "10.0.0.5") for i in range(700)])
-    await store.add_events([Event(1000.0, B, "tftp", "ipxe.efi")])
+    await store.add_events(
+        [
+            Event(float(i), "dhcp", mac=A, ip="10.0.0.5", message_type="ACK", address=str(i))
+            for i in range(700)
+        ]
+    )
+    await store.add_events([Event(1000.0, "tftp", mac=B, file="ipxe.efi")])
     kept = await store.events(A)
     assert len(kept) == 500
-    assert [e.detail for e in kept] == [str(i) for i in range(200, 700)]
-    assert kept[-1] == Event(699.0, A, "dhcp", "699", "10.0.0.5")
+    assert [e.address for e in kept] == [str(i) for i in range(200, 700)]
+    assert kept[-1] == Event(699.0, "dhcp", mac=A, ip="10.0.0.5", message_type="ACK", address="699")
     recent = await store.recent_events(3)
-    assert [e.detail for e in recent] == ["698", "699", "ipxe.efi"]
+    assert [e.detail for e in recent] == ["ACK 698", "ACK 699", "ipxe.efi"]
     await store.close()
     again = await reopened(backend, "one")
     try:
-        assert await again.events(B) == [Event(1000.0, B, "tftp", "ipxe.efi")]
+        assert await again.events(B) == [Event(1000.0, "tftp", mac=B, file="ipxe.efi")]
         assert len(await again.events(A)) == 500
     finally:
         await again.close()

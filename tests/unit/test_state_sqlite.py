@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import textwrap
 from ipaddress import IPv4Address
 from pathlib import Path
 from threading import current_thread
@@ -22,8 +17,9 @@ from pxelab.dhcp.store import LeaseStore
 from pxelab.errors import ConfigError
 from pxelab.events import Event
 from pxelab.hosts.install import HostState, InstallState, InstallStore
-from pxelab.state import SCHEMA_VERSION, StoreError, open_store
+from pxelab.state import SCHEMA_VERSION, StoreError
 from pxelab.state.base import event_from_text, event_to_text
+from pxelab.state.open import open_store
 from pxelab.state.sqlite import FILE_NAME, SqliteStore
 
 A, B = "52:54:00:00:00:0a", "52:54:00:00:00:0b"
@@ -69,53 +65,6 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         await SqliteStore(tmp_path / FILE_NAME).open()
 
 
-async def test_an_unwritable_place_is_a_clear_error(tmp_path: Path) -> None:
-    (tmp_path / "file").write_text("")
-    with pytest.raises(StoreError, match="file"):
-        await SqliteStore(tmp_path / "file" / FILE_NAME).open()
-
-
-async def test_writes_survive_kill_9(tmp_path: Path) -> None:
-    script = textwrap.dedent(
-        f"""
-        import asyncio, os, sys
-        from ipaddress import IPv4Address
-        from pathlib import Path
-        from pxelab.dhcp.leases import Lease, LeaseState
-        from pxelab.events import Event
-        from pxelab.hosts.install import HostState, InstallState
-        from pxelab.state.sqlite import SqliteStore
-
-        async def main():
-            store = SqliteStore(Path({str(tmp_path / FILE_NAME)!r}))
-            await store.open()
-            lease = Lease(IPv4Address("10.0.0.5"), {A!r}, LeaseState.BOUND, 500.0)
-            await store.commit_leases([lease], 0.0)
-            await store.set_install_state({A!r}, HostState(InstallState.INSTALLED, 1.0, "x", 2))
-            await store.add_events([Event(1.0, {A!r}, "dhcp", "ACK")])
-            print("written", flush=True)
-            await asyncio.sleep(60)
-
-        asyncio.run(main())
-        """
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline() == b"written\n"
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    store = SqliteStore(tmp_path / FILE_NAME)
-    await store.open()
-    try:
-        assert [lease.mac for lease in await store.load_leases()] == [A]
-        assert store.install_state(A).generation == 2
-        assert [e.detail for e in await store.events(A)] == ["ACK"]
-    finally:
-        await store.close()
-
-
 async def test_every_statement_runs_in_the_worker_thread(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / FILE_NAME, poll_interval=0.01)
     await store.open()
@@ -126,7 +75,7 @@ async def test_every_statement_runs_in_the_worker_thread(tmp_path: Path) -> None
     try:
         await store.commit_leases([Lease(IPv4Address("10.0.0.5"), A, LeaseState.BOUND, 9.0)], 0)
         await store.set_install_state(A, HostState(InstallState.INSTALLED, 1.0, "x"))
-        await store.add_events([Event(1.0, A, "dhcp", "ACK")])
+        await store.add_events([Event(1.0, "dhcp", mac=A, message_type="ACK")])
         await store.events(A)
         await store.secret()
         await asyncio.sleep(0.05)  # a few polls of data_version
@@ -137,7 +86,7 @@ async def test_every_statement_runs_in_the_worker_thread(tmp_path: Path) -> None
 
 
 def test_event_text_round_trip_ignores_unknown_fields() -> None:
-    event = Event(1.5, A, "tftp", "ipxe.efi", "10.0.0.5")
+    event = Event(1.5, "tftp", mac=A, ip="10.0.0.5", file="ipxe.efi", bytes_acked=9, size=9)
     assert event_from_text(event_to_text(event), "db") == event
     data = json.loads(event_to_text(event)) | {"future_field": [1, 2]}
     assert event_from_text(json.dumps(data), "db") == event
