@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass
 from enum import StrEnum
 from typing import assert_never
@@ -283,6 +283,12 @@ class Timeline:
             self.bind(event.ip, event.mac)
         elif not event.mac and (mac := self.mac_at(event.ip)):
             event = dataclasses.replace(event, mac=mac)
+        self._append(event)
+        for listener in list(self._listeners):
+            listener(event)
+        return event
+
+    def _append(self, event: Event) -> None:
         key = event.mac or f"ip:{event.ip}"
         events = self._events.get(key)
         if events is None:
@@ -292,9 +298,13 @@ class Timeline:
         else:
             self._events.move_to_end(key)
         events.append(event)
-        for listener in list(self._listeners):
-            listener(event)
-        return event
+
+    def restore(self, events: Iterable[Event]) -> None:
+        """Take in events from before a restart (oldest first), without telling the listeners."""
+        for event in events:
+            if event.mac and event.ip:
+                self.bind(event.ip, event.mac)
+            self._append(event)
 
     def events(self, mac: str) -> list[Event]:
         """This MAC's events, oldest first."""

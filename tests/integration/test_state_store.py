@@ -222,3 +222,65 @@ async def test_one_secret_for_every_instance(backend: Backend, store: StateStore
         assert await store.secret() == first
     finally:
         await other.close()
+
+
+# -- boot history across a restart: Timeline -> EventWriter -> store -> Timeline.restore ------
+
+
+async def test_timeline_history_survives_a_restart(backend: Backend) -> None:
+    from pxelab.events import Timeline
+    from pxelab.state.writer import EventWriter
+
+    first = await reopened(backend, "one")
+    timeline, writer = Timeline(), EventWriter(first, flush_every=0.01)
+    timeline.subscribe(writer)
+    writer.start()
+    timeline.record(
+        Event(1.0, "dhcp", mac=A, ip="10.0.0.5", message_type="ACK", address="10.0.0.5")
+    )
+    timeline.record(Event(2.0, "script", ip="10.0.0.5", path="/boot", template="boot.ipxe.j2"))
+    timeline.record(Event(3.0, "tftp", ip="10.9.9.9", file="x"))  # no MAC known: not kept
+    await writer.close()
+    await first.close()
+    assert writer.written == 2
+
+    second = await reopened(backend, "two")
+    try:
+        restored = Timeline()
+        restored.restore(await second.recent_events(1000))
+        assert [e.stage for e in restored.events(A)] == ["dhcp", "script"]
+        assert restored.events(A)[1].mac == A  # filled in from the IP, as recorded
+        assert restored.mac_at("10.0.0.5") == A
+    finally:
+        await second.close()
+
+
+class _Flaky:
+    """The real store, but the first `fails` calls of add_events raise StoreUnavailable."""
+
+    def __init__(self, store: StateStore, fails: int) -> None:
+        self.store, self.fails = store, fails
+
+    async def add_events(self, events: list[Event]) -> None:
+        from pxelab.state import StoreUnavailable
+
+        if self.fails:
+            self.fails -= 1
+            raise StoreUnavailable("database gone (test)")
+        await self.store.add_events(events)
+
+
+async def test_event_writer_keeps_events_while_the_database_is_away(store: StateStore) -> None:
+    from typing import cast
+
+    from pxelab.state.writer import EventWriter
+
+    writer = EventWriter(cast(StateStore, _Flaky(store, fails=2)))
+    writer(Event(1.0, "dhcp", mac=A, message_type="DISCOVER"))
+    await writer.flush()
+    writer(Event(2.0, "dhcp", mac=A, message_type="OFFER", address="10.0.0.5"))
+    await writer.flush()
+    assert writer.written == 0
+    await writer.flush()
+    assert writer.written == 2
+    assert [e.message_type for e in await store.events(A)] == ["DISCOVER", "OFFER"]
