@@ -13,8 +13,10 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import ClassVar
 
 from pxelab.dhcp import packet as dhcp
+from pxelab.dhcp.context import DhcpContext, DhcpMode
 from pxelab.dhcp.leases import LeaseTable
-from pxelab.dhcp.policy import DhcpContext, DhcpMode, DhcpReply, evaluate
+from pxelab.dhcp.policy import evaluate
+from pxelab.dhcp.reply import DhcpReply
 from pxelab.errors import MalformedPacket
 from pxelab.tftp import packet as tftp
 from pxelab.tftp.session import MemorySource, ReadSession, SessionConfig, check_request

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from pxelab.dhcp.context import DhcpContext, HostInfo
 from pxelab.dhcp.packet import DhcpPacket, MessageType, Op, OptionCode, build, parse
-from pxelab.dhcp.policy import DhcpContext, HostInfo
 from pxelab.dhcp.server import DhcpServer, start_dhcp
-from pxelab.dhcp.store import LeaseStore
+from pxelab.dhcp.store import SqliteLeaseStore
 from pxelab.events import Timeline
 from tests.netns import require_root
 
@@ -160,7 +160,7 @@ async def test_relayed_subnet_pool_timeline_and_store(tmp_path: Path) -> None:
         relayed=True,
     )
     timeline = Timeline()
-    store = LeaseStore(tmp_path / "leases.db")
+    store = await SqliteLeaseStore.open(tmp_path / "leases.db")
     srv = await start_dhcp(
         local, NoHosts(), "lo", port=0, relayed=[far], store=store, timeline=timeline
     )
@@ -194,9 +194,12 @@ async def test_relayed_subnet_pool_timeline_and_store(tmp_path: Path) -> None:
     finally:
         srv.close()
         await srv.wait_closed()
+        await store.wait_closed()
     details = [event.detail.split()[0] for event in timeline.events(mac)]
     assert details == ["OFFER", "ACK"]
     assert timeline.mac_at("127.0.5.10") == mac
-    assert [(lease.ip, lease.mac) for lease in LeaseStore(tmp_path / "leases.db").load()] == [
+    reopened = await SqliteLeaseStore.open(tmp_path / "leases.db")
+    assert [(lease.ip, lease.mac) for lease in await reopened.load_leases()] == [
         (IPv4Address("127.0.5.10"), mac)
     ]
+    await reopened.wait_closed()
