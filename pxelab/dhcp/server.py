@@ -218,7 +218,8 @@ class DhcpServer:
         try:
             outcome = self.core.handle(request, sender, now)
         except Exception as exc:  # a bug in the core: keep serving, say it once, count it
-            self._failed(exc, f"{_kind(request)} from {request.mac} ({addr[0]}:{addr[1]})", now)
+            what = f"{_kind(request)} from {request.mac} ({addr[0]}:{addr[1]})"
+            self._failed(exc, what, now, request.mac)
             return
         item = _Pending(endpoint, request, outcome, now)
         if self.store is None or not (outcome.changes or self._pending or self._committing):
@@ -253,7 +254,7 @@ class DhcpServer:
             if refused is None:  # not stored: send nothing that depends on it
                 batch = [item for item in batch if not item.outcome.changes]
             else:
-                for held in refused:
+                for held in dict.fromkeys(refused):  # once per lease, in order
                     log.info("%s is held by %s in the lease store; learned", held.ip, held.mac)
                     self.core.learn(held)
                     taken.add(held.ip)
@@ -291,7 +292,7 @@ class DhcpServer:
             _record(self.timeline, item.now, outcome)
         endpoint.send(outcome.packet, destination)
 
-    def _failed(self, exc: Exception, what: str, now: float) -> None:
+    def _failed(self, exc: Exception, what: str, now: float, mac: str = "") -> None:
         """Count an internal error; log its traceback the first time this error is seen."""
         self.errors += 1
         frames = traceback.extract_tb(exc.__traceback__)
@@ -303,7 +304,8 @@ class DhcpServer:
         else:
             log.debug("DHCP: %s failed again: %s: %s", what, type(exc).__name__, exc)
         if self.timeline is not None:
-            self.timeline.record(now, "error", f"DHCP: {what} failed: {type(exc).__name__}")
+            detail = f"DHCP: {what} failed: {type(exc).__name__}"
+            self.timeline.record(now, "error", detail, mac=mac)
 
 
 def _record(timeline: Timeline, now: float, reply: DhcpReply) -> None:
