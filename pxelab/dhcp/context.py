@@ -65,7 +65,7 @@ class HostInfo(Protocol):
 
 
 class HostLookup(Protocol):
-    """The inventory as the DHCP policy sees it."""
+    """The inventory as the DHCP core sees it; called per request, so it answers from memory."""
 
     def lookup(self, mac: str) -> HostInfo | None:
         """The host with this MAC (lowercase "aa:bb:..."), or None when unknown."""
@@ -143,5 +143,5 @@ class Sender:
     """Its source UDP port (68 from a client, 67 from a relay)."""
     interface: str
     """The interface it arrived on: picks the local subnet of a request that no relay forwarded."""
-    server_port: int = 67
+    server_port: int = SERVER_PORT
     """The port it was sent to: 67, or 4011 (the PXE boot server port, proxy mode)."""
