@@ -239,6 +239,8 @@ class DhcpServer:
                 self._committing = True
                 try:
                     await self._commit(batch)
+                except Exception as exc:  # a bug here must not stop every later reply
+                    self._failed(exc, f"committing {len(batch)} decision(s)", self.clock())
                 finally:
                     self._committing = False
 
@@ -272,6 +274,13 @@ class DhcpServer:
 
     def _finish(self, item: _Pending) -> None:
         """Log the outcome; for a reply, record it in the timeline and send it."""
+        try:
+            self._send(item)
+        except Exception as exc:  # e.g. a reply the codec cannot build: a bug, not the client's
+            what = f"{_kind(item.request)} from {item.request.mac}: sending the outcome"
+            self._failed(exc, what, item.now, item.request.mac)
+
+    def _send(self, item: _Pending) -> None:
         request, outcome, endpoint = item.request, item.outcome, item.endpoint
         logging_info = log.isEnabledFor(logging.INFO)  # the log line costs as much as the reply
         head = ""
