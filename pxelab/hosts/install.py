@@ -109,9 +109,16 @@ class InstallStore:
             raise StateError(f"{path}: invalid JSON: {exc.msg}") from None
 
     def set(self, mac: str, state: InstallState, now: float, by: str) -> HostState:
-        """Record a new state atomically; returns it."""
+        """Record a new state atomically; returns it. A reinstall (state `install`) starts a new
+        install generation, so callbacks signed for the one before are refused."""
         mac = normalize_mac(mac)
-        record = HostState(state, now, by)
+        try:
+            generation = self.get(mac).generation
+        except StateError:
+            generation = 0  # a broken file is replaced
+        if state is InstallState.INSTALL:
+            generation += 1
+        record = HostState(state, now, by, generation)
         if self.directory is None:
             self._memory[mac] = record
             return record

@@ -1,7 +1,8 @@
 """The JSON API: hosts and their stage, boot timelines, the install callback, explain.
 
 GET /api/hosts, GET /api/hosts/<mac>, GET /api/hosts/<mac>/events,
-POST /api/hosts/<mac>/installed, POST /api/hosts/<mac>/reinstall, GET /api/explain/<mac>?arch=.
+POST /api/hosts/<mac>/installed (a token) or …/installed/<generation>.<signature> (signed),
+POST /api/hosts/<mac>/reinstall, GET /api/explain/<mac>?arch=; who may write: pxelab.http.guard.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pxelab.boot.explain import explain
 from pxelab.events import Event
 from pxelab.hosts.install import UNRECORDED, HostState, InstallState, StateError
 from pxelab.hosts.inventory import Host, normalize_mac
+from pxelab.http.auth import SIGNED_CALLBACK
+from pxelab.http.guard import GUARD, WHO, audit, refuse
 from pxelab.http.keys import (
     INSTALL_STORE,
     INVENTORY,
@@ -130,6 +133,7 @@ async def _set_state(request: web.Request, state: InstallState, stage: str) -> w
         request[NOTE] = str(exc)
         raise web.HTTPInternalServerError(text=f"{exc}\n") from None
     request[NOTE] = f"host {host.name} -> {state.value}"
+    await audit(request, True, f"generation {record.generation}")
     request.app[TIMELINE].record(
         time.time(),
         stage,
@@ -143,6 +147,20 @@ async def _set_state(request: web.Request, state: InstallState, stage: str) -> w
 async def installed(request: web.Request) -> web.Response:
     """POST /api/hosts/<mac>/installed: the install is done; next boots go to the local disk."""
     return await _set_state(request, InstallState.INSTALLED, "installed")
+
+
+async def installed_signed(request: web.Request) -> web.Response:
+    """POST /api/hosts/<mac>/installed/<generation>.<signature>: the installed system's own
+    callback, signed for its MAC and install generation; no token. Anything else: 403, audited."""
+    mac = _mac(request)
+    host = _host(request, mac)
+    reason = request.app[GUARD].verify(
+        mac, _state(request, mac).generation, request.match_info["sig"]
+    )
+    if reason is not None:
+        raise await refuse(request, 403, f"install callback of {host.name}: {reason}")
+    request[WHO] = SIGNED_CALLBACK
+    return await installed(request)
 
 
 async def reinstall(request: web.Request) -> web.Response:
@@ -181,5 +199,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/hosts/{mac}", show_host)
     app.router.add_get("/api/hosts/{mac}/events", host_events)
     app.router.add_post("/api/hosts/{mac}/installed", installed)
+    app.router.add_post("/api/hosts/{mac}/installed/{sig}", installed_signed)
     app.router.add_post("/api/hosts/{mac}/reinstall", reinstall)
     app.router.add_get("/api/explain/{mac}", explain_host)

@@ -19,6 +19,7 @@ from pxelab.events import Timeline
 from pxelab.hosts.install import InstallState, InstallStore, StateError
 from pxelab.hosts.inventory import Inventory, normalize_mac
 from pxelab.http.api import add_routes as add_api_routes
+from pxelab.http.guard import Guard, install_guard
 from pxelab.http.install import add_routes as add_install_routes
 from pxelab.http.keys import (
     IMAGES_DIR,
@@ -172,11 +173,14 @@ def make_app(
     install_store: InstallStore | None = None,
     tftp_root: Path | None = None,
     metrics: Metrics | None = None,
+    guard: Guard | None = None,
 ) -> web.Application:
     """The aiohttp application; the caller runs it.
 
     Without install_store, install states live in memory. With tftp_root, /tftp/ serves it
-    (and explain says whether boot files exist). Add options as keyword-only arguments.
+    (and explain says whether boot files exist). The guard (pxelab.http.guard) checks every
+    request first and signs the renderer's install callbacks; without one no write is allowed.
+    Add options as keyword-only arguments.
     """
     app = web.Application()
     app[TIMELINE] = timeline or Timeline()
@@ -185,6 +189,7 @@ def make_app(
     app[IMAGES_DIR] = images_dir
     app[INSTALL_STORE] = install_store or InstallStore(None)
     app[METRICS] = metrics or Metrics()
+    renderer.signer = install_guard(app, guard).signer(app[INSTALL_STORE].get)
     unsubscribe = app[TIMELINE].subscribe(app[METRICS].on_event)
 
     async def _unsubscribe(_: web.Application) -> None:
