@@ -85,6 +85,8 @@ class Config:
     """Refuse state-changing requests that come over plain HTTP (signed callbacks excepted)."""
     state_dir: Path = HOME / "state"
     """Where pxelab keeps its state (leases, install states)."""
+    state_url: str | None = None
+    """PostgreSQL shared by several instances (postgresql://user@host:port/db); None: SQLite."""
     templates_dir: Path | None = None
     """Templates here override the shipped ones, file by file."""
     log_level: str = "info"
@@ -171,6 +173,16 @@ def _api_auth(key: str, value: Any) -> str:
     return parse_choice("writes", "all")(key, value) or "writes"
 
 
+def _state_url(key: str, value: Any) -> str | None:
+    text = _opt_str(key, value)
+    if text is not None and not text.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            f"key {key!r}: expected postgresql://user@host:port/db "
+            f"(or postgresql:///db?host=/socket/dir), got {value!r}"
+        )
+    return text
+
+
 def _level(key: str, value: Any) -> str:
     text = _str(key, value).lower()
     if text not in ("debug", "info", "warning", "error"):
@@ -207,6 +219,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "api_auth": _api_auth,
     "api_https_only": parse_switch,
     "state_dir": _path,
+    "state_url": _state_url,
     "templates_dir": _opt_path,
     "log_level": _level,
     "user": _opt_str,

@@ -47,6 +47,7 @@ SERVE_FLAGS: list[tuple[str, str, str]] = [
     ("--api-auth", "writes|all", "what needs a token: writes (default) or all but boot paths"),
     ("--api-https-only", "on|off", "refuse state-changing requests over plain HTTP"),
     ("--state-dir", "DIR", "state directory (default ~/.pxelab/state)"),
+    ("--state-url", "URL", "PostgreSQL shared by several instances: postgresql://user@host/db"),
     ("--templates-dir", "DIR", "templates here override the shipped ones"),
     ("--log-level", "LEVEL", "debug, info, warning or error"),
     ("--user", "NAME", "drop root to this user once the ports are bound"),

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pxelab.dhcp.leases import Lease
 from pxelab.errors import PxelabError
 from pxelab.events import Event
 from pxelab.hosts.install import HostState
+
+if TYPE_CHECKING:
+    from pxelab.app.config import Config
 
 SCHEMA_VERSION = 1
 """The schema this code reads and writes; a database with a newer one is refused at start."""
@@ -119,7 +122,8 @@ class StateStore(Protocol):
     # -- audit trail, tokens, the server secret ---------------------------------------------
     async def audit(self, record: AuditRecord) -> None: ...
 
-    async def audit_records(self, limit: int) -> list[AuditRecord]: ...
+    async def audit_records(self, limit: int) -> list[AuditRecord]:
+        """The newest `limit` records, oldest first."""
 
     async def add_token(self, token: TokenRecord) -> None:
         """StoreError when the name exists."""
@@ -135,3 +139,15 @@ class StateStore(Protocol):
     def subscribe(self, listener: ChangeListener) -> Callable[[], None]:
         """Call listener for every change (this instance's and, when shared, the others');
         returns the function that unsubscribes it."""
+
+
+def open_store(config: Config, instance: str | None = None) -> StateStore:
+    """The store the settings choose: PostgreSQL for a `state_url`, else SQLite in `state_dir`.
+    Not opened yet: the caller awaits `open()` (StoreError with one clear line)."""
+    if config.state_url:
+        from pxelab.state.postgres import PostgresStore
+
+        return PostgresStore(config.state_url, instance=instance)
+    from pxelab.state.sqlite import FILE_NAME, SqliteStore
+
+    return SqliteStore(config.state_dir / FILE_NAME, instance=instance, legacy_dir=config.state_dir)
