@@ -14,6 +14,7 @@ from typing import Protocol, TypeVar
 
 from aiohttp import web
 
+from pxelab.app import control
 from pxelab.app.config import Config
 from pxelab.boot.grub import GrubFiles
 from pxelab.boot.render import Renderer
@@ -89,6 +90,8 @@ async def serve(config: Config) -> None:
     installs = install_store(config.state_dir)
     timeline = Timeline()
     services: list[Service] = []
+    tls = control.tls_context(config)  # a bad certificate or key stops us here, in one line
+    store = await control.open_state(config)  # tokens, audit trail, callback secret
     runner = web.AppRunner(
         make_app(
             inventory,
@@ -97,6 +100,7 @@ async def serve(config: Config) -> None:
             timeline,
             install_store=installs,
             tftp_root=config.tftp_root,
+            guard=control.make_guard(config, store),
         ),
         access_log_class=AccessLogger,
         access_log=logging.getLogger("pxelab.http"),
@@ -107,6 +111,14 @@ async def serve(config: Config) -> None:
         site = web.TCPSite(runner, config.http_address, config.http_port, reuse_address=True)
         await _bind(f"HTTP on {config.http_address}:{config.http_port}", "http_port", site.start())
         http_port: int = runner.addresses[0][1]
+        https = ""
+        if tls is not None:
+            where = f"HTTPS on {config.http_address}:{config.https_port}"
+            secure = web.TCPSite(
+                runner, config.http_address, config.https_port, ssl_context=tls, reuse_address=True
+            )
+            await _bind(where, "https_port", secure.start())
+            https = f", https on {config.http_address}:{runner.addresses[1][1]}"
 
         server_if = interface_address(config) if config.interface else None
         tftp_port = None
@@ -139,9 +151,10 @@ async def serve(config: Config) -> None:
         if config.user:
             await drop_privileges(config)
         log.info(
-            "pxelab ready: http on %s:%d, tftp %s, dhcp %s; hosts from %s",
+            "pxelab ready: http on %s:%d%s, tftp %s, dhcp %s; hosts from %s",
             config.http_address,
             http_port,
+            https,
             f"on port {tftp_port} from {config.tftp_root}" if tftp_port else "off",
             f"on {config.interface} ({server_if})" if server_if else "off (no --interface)",
             config.hosts_dir,
@@ -159,6 +172,7 @@ async def serve(config: Config) -> None:
         for service in services:
             await service.wait_closed()
         await runner.cleanup()
+        await store.close()
 
 
 async def drop_privileges(config: Config) -> None:
