@@ -77,6 +77,7 @@ async def _bind(what: str, key: str, start: Awaitable[T]) -> T:
 
 async def serve(config: Config) -> None:
     """Run until SIGINT or SIGTERM; raise ConfigError (before serving) for a bad setting."""
+    tls = control.tls_context(config)  # a bad certificate or key stops us first, in one line
     raise_open_files_limit()
     for directory in (config.hosts_dir, config.images_dir, config.tftp_root, config.state_dir):
         directory.mkdir(parents=True, exist_ok=True)
@@ -90,7 +91,6 @@ async def serve(config: Config) -> None:
     installs = install_store(config.state_dir)
     timeline = Timeline()
     services: list[Service] = []
-    tls = control.tls_context(config)  # a bad certificate or key stops us here, in one line
     store = await control.open_state(config)  # tokens, audit trail, callback secret
     runner = web.AppRunner(
         make_app(
