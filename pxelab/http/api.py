@@ -124,6 +124,13 @@ async def host_events(request: web.Request) -> web.Response:
     return web.json_response({"mac": mac, "events": [asdict(e) for e in events]})
 
 
+def _shown_path(request: web.Request) -> str:
+    """The request's path for the timeline, a signed callback's signature left out."""
+    if "sig" in request.match_info:
+        return request.path.rsplit("/", 1)[0] + "/<signed>"
+    return request.path
+
+
 async def _set_state(request: web.Request, state: InstallState, stage: str) -> web.Response:
     mac = _mac(request)
     host = _host(request, mac)
@@ -137,7 +144,7 @@ async def _set_state(request: web.Request, state: InstallState, stage: str) -> w
     request.app[TIMELINE].record(
         time.time(),
         stage,
-        f"state {state.value} (POST {request.path})",
+        f"state {state.value} (POST {_shown_path(request)}, by {request.get(WHO, '?')})",
         mac=mac,
         ip=remote(request),
     )
