@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from pxelab.boot.render import Renderer
+from pxelab.hosts.inventory import parse_host
 from pxelab.http import auth
 from pxelab.http.auth import ApiAuth, Sessions
 from pxelab.state import TokenRecord
@@ -122,3 +124,26 @@ def test_sessions_expire_end_at_sign_out_and_check_their_csrf_token() -> None:
     sid, _ = sessions.create(_record("ops", "t"), now=100.0)
     sessions.drop(sid)
     assert sessions.get(sid, 101.0) is None
+
+
+@pytest.mark.parametrize(
+    ("distro", "name", "where"),
+    [
+        ("demo", "boot", "pxelab.installed_url={url}\n"),  # the generic kernel line
+        ("ubuntu-24.04", "user-data", 'curl -fsS -X POST {url}"'),  # late-commands
+        ("fedora-41", "kickstart", "curl -fsS -X POST {url}\n"),  # %post
+        ("debian-12", "preseed", "--post-data= {url}"),  # late_command
+    ],
+)
+def test_install_data_carries_the_signed_callback(distro: str, name: str, where: str) -> None:
+    host = parse_host({"name": "n1", "mac": MAC, "distro": distro}, "n1.json")
+    renderer = Renderer()
+    renderer.signer = lambda mac: auth.callback_credential(SECRET, mac, 3)
+    base = "http://10.0.0.1:8080"
+    url = f"{base}/api/hosts/{MAC}/installed/{auth.callback_credential(SECRET, MAC, 3)}"
+    text = (
+        renderer.boot_script(host, base)
+        if name == "boot"
+        else renderer.install_data(host, base, name)
+    )
+    assert where.format(url=url) in text, text
