@@ -131,7 +131,9 @@ def read_needs_auth(path: str, api_auth: ApiAuth) -> bool:
     never the boot paths or the sign-in page and the page's own CSS, JS and icon."""
     if api_auth is ApiAuth.WRITES or is_boot_path(path):
         return False
-    return not (path == "/status/signin" or path.startswith("/status/status."))
+    return path not in ("/status/signin", "/status/favicon.svg") and not path.startswith(
+        "/status/status."
+    )
 
 
 @dataclass(frozen=True)

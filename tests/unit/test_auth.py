@@ -97,6 +97,7 @@ def test_same_origin(origin: str | None, allowed: bool) -> None:
         ("/status/events", False, True),
         ("/status/signin", False, False),
         ("/status/status.css", False, False),
+        ("/status/favicon.svg", False, False),
         ("/boot", False, False),
         ("/boot.ipxe", False, False),
         ("/ipxe", False, False),
