@@ -93,6 +93,14 @@ def host_state_from_text(text: str, source: str) -> HostState | None:
         raise StoreError(str(exc)) from None
 
 
+class Refused(Exception):
+    """A lease change did not apply: another MAC holds the address (its lease is `holder`)."""
+
+    def __init__(self, holder: Lease) -> None:
+        super().__init__(f"{holder.ip} is held by {holder.mac}")
+        self.holder = holder
+
+
 class Views:
     """The in-memory install view and the listeners; the backends derive from it."""
 

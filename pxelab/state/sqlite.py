@@ -27,6 +27,7 @@ from pxelab.state import SCHEMA_VERSION, AuditRecord, StoreError, TokenRecord
 from pxelab.state.base import (
     EVENTS_PER_HOST,
     PRUNE_EVERY,
+    Refused,
     Views,
     event_from_text,
     event_to_text,
@@ -78,14 +79,6 @@ RETURNING ip
 """
 
 T = TypeVar("T")
-
-
-class Refused(Exception):
-    """A lease change did not apply: another MAC holds the address (its lease is `holder`)."""
-
-    def __init__(self, holder: Lease) -> None:
-        super().__init__(f"{holder.ip} is held by {holder.mac}")
-        self.holder = holder
 
 
 class SqliteStore(Views):
@@ -281,19 +274,23 @@ class SqliteStore(Views):
         wanted = [c for c in changes if c.state is not LeaseState.OFFERED]
         if not wanted:
             return []
-        held = await self._call("write leases", self._commit_sync, wanted, now)
-        self._emit("lease", dict.fromkeys(c.mac for c in wanted))
-        return held
+        holders = await self._call("write leases", self._commit_sync, wanted, now)
+        self._emit(
+            "lease", dict.fromkeys(c.mac for c, h in zip(wanted, holders, strict=True) if h is None)
+        )
+        return [h for h in holders if h is not None]
 
-    def _commit_sync(self, changes: Sequence[Lease], now: float) -> list[Lease]:
-        held: list[Lease] = []
+    def _commit_sync(self, changes: Sequence[Lease], now: float) -> list[Lease | None]:
+        """Per change: None when applied, else the lease that holds its address."""
+        holders: list[Lease | None] = []
         for change in changes:
             try:
                 with self._transaction():
                     self._apply_lease(change, now)
+                holders.append(None)
             except Refused as refused:
-                held.append(refused.holder)
-        return held
+                holders.append(refused.holder)
+        return holders
 
     def _apply_lease(self, lease: Lease, now: float) -> None:
         """One change inside a transaction; Refused (roll back!) names the lease holding the address."""

@@ -17,6 +17,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+PASSWORD_ROLE = "pxelab_pw"
+"""The one role that must give a password (see `add_password_role`); all others are trusted."""
+
 
 class PostgresMissing(RuntimeError):
     """Debian's postgresql package is not installed (scripts/setup.sh installs it)."""
@@ -85,6 +88,9 @@ class PostgresCluster:
                 "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync",
                 "-E", "UTF8",
             )  # fmt: skip
+            # every role may connect without a password, except PASSWORD_ROLE (to test refusals)
+            hba = f"local all {PASSWORD_ROLE} scram-sha-256\nlocal all all trust\n"
+            (self.data / "pg_hba.conf").write_text(hba)
         options = f"-k {self.dir} -c listen_addresses='' -c fsync=off -c max_connections=200"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
 
@@ -109,6 +115,16 @@ class PostgresCluster:
         name = f"test{next(self._names)}"
         self.psql(f"CREATE DATABASE {name}")
         return self.url(name)
+
+    def add_password_role(self, password: str, owns: str) -> None:
+        """Create (or update) PASSWORD_ROLE with this password, owner of database `owns`."""
+        verb = (
+            "ALTER"
+            if self.psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{PASSWORD_ROLE}'")
+            else "CREATE"
+        )
+        self.psql(f"{verb} ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{password}'")
+        self.psql(f"ALTER DATABASE {owns} OWNER TO {PASSWORD_ROLE}")
 
     def url(self, db: str) -> str:
         return f"postgresql://postgres@/{db}?host={self.dir}"

@@ -16,7 +16,7 @@ from pxelab.state import AuditRecord, Change, StateStore, StoreError, TokenRecor
 from pxelab.testing.postgres import PostgresCluster
 from tests.state_backends import Backend
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgres"]
 A, B, C = "52:54:00:00:00:0a", "52:54:00:00:00:0b", "52:54:00:00:00:0c"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import sys
 import textwrap
 from ipaddress import IPv4Address
 from pathlib import Path
+from threading import current_thread
 
 import pytest
 
@@ -112,6 +114,26 @@ async def test_writes_survive_kill_9(tmp_path: Path) -> None:
         assert [e.detail for e in await store.events(A)] == ["ACK"]
     finally:
         await store.close()
+
+
+async def test_every_statement_runs_in_the_worker_thread(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / FILE_NAME, poll_interval=0.01)
+    await store.open()
+    threads: list[str] = []
+    await store._call(
+        "trace", store.db.set_trace_callback, lambda _sql: threads.append(current_thread().name)
+    )
+    try:
+        await store.commit_leases([Lease(IPv4Address("10.0.0.5"), A, LeaseState.BOUND, 9.0)], 0)
+        await store.set_install_state(A, HostState(InstallState.INSTALLED, 1.0, "x"))
+        await store.add_events([Event(1.0, A, "dhcp", "ACK")])
+        await store.events(A)
+        await store.secret()
+        await asyncio.sleep(0.05)  # a few polls of data_version
+    finally:
+        await store.close()
+    assert len(threads) > 8
+    assert {name.split("_")[0] for name in threads} == {"pxelab-sqlite"}
 
 
 def test_event_text_round_trip_ignores_unknown_fields() -> None:
