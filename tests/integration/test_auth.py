@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from pxelab.testing.bootlab import Daemon, LabDirs, create_token, start_daemon_usernet
+from pxelab.testing.postgres import PostgresCluster
 
 MAC = "52:54:00:00:20:01"
 OTHER = "52:54:00:00:20:02"
@@ -302,3 +303,31 @@ def test_a_bad_certificate_or_key_stops_the_start_with_one_line(tmp_path: Path) 
         assert done.returncode == 2, done.stderr
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and expected in lines[0], done.stderr
+
+
+def test_two_instances_on_one_database_share_tokens_secret_and_audit(
+    tmp_path: Path, pg_cluster: PostgresCluster
+) -> None:
+    url = pg_cluster.create_database()
+    dirs = _dirs(tmp_path)
+    made = subprocess.run(
+        [sys.executable, "-m", "pxelab", "token", "create", "ops", "--state-url", url],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    first = start_daemon_usernet(dirs, "--state-url", url)
+    second = start_daemon_usernet(dirs, "--state-url", url)
+    try:
+        one = Lab(first, dirs, tmp_path / "none.pem", token, "")
+        two = Lab(second, dirs, tmp_path / "none.pem", token, "")
+        assert one.curl("http", f"/api/hosts/{MAC}/reinstall", token=token).status == 200
+        assert two.curl("http", f"/api/hosts/{OTHER}/reinstall", token=token).status == 200
+        signed = _callback_url(one, MAC).split(str(first.http_port), 1)[1]
+        assert two.curl("http", signed).status == 200  # the other instance knows the secret
+        audit = json.loads(two.curl("http", "/api/audit", "GET", token=token).body)["records"]
+        done = [(r["who"], r["action"], r["target"]) for r in audit if r["allowed"]]
+        assert ("ops", "reinstall", MAC) in done and ("ops", "reinstall", OTHER) in done
+        assert ("signed callback", "installed", MAC) in done
+    finally:
+        assert first.stop() == 0 and second.stop() == 0
