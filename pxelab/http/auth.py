@@ -136,16 +136,6 @@ def read_needs_auth(path: str, api_auth: ApiAuth) -> bool:
     )
 
 
-@dataclass(frozen=True)
-class Decision:
-    """What the guard does with a request before its handler runs."""
-
-    status: int
-    """0: let it through; 401 or 403: refuse."""
-    reason: str = ""
-    """Why it was refused (the response body, the log and the audit trail say it)."""
-
-
 SESSION_SECONDS = 12 * 3600
 """A status-page sign-in lasts this long (or until sign-out, or the token is revoked)."""
 SESSIONS_KEPT = 1000
