@@ -20,6 +20,7 @@ from pxelab.app.config import Config
 from pxelab.boot.explain import CLIENTS, as_text, explain
 from pxelab.boot.render import Renderer
 from pxelab.cli.settings import add_settings_flags, settings_from_args
+from pxelab.cli.token import audit_cli
 from pxelab.errors import HostFileError, PxelabError
 from pxelab.hosts.install import InstallState, install_store
 from pxelab.hosts.inventory import TEMPLATES, Host, Inventory, normalize_mac, parse_host
@@ -160,6 +161,7 @@ def cmd_reinstall(args: argparse.Namespace) -> int:
     if host is None:
         return _fail(f"no host {args.host!r} in {config.hosts_dir}", EXIT_NOT_FOUND)
     install_store(config.state_dir).set(host.mac, InstallState.INSTALL, time.time(), "cli")
+    audit_cli(config, "reinstall", host.mac)
     print(f"{host.name} ({host.mac}) will install again at its next network boot")
     return 0
 

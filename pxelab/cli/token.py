@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from pxelab.app.config import Config
 from pxelab.app.control import open_state
 from pxelab.cli.settings import add_settings_flags, settings_from_args
+from pxelab.errors import ConfigError
 from pxelab.http import auth
 from pxelab.state import AuditRecord, StateStore, StoreError, TokenRecord
 
@@ -47,6 +48,18 @@ def _with_store(config: Config, work: Callable[[StateStore], Awaitable[T]]) -> T
 
 async def _audit(store: StateStore, action: str, target: str, allowed: bool, reason: str) -> None:
     await store.audit(AuditRecord(time.time(), "cli", "cli", action, target, allowed, reason))
+
+
+def audit_cli(config: Config, action: str, target: str) -> None:
+    """Record a control action done from the command line (`pxelab hosts reinstall`)."""
+
+    async def write(store: StateStore) -> None:
+        await _audit(store, action, target, True, "")
+
+    try:
+        _with_store(config, write)
+    except (StoreError, ConfigError) as exc:
+        print(f"pxelab: warning: done, but not in the audit trail: {exc}", file=sys.stderr)
 
 
 def _when(t: float) -> str:

@@ -240,9 +240,16 @@ def test_the_audit_trail_api_and_cli(lab: Lab) -> None:
     assert (last["who"], last["target"], last["client"]) == ("ops", MAC, "127.0.0.1")
     assert last["time"] > 0
     assert any(r["action"] == "token-revoke" and r["who"] == "cli" for r in records)
+    reinstall = subprocess.run(
+        [sys.executable, "-m", "pxelab", "hosts", "reinstall", "a1", "--state-dir",
+         str(lab.dirs.state), "--hosts-dir", str(lab.dirs.hosts)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert reinstall.returncode == 0, reinstall.stderr
     text = lab.cli("audit", "--limit", "500").stdout
     assert f"allowed reinstall {MAC} by ops from 127.0.0.1" in text
     assert f"REFUSED reinstall {MAC} by (nobody) from 127.0.0.1: unknown or revoked token" in text
+    assert f"allowed reinstall {MAC} by cli from cli" in text
 
 
 def test_reads_stay_open_and_boot_paths_never_need_a_token(lab: Lab) -> None:
