@@ -157,10 +157,12 @@ async def _check_write(request: web.Request, guard: Guard) -> web.HTTPError | No
             f"cross-origin request from {(origin or '')[:80]!r} (a page of another site)",
         )
     path = request.path
-    if SIGNED_CALLBACK_PATH.fullmatch(path) or path == "/status/signin":
-        return None  # the handler checks the signature, the sign-in form its token
+    if SIGNED_CALLBACK_PATH.fullmatch(path):
+        return None  # its handler checks the signature; machines have no TLS
     if guard.https_only and request.scheme != "https":
         return await refuse(request, 403, "state-changing requests need HTTPS (api_https_only)")
+    if path == "/status/signin":
+        return None  # the handler checks the token of the form
     if path.startswith("/status/"):  # the page's own forms: a session and its CSRF token
         session = await guard.session(request)
         if session is None:

@@ -74,8 +74,11 @@ class Lab:
         method: str = "POST",
         token: str | None = None,
         headers: dict[str, str] | None = None,
+        form: str | None = None,
     ) -> Reply:
         argv = ["curl", "-sS", "-X", method, "-D", "-", "--cacert", str(self.cert)]
+        if form is not None:
+            argv += ["--data", form]
         for name, value in {
             **({"Authorization": f"Bearer {token}"} if token is not None else {}),
             **(headers or {}),
@@ -278,6 +281,20 @@ def test_api_auth_all_and_https_only(tmp_path: Path) -> None:
         for path in (f"/boot?mac={MAC}", "/boot.ipxe", "/status/signin", "/status/status.css"):
             assert lab.curl("http", path, "GET").status == 200, path
 
+        insecure = lab.curl("http", "/status/signin", form=f"token={good}")
+        assert insecure.status == 403 and "set-cookie" not in insecure.headers
+        signin = lab.curl("https", "/status/signin", form=f"token={good}")
+        assert signin.status == 303, signin
+        cookie = signin.headers["set-cookie"]
+        for attribute in ("HttpOnly", "SameSite=Strict", "Secure", "Path=/"):
+            assert attribute in cookie, cookie
+        session = {"Cookie": cookie.split(";")[0]}
+        assert lab.curl("https", "/api/hosts", "GET", headers=session).status == 200  # a read
+        page = lab.curl("https", "/", "GET", headers=session)
+        assert page.status == 200 and "signed in as ops" in page.body
+        cookie_write = lab.curl("https", f"/api/hosts/{MAC}/reinstall", headers=session)
+        assert cookie_write.status == 401  # never an /api/* write
+
         plain = lab.curl("http", f"/api/hosts/{MAC}/reinstall", token=good)
         assert plain.status == 403 and "HTTPS" in plain.body
         assert lab.curl("https", f"/api/hosts/{MAC}/reinstall", token=good).status == 200
@@ -291,6 +308,11 @@ def test_a_bad_certificate_or_key_stops_the_start_with_one_line(tmp_path: Path) 
     dirs = _dirs(tmp_path)
     cert, key = make_cert(tmp_path)
     _, other_key = make_cert(tmp_path, "other")
+    locked = tmp_path / "locked.key"
+    subprocess.run(
+        ["openssl", "pkey", "-in", str(key), "-aes256", "-passout", "pass:secret", "-out", str(locked)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
     (tmp_path / "junk.pem").write_text("not a certificate\n")
     base = [sys.executable, "-m", "pxelab", "serve", "--http-address", "127.0.0.1"]
     base += ["--http-port", "0", "--tftp-port", "0", "--state-dir", str(dirs.state)]
@@ -302,6 +324,7 @@ def test_a_bad_certificate_or_key_stops_the_start_with_one_line(tmp_path: Path) 
             "not a PEM certificate",
         ),
         (["--tls-cert", str(cert), "--tls-key", str(cert)], "not a PEM private key"),
+        (["--tls-cert", str(cert), "--tls-key", str(locked)], "is encrypted"),
         (["--tls-cert", str(tmp_path / "none.pem"), "--tls-key", str(key)], "cannot read"),
         (["--tls-cert", str(cert)], "go together"),
         (["--api-https-only", "on"], "needs HTTPS"),
