@@ -73,6 +73,16 @@ class Config:
     """Address the HTTP server binds to."""
     http_port: int = 8080
     """TCP port of the HTTP server; 0 picks a free one (it is logged)."""
+    https_port: int = 8443
+    """TCP port of the HTTPS server (with tls_cert and tls_key); 0 picks a free one."""
+    tls_cert: Path | None = None
+    """PEM certificate (chain) for HTTPS; without it and tls_key there is no HTTPS."""
+    tls_key: Path | None = None
+    """PEM private key of tls_cert."""
+    api_auth: str = "writes"
+    """writes: every state-changing request needs a token; all: also /api/*, /metrics, /."""
+    api_https_only: bool = False
+    """Refuse state-changing requests that come over plain HTTP (signed callbacks excepted)."""
     state_dir: Path = HOME / "state"
     """Where pxelab keeps its state (leases, install states)."""
     state_url: str | None = None
@@ -159,6 +169,10 @@ def _str(key: str, value: Any) -> str:
     return text
 
 
+def _api_auth(key: str, value: Any) -> str:
+    return parse_choice("writes", "all")(key, value) or "writes"
+
+
 def _state_url(key: str, value: Any) -> str | None:
     text = _opt_str(key, value)
     if text is not None and not text.startswith(("postgresql://", "postgres://")):
@@ -199,6 +213,11 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "tftp_windowsize_max": _int(1, 65535),
     "http_address": _str,
     "http_port": _int(0, 65535),
+    "https_port": _int(0, 65535),
+    "tls_cert": _opt_path,
+    "tls_key": _opt_path,
+    "api_auth": _api_auth,
+    "api_https_only": parse_switch,
     "state_dir": _path,
     "state_url": _state_url,
     "templates_dir": _opt_path,
@@ -245,6 +264,10 @@ def build_config(
         if key not in checked:
             checked[key] = getattr(config, key).expanduser()
     config = Config(**checked)
+    if (config.tls_cert is None) != (config.tls_key is None):
+        raise ConfigError(f"{source}: keys 'tls_cert' and 'tls_key' go together (PEM files)")
+    if config.api_https_only and config.tls_cert is None:
+        raise ConfigError(f"{source}: key 'api_https_only' needs HTTPS: set tls_cert and tls_key")
     if config.interface and config.dhcp_range is None and config.dhcp_mode == "full":
         raise ConfigError(
             f"{source}: key 'dhcp_range' is required when 'interface' is set "

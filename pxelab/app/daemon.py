@@ -8,6 +8,7 @@ import logging
 import os
 import resource
 import signal
+import ssl
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from ipaddress import IPv4Interface
@@ -15,14 +16,17 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from aiohttp import web
 
+from pxelab.app import control
 from pxelab.app.config import Config
 from pxelab.boot.grub import GrubFiles
 from pxelab.boot.render import Renderer
 from pxelab.errors import ConfigError
 from pxelab.events import Timeline
-from pxelab.hosts.install import InstallStore, install_store
+from pxelab.hosts.install import InstallStore
 from pxelab.hosts.inventory import Inventory
 from pxelab.http.app import AccessLogger, make_app
+from pxelab.state import StateStore, StoreError
+from pxelab.state.writer import EventWriter
 
 if TYPE_CHECKING:
     from pxelab.tftp.server import TftpServer
@@ -81,28 +85,48 @@ async def _bind(what: str, key: str, start: Awaitable[T]) -> T:
 
 @dataclass(frozen=True)
 class Parts:
-    """What the services share: the inventory, the renderer, install states and the timeline."""
+    """What the services share: the state store, inventory, renderer, install states, timeline."""
 
+    store: StateStore
+    """Leases, install states, boot events, tokens and the audit trail (SQLite or PostgreSQL)."""
     inventory: Inventory
     """The hosts, reloaded from the hosts dir."""
     renderer: Renderer
     """Boot scripts, install data and GRUB configs."""
     installs: InstallStore
-    """Install states, shared with `pxelab hosts`."""
+    """Install states (in the store), shared with `pxelab hosts` and other instances."""
     timeline: Timeline
-    """Boot events for /metrics, the status page and the API."""
+    """Boot events for /metrics, the status page and the API; kept in the store too."""
+    events: EventWriter
+    """Writes the timeline's events to the store."""
 
 
-def prepare(config: Config) -> Parts:
-    """Lift the open-files limit, make the directories and load what the services share."""
+RESTORED_EVENTS = 20_000
+"""Events read back from the store at start, so the timeline shows what came before a restart."""
+
+
+async def prepare(config: Config) -> Parts:
+    """Lift the open-files limit, make the directories, open the state store (ConfigError with
+    one line when it cannot be) and load what the services share."""
     raise_open_files_limit()
     for directory in (config.hosts_dir, config.images_dir, config.tftp_root, config.state_dir):
         directory.mkdir(parents=True, exist_ok=True)
+    store = await control.open_state(config)
+    timeline = Timeline()
+    try:
+        timeline.restore(await store.recent_events(RESTORED_EVENTS))
+    except StoreError as exc:
+        await store.close()
+        raise ConfigError(f"key {control.store_key(config)!r}: {exc}") from None
+    events = EventWriter(store)
+    timeline.subscribe(events)
     return Parts(
+        store,
         Inventory(config.hosts_dir),
         Renderer(config.templates_dir),
-        install_store(config.state_dir),
-        Timeline(),
+        InstallStore(store),
+        timeline,
+        events,
     )
 
 
@@ -115,6 +139,8 @@ def http_runner(config: Config, parts: Parts) -> web.AppRunner:
         parts.timeline,
         install_store=parts.installs,
         tftp_root=config.tftp_root,
+        guard=control.make_guard(config, parts.store),
+        store=parts.store,
     )
     return web.AppRunner(
         app,
@@ -124,12 +150,20 @@ def http_runner(config: Config, parts: Parts) -> web.AppRunner:
     )
 
 
-async def start_http(config: Config, runner: web.AppRunner) -> int:
-    """Listen on http_address:http_port; returns the port (the one picked for port 0)."""
+async def start_http(config: Config, runner: web.AppRunner, tls: ssl.SSLContext | None) -> str:
+    """Listen on http_address:http_port, and on https_port with tls; says where (for the ready
+    line), with the port picked for port 0."""
     site = web.TCPSite(runner, config.http_address, config.http_port, reuse_address=True)
     await _bind(f"HTTP on {config.http_address}:{config.http_port}", "http_port", site.start())
-    port: int = runner.addresses[0][1]
-    return port
+    where = f"http on {config.http_address}:{runner.addresses[0][1]}"
+    if tls is not None:
+        secure = web.TCPSite(
+            runner, config.http_address, config.https_port, ssl_context=tls, reuse_address=True
+        )
+        what = f"HTTPS on {config.http_address}:{config.https_port}"
+        await _bind(what, "https_port", secure.start())
+        where += f", https on {config.http_address}:{runner.addresses[1][1]}"
+    return where
 
 
 async def start_tftp(config: Config, parts: Parts, server_if: IPv4Interface | None) -> TftpServer:
@@ -163,18 +197,22 @@ async def run_until(stop: asyncio.Event, inventory: Inventory) -> None:
         inventory.refresh()
 
 
-async def close_all(services: list[Service], runner: web.AppRunner) -> None:
-    """Close the UDP services (last started first), wait for them, then stop HTTP."""
+async def close_all(services: list[Service], runner: web.AppRunner, parts: Parts) -> None:
+    """Close the UDP services (last started first), wait for them, stop HTTP, then save the
+    last events and close the store."""
     for service in reversed(services):
         service.close()
     for service in services:
         await service.wait_closed()
     await runner.cleanup()
+    await parts.events.close()
+    await parts.store.close()
 
 
 async def serve(config: Config) -> None:
     """Run until SIGINT or SIGTERM; raise ConfigError (before serving) for a bad setting."""
-    parts = prepare(config)
+    tls = control.tls_context(config)  # a bad certificate or key stops us first, in one line
+    parts = await prepare(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -183,7 +221,9 @@ async def serve(config: Config) -> None:
     runner = http_runner(config, parts)
     await runner.setup()
     try:
-        http_port = await start_http(config, runner)
+        parts.events.start()
+        http = await start_http(config, runner, tls)
+        http_port: int = runner.addresses[0][1]
         server_if = interface_address(config) if config.interface else None
         tftp_port = None
         if config.tftp_port:
@@ -191,25 +231,23 @@ async def serve(config: Config) -> None:
             services.append(tftp)
             tftp_port = tftp.port
         if server_if is not None:
-            services.append(
-                await _start_dhcp(config, server_if, http_port, parts.inventory, parts.timeline)
-            )
+            services.append(await _start_dhcp(config, server_if, http_port, parts))
         if config.user:
             await drop_privileges(config)
         log.info(
-            "pxelab ready: http on %s:%d, tftp %s, dhcp %s; hosts from %s",
-            config.http_address,
-            http_port,
+            "pxelab ready: %s, tftp %s, dhcp %s; hosts from %s; state in %s",
+            http,
             f"on port {tftp_port} from {config.tftp_root}" if tftp_port else "off",
             f"on {config.interface} ({server_if})" if server_if else "off (no --interface)",
             config.hosts_dir,
+            control.store_place(config),
         )
         await run_until(stop, parts.inventory)
         log.info("pxelab stopping")
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-        await close_all(services, runner)
+        await close_all(services, runner, parts)
 
 
 async def drop_privileges(config: Config) -> None:
@@ -233,12 +271,10 @@ async def drop_privileges(config: Config) -> None:
 
 
 async def _start_dhcp(
-    config: Config,
-    server_if: IPv4Interface,
-    http_port: int,
-    inventory: Inventory,
-    timeline: Timeline | None = None,
+    config: Config, server_if: IPv4Interface, http_port: int, parts: Parts
 ) -> Service:
     from pxelab.app.dhcp import start_from_config
 
-    return await start_from_config(config, server_if, http_port, inventory, timeline)
+    return await start_from_config(
+        config, server_if, http_port, parts.inventory, parts.store, parts.timeline
+    )

@@ -17,10 +17,11 @@ from pxelab.app.config import Config
 from pxelab.dhcp.arch import BootFiles
 from pxelab.dhcp.context import DhcpContext, DhcpMode, HostLookup, UnknownMacs
 from pxelab.dhcp.interface import interface_ipv4
+from pxelab.dhcp.leases import LeaseStore
 from pxelab.dhcp.server import start_dhcp
-from pxelab.dhcp.store import FILE_NAME, LeaseStoreError, SqliteLeaseStore
 from pxelab.errors import ConfigError
 from pxelab.events import Timeline
+from pxelab.state import StoreError
 
 log = logging.getLogger("pxelab.dhcp")
 
@@ -168,9 +169,10 @@ async def start_from_config(
     server_if: IPv4Interface,
     http_port: int,
     hosts: HostLookup,
+    store: LeaseStore,
     timeline: Timeline | None = None,
 ) -> DhcpService:
-    """Open the lease store (full mode) and the DHCP sockets; ConfigError names the key."""
+    """The DHCP sockets (leases kept in `store` in full mode); ConfigError names the key."""
     if config.interface is None:
         raise ConfigError("key 'interface' is not set: DHCP has no interface to answer on")
     local, relayed = contexts(config, server_if, http_port)
@@ -181,12 +183,7 @@ async def start_from_config(
         except ConfigError as exc:
             raise ConfigError(f"key 'dhcp_interfaces': {exc}") from None
     relayed, more = split_interfaces(relayed, addresses)
-    store = None
-    if local.mode is DhcpMode.FULL:
-        try:
-            store = await SqliteLeaseStore.open(config.state_dir / FILE_NAME)
-        except LeaseStoreError as exc:
-            raise ConfigError(f"key 'state_dir': {exc}") from None
+    full = local.mode is DhcpMode.FULL
     try:
         dhcp = await start_dhcp(
             local,
@@ -194,24 +191,18 @@ async def start_from_config(
             config.interface,
             port=config.dhcp_port,
             relayed=relayed,
-            store=store,
+            store=store if full else None,
             timeline=timeline,
             more_interfaces=more,
         )
     except OSError as exc:
-        if store is not None:
-            await store.wait_closed()
         raise ConfigError(
             f"key 'dhcp_port': cannot start DHCP on port {config.dhcp_port}: {exc.strerror or exc}"
         ) from None
-    except LeaseStoreError as exc:
-        if store is not None:
-            await store.wait_closed()
-        raise ConfigError(f"key 'state_dir': {exc}") from None
-    parts: list[Closable] = [dhcp]  # closed in order: the store after the server that feeds it
-    if store is not None:
-        parts.append(store)
-    if local.mode is DhcpMode.FULL and config.router_advertisements:
+    except StoreError as exc:
+        raise ConfigError(f"key 'state_url' or 'state_dir': cannot load leases: {exc}") from None
+    parts: list[Closable] = [dhcp]
+    if full and config.router_advertisements:
         from pxelab.dhcp.ra import start_ra
 
         try:

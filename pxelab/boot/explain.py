@@ -12,7 +12,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
-from pxelab.boot.render import INSTALL_DATA, INSTALL_DATA_FOR, Renderer, RenderError, host_urls
+from pxelab.boot.render import INSTALL_DATA, INSTALL_DATA_FOR, Renderer, RenderError
 from pxelab.dhcp.arch import BootFiles
 from pxelab.dhcp.context import DhcpContext
 from pxelab.dhcp.packet import DhcpPacket, MessageType, Op, OptionCode
@@ -151,7 +151,7 @@ def explain(
     }
     errors: list[str] = []
     try:
-        result["urls"] = host_urls(host, base_url).as_dict()
+        result["urls"] = renderer.urls(host, base_url).as_dict()
         result["script"] = renderer.boot_script(host, base_url, state.state)
     except RenderError as exc:
         errors.append(str(exc))

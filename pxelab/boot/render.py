@@ -6,6 +6,7 @@ Rendering is all-or-nothing: a template error raises RenderError and no partial 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,8 +83,11 @@ class HostUrls:
         return dict(self.__dict__)
 
 
-def host_urls(host: Host, base_url: str) -> HostUrls:
-    """The host's URLs on the server at base_url; RenderError when its images have no home."""
+def host_urls(host: Host, base_url: str, credential: str | None = None) -> HostUrls:
+    """The host's URLs on the server at base_url; RenderError when its images have no home.
+
+    With credential (`<generation>.<signature>`, see pxelab.http.auth) the install callback is
+    signed: `/api/hosts/<mac>/installed/<credential>` needs no token."""
     iso = repo = None
     if host.distro or is_url(host.iso or ""):
         iso = image_url(base_url, host, host.iso or DEFAULT_ISO)
@@ -96,7 +100,8 @@ def host_urls(host: Host, base_url: str) -> HostUrls:
         seed=f"{base_url}/cloud-init/{host.name}/",
         kickstart=f"{base_url}/kickstart/{host.name}",
         preseed=f"{base_url}/preseed/{host.name}",
-        installed=f"{base_url}/api/hosts/{host.mac}/installed",
+        installed=f"{base_url}/api/hosts/{host.mac}/installed"
+        + (f"/{credential}" if credential else ""),
         iso=iso,
         repo=repo,
     )
@@ -121,6 +126,8 @@ class Renderer:
     """Renders the shipped templates, or same-named files from an override directory."""
 
     def __init__(self, override_dir: Path | None = None) -> None:
+        self.signer: Callable[[str], str | None] | None = None
+        """MAC -> its signed callback credential; set by the HTTP app (None: unsigned URLs)."""
         dirs = [str(override_dir)] if override_dir else []
         dirs.append(str(shipped_dir("templates")))
         self.env = jinja2.Environment(
@@ -143,7 +150,7 @@ class Renderer:
 
     def context(self, host: Host, base_url: str) -> dict[str, Any]:
         """The variables every host template gets (see the README's template section)."""
-        urls = host_urls(host, base_url)
+        urls = self.urls(host, base_url)
         return {
             "host": host,
             "base_url": base_url,
@@ -157,6 +164,10 @@ class Renderer:
             "user": DEFAULT_USER,
             "instance_id": f"{host.name}-{host.mac.replace(':', '')}",
         }
+
+    def urls(self, host: Host, base_url: str) -> HostUrls:
+        """host_urls, with the install callback signed when the renderer has a signer."""
+        return host_urls(host, base_url, self.signer(host.mac) if self.signer else None)
 
     def boot_template(self, host: Host, state: InstallState) -> str:
         """The template that makes the host's script in this state."""

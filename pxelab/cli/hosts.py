@@ -17,15 +17,16 @@ from typing import Any
 from pxelab.app.config import Config
 from pxelab.boot.explain import CLIENTS, as_text, explain
 from pxelab.boot.render import Renderer
-from pxelab.cli.settings import add_settings_flags, settings_from_args
-from pxelab.errors import HostFileError, PxelabError
+from pxelab.cli.settings import add_settings_flags, settings_from_args, with_store
+from pxelab.errors import HostFileError
 from pxelab.files import write_atomic
-from pxelab.hosts.install import InstallState, install_store
+from pxelab.hosts.install import HostState, InstallState, InstallStore
 from pxelab.hosts.inventory import TEMPLATES, Host, Inventory, normalize_mac, parse_host
+from pxelab.state import AuditRecord, StateStore
 
 EXIT_NOT_FOUND = 1
 EXIT_BAD_INPUT = 2
-SETTINGS = ("hosts_dir", "state_dir")
+SETTINGS = ("hosts_dir", "state_dir", "state_url")
 EXPLAIN_SETTINGS = (
     *SETTINGS,
     "templates_dir",
@@ -87,16 +88,19 @@ def cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _state_text(config: Config, host: Host) -> str:
-    try:
-        return install_store(config.state_dir).get(host.mac).state.value
-    except PxelabError as exc:
-        return f"unreadable ({exc})"
+def install_states(config: Config, macs: list[str]) -> dict[str, HostState]:
+    """The install states of these MACs, from the state store the daemon uses."""
+
+    async def read(store: StateStore) -> dict[str, HostState]:
+        return {mac: InstallStore(store).get(mac) for mac in macs}
+
+    return with_store(config, read)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     config = settings_from_args(args)
     inventory = Inventory(config.hosts_dir)
+    states = install_states(config, [h.mac for h in inventory.hosts()])
     rows = [
         (
             h.name,
@@ -105,7 +109,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             h.template,
             h.distro or "-",
             str(h.ip or "pool"),
-            _state_text(config, h),
+            states[h.mac].state.value,
         )
         for h in inventory.hosts()
     ]
@@ -127,7 +131,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if host is None:
         return _fail(f"no host {args.host!r} in {config.hosts_dir}", EXIT_NOT_FOUND)
     data = json.loads(Path(host.source).read_text(encoding="utf-8"))
-    state = install_store(config.state_dir).get(host.mac)
+    state = install_states(config, [host.mac])[host.mac]
     print(
         json.dumps(
             {"file": host.source, "host": data, "template": host.template, **state.to_json()},
@@ -142,7 +146,11 @@ def cmd_rm(args: argparse.Namespace) -> int:
     if host is None:
         return _fail(f"no host {args.host!r} in {config.hosts_dir}", EXIT_NOT_FOUND)
     Path(host.source).unlink()
-    install_store(config.state_dir).forget(host.mac)
+
+    async def forget(store: StateStore) -> None:
+        await InstallStore(store).forget(host.mac)
+
+    with_store(config, forget)
     print(f"removed {host.name} ({host.mac}): {host.source}")
     return 0
 
@@ -151,7 +159,13 @@ def cmd_reinstall(args: argparse.Namespace) -> int:
     config, host = _named_host(args)
     if host is None:
         return _fail(f"no host {args.host!r} in {config.hosts_dir}", EXIT_NOT_FOUND)
-    install_store(config.state_dir).set(host.mac, InstallState.INSTALL, time.time(), "cli")
+    mac = host.mac
+
+    async def reinstall(store: StateStore) -> None:
+        await InstallStore(store).set(mac, InstallState.INSTALL, time.time(), "cli")
+        await store.audit(AuditRecord(time.time(), "cli", "cli", "reinstall", mac, True, ""))
+
+    with_store(config, reinstall)
     print(f"{host.name} ({host.mac}) will install again at its next network boot")
     return 0
 
@@ -185,7 +199,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     port = config.http_port or 8080
     result = explain(
         host,
-        install_store(config.state_dir).get(mac),
+        install_states(config, [mac])[mac],
         Renderer(config.templates_dir),
         f"http://{server}:{port}",
         server,

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from pxelab import __version__
-from pxelab.cli import assets, hosts, probe
+from pxelab.cli import assets, hosts, leases, probe, token
 from pxelab.cli.settings import add_settings_flags, settings_from_args
 from pxelab.errors import ConfigError
 
@@ -38,7 +38,13 @@ def _parser() -> argparse.ArgumentParser:
         "default: netns as root, else user",
     )
     demo.set_defaults(func=cmd_demo)
-    for register in (assets.register, probe.register, hosts.register):
+    for register in (
+        assets.register,
+        probe.register,
+        hosts.register,
+        token.register,
+        leases.register,
+    ):
         register(commands)
     return parser
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pxelab.app.config import Config, build_config, read_toml
+from pxelab.app.control import open_state
+from pxelab.state import StateStore
+
+T = TypeVar("T")
 
 # flag -> config key; every flag overrides the same key of the TOML file.
 SERVE_FLAGS: list[tuple[str, str, str]] = [
@@ -41,6 +46,11 @@ SERVE_FLAGS: list[tuple[str, str, str]] = [
     ("--tftp-windowsize-max", "N", "largest TFTP windowsize granted (default 64)"),
     ("--http-address", "IP", "address the HTTP server binds to (default 0.0.0.0)"),
     ("--http-port", "N", "HTTP port (default 8080; 0 picks a free port)"),
+    ("--https-port", "N", "HTTPS port, with --tls-cert and --tls-key (default 8443)"),
+    ("--tls-cert", "FILE", "PEM certificate: serve the same app over HTTPS too"),
+    ("--tls-key", "FILE", "PEM private key of --tls-cert"),
+    ("--api-auth", "writes|all", "what needs a token: writes (default) or all but boot paths"),
+    ("--api-https-only", "on|off", "refuse state-changing requests over plain HTTP"),
     ("--state-dir", "DIR", "state directory (default ~/.pxelab/state)"),
     ("--state-url", "URL", "PostgreSQL shared by several instances: postgresql://user@host/db"),
     ("--templates-dir", "DIR", "templates here override the shipped ones"),
@@ -71,3 +81,16 @@ def settings_from_args(args: argparse.Namespace) -> Config:
         if hasattr(args, key)
     }
     return build_config(file_settings, overrides, source)
+
+
+def with_store(config: Config, work: Callable[[StateStore], Awaitable[T]]) -> T:
+    """Open the store, run work, close it (one event loop for the whole command)."""
+
+    async def run() -> T:
+        store = await open_state(config)
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())

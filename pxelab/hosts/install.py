@@ -1,19 +1,17 @@
 """Per-host install state: `install` until the installed system reports back, then `installed`.
 
-`InstallStore` keeps one small JSON file per MAC in `<state_dir>/install/`, written atomically
-(temporary file, fsync, rename), and reads it on every lookup, so the daemon and `pxelab hosts
-reinstall` in another process always agree. With no directory it keeps the states in memory.
+The states live in the state store (pxelab.state), which keeps them in memory for each request
+and follows changes made by `pxelab hosts reinstall` or another instance; `InstallStore` adds the
+install-generation rule. `parse_state` reads the JSON files of pxelab before the state store.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
+from typing import Protocol
 
 from pxelab.errors import PxelabError
-from pxelab.files import write_atomic
 from pxelab.hosts.inventory import normalize_mac
 
 
@@ -78,61 +76,53 @@ def parse_state(data: object, source: str) -> HostState:
     return HostState(state, None if changed is None else float(changed), by, generation)
 
 
+class InstallStates(Protocol):
+    """Where install states live: the state store (pxelab.state), or `MemoryStates`."""
+
+    def install_state(self, mac: str) -> HostState:
+        """The recorded state, from memory (no I/O); UNRECORDED when none."""
+
+    async def set_install_state(self, mac: str, state: HostState) -> HostState: ...
+
+    async def forget_install_state(self, mac: str) -> None: ...
+
+
+class MemoryStates:
+    """Install states in this process only: for an app or a tool with no state store."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, HostState] = {}
+
+    def install_state(self, mac: str) -> HostState:
+        return self._states.get(mac, UNRECORDED)
+
+    async def set_install_state(self, mac: str, state: HostState) -> HostState:
+        self._states[mac] = state
+        return state
+
+    async def forget_install_state(self, mac: str) -> None:
+        self._states.pop(mac, None)
+
+
 class InstallStore:
-    """Install states by MAC, on disk under `directory` (or in memory when it is None)."""
+    """Install states by MAC: read from memory per request, written through to `states`."""
 
-    def __init__(self, directory: Path | None) -> None:
-        self.directory = directory
-        self._memory: dict[str, HostState] = {}
-
-    def path(self, mac: str) -> Path:
-        """The state file of a MAC: `<directory>/52-54-00-….json`."""
-        if self.directory is None:
-            raise StateError(f"{mac}: install states are kept in memory here, in no file")
-        return self.directory / f"{normalize_mac(mac).replace(':', '-')}.json"
+    def __init__(self, states: InstallStates | None = None) -> None:
+        self.states: InstallStates = states if states is not None else MemoryStates()
 
     def get(self, mac: str) -> HostState:
-        """The host's state; `install` when none is recorded. StateError for a broken file."""
-        mac = normalize_mac(mac)
-        if self.directory is None:
-            return self._memory.get(mac, UNRECORDED)
-        path = self.path(mac)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return UNRECORDED
-        except (OSError, UnicodeDecodeError) as exc:
-            raise StateError(f"{path}: cannot read: {exc}") from None
-        try:
-            return parse_state(json.loads(text), str(path))
-        except json.JSONDecodeError as exc:
-            raise StateError(f"{path}: invalid JSON: {exc.msg}") from None
+        """The host's state; `install` when none is recorded."""
+        return self.states.install_state(normalize_mac(mac))
 
-    def set(self, mac: str, state: InstallState, now: float, by: str) -> HostState:
-        """Record a new state atomically; returns it."""
+    async def set(self, mac: str, state: InstallState, now: float, by: str) -> HostState:
+        """Record a new state; returns it. A reinstall (state `install`) starts a new install
+        generation, so callbacks signed for the one before are refused."""
         mac = normalize_mac(mac)
-        record = HostState(state, now, by)
-        if self.directory is None:
-            self._memory[mac] = record
-            return record
-        path = self.path(mac)
-        try:
-            write_atomic(path, json.dumps(record.to_json()) + "\n")
-        except OSError as exc:
-            raise StateError(f"{path}: cannot write: {exc.strerror or exc}") from None
-        return record
+        generation = self.get(mac).generation
+        if state is InstallState.INSTALL:
+            generation += 1
+        return await self.states.set_install_state(mac, HostState(state, now, by, generation))
 
-    def forget(self, mac: str) -> None:
+    async def forget(self, mac: str) -> None:
         """Drop what is recorded for a MAC (its host file was removed)."""
-        mac = normalize_mac(mac)
-        self._memory.pop(mac, None)
-        if self.directory is not None:
-            try:
-                self.path(mac).unlink(missing_ok=True)
-            except OSError as exc:
-                raise StateError(f"{self.path(mac)}: cannot remove: {exc.strerror}") from None
-
-
-def install_store(state_dir: Path) -> InstallStore:
-    """The store the daemon and the CLI share: `<state_dir>/install/`."""
-    return InstallStore(state_dir / "install")
+        await self.states.forget_install_state(normalize_mac(mac))

@@ -1,7 +1,8 @@
 """The JSON API: hosts and their stage, boot timelines, the install callback, explain.
 
 GET /api/hosts, GET /api/hosts/<mac>, GET /api/hosts/<mac>/events,
-POST /api/hosts/<mac>/installed, POST /api/hosts/<mac>/reinstall, GET /api/explain/<mac>?arch=.
+POST /api/hosts/<mac>/installed (a token) or …/installed/<generation>.<signature> (signed),
+POST /api/hosts/<mac>/reinstall, GET /api/explain/<mac>?arch=; who may write: pxelab.http.guard.
 """
 
 from __future__ import annotations
@@ -13,19 +14,24 @@ from typing import Any
 from aiohttp import web
 
 from pxelab.boot.explain import explain
+from pxelab.dhcp.leases import Lease
 from pxelab.events import Event
 from pxelab.hosts.install import UNRECORDED, HostState, InstallState, StateError
 from pxelab.hosts.inventory import Host, normalize_mac
+from pxelab.http.auth import SIGNED_CALLBACK
+from pxelab.http.guard import GUARD, WHO, audit, refuse
 from pxelab.http.keys import (
     INSTALL_STORE,
     INVENTORY,
     NOTE,
     RENDERER,
+    STATE_STORE,
     TFTP_ROOT,
     TIMELINE,
     base_url,
     remote,
 )
+from pxelab.state import StoreError
 
 
 def _mac(request: web.Request) -> str:
@@ -115,20 +121,63 @@ async def host_events(request: web.Request) -> web.Response:
     """GET /api/hosts/<mac>/events: its boot timeline, oldest first (404 if never seen)."""
     mac = _mac(request)
     events = request.app[TIMELINE].events(mac)
+    store = request.app.get(STATE_STORE)
+    if store is not None:  # what other instances recorded, and what came before a restart
+        try:
+            events = merge_events(await store.events(mac), events)
+        except StoreError as exc:
+            request[NOTE] = f"events from this instance only: {exc}"
     if not events and request.app[INVENTORY].lookup(mac) is None:
         raise web.HTTPNotFound(text=f"no host with mac {mac} and no events from it\n")
     return web.json_response({"mac": mac, "events": [e.to_json() for e in events]})
+
+
+def merge_events(stored: list[Event], local: list[Event]) -> list[Event]:
+    """One timeline from the store's events and this instance's (some not written yet)."""
+    return sorted(set(stored) | set(local), key=lambda e: e.time)
+
+
+async def leases(request: web.Request) -> web.Response:
+    """GET /api/leases: every active DHCP lease, from any instance sharing the store."""
+    store = request.app.get(STATE_STORE)
+    if store is None:
+        raise web.HTTPNotFound(text="this server keeps no leases (no state store)\n")
+    try:
+        held = await store.active_leases(time.time())
+    except StoreError as exc:
+        request[NOTE] = str(exc)
+        raise web.HTTPServiceUnavailable(text=f"{exc}\n") from None
+    return web.json_response({"leases": [lease_json(lease, by) for lease, by in held]})
+
+
+def lease_json(lease: Lease, instance: str) -> dict[str, object]:
+    """One lease as /api/leases and `pxelab leases --json` show it."""
+    return {
+        "mac": lease.mac,
+        "ip": str(lease.ip),
+        "state": lease.state.value,
+        "expires": lease.expires,
+        "instance": instance,
+    }
+
+
+def _shown_path(request: web.Request) -> str:
+    """The request's path for the timeline, a signed callback's signature left out."""
+    if "sig" in request.match_info:
+        return request.path.rsplit("/", 1)[0] + "/<signed>"
+    return request.path
 
 
 async def _set_state(request: web.Request, state: InstallState, stage: str) -> web.Response:
     mac = _mac(request)
     host = _host(request, mac)
     try:
-        record = request.app[INSTALL_STORE].set(mac, state, time.time(), remote(request))
-    except StateError as exc:
+        record = await request.app[INSTALL_STORE].set(mac, state, time.time(), remote(request))
+    except StoreError as exc:  # the database is away: nothing changed, the caller may retry
         request[NOTE] = str(exc)
-        raise web.HTTPInternalServerError(text=f"{exc}\n") from None
+        raise web.HTTPServiceUnavailable(text=f"{exc}\n") from None
     request[NOTE] = f"host {host.name} -> {state.value}"
+    await audit(request, True, f"generation {record.generation}")
     request.app[TIMELINE].record(
         Event(
             time.time(),
@@ -137,7 +186,7 @@ async def _set_state(request: web.Request, state: InstallState, stage: str) -> w
             ip=remote(request),
             state=state.value,
             method=request.method,
-            path=request.path,
+            path=_shown_path(request),
         )
     )
     return web.json_response({"name": host.name, "mac": mac, **record.to_json()})
@@ -146,6 +195,20 @@ async def _set_state(request: web.Request, state: InstallState, stage: str) -> w
 async def installed(request: web.Request) -> web.Response:
     """POST /api/hosts/<mac>/installed: the install is done; next boots go to the local disk."""
     return await _set_state(request, InstallState.INSTALLED, "installed")
+
+
+async def installed_signed(request: web.Request) -> web.Response:
+    """POST /api/hosts/<mac>/installed/<generation>.<signature>: the installed system's own
+    callback, signed for its MAC and install generation; no token. Anything else: 403, audited."""
+    mac = _mac(request)
+    host = _host(request, mac)
+    reason = request.app[GUARD].verify(
+        mac, _state(request, mac).generation, request.match_info["sig"]
+    )
+    if reason is not None:
+        raise await refuse(request, 403, f"install callback of {host.name}: {reason}")
+    request[WHO] = SIGNED_CALLBACK
+    return await installed(request)
 
 
 async def reinstall(request: web.Request) -> web.Response:
@@ -184,5 +247,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/hosts/{mac}", show_host)
     app.router.add_get("/api/hosts/{mac}/events", host_events)
     app.router.add_post("/api/hosts/{mac}/installed", installed)
+    app.router.add_post("/api/hosts/{mac}/installed/{sig}", installed_signed)
     app.router.add_post("/api/hosts/{mac}/reinstall", reinstall)
     app.router.add_get("/api/explain/{mac}", explain_host)
+    app.router.add_get("/api/leases", leases)

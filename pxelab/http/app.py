@@ -20,6 +20,7 @@ from pxelab.events import Event, Timeline
 from pxelab.hosts.install import InstallStore, StateError
 from pxelab.hosts.inventory import Inventory, normalize_mac
 from pxelab.http.api import add_routes as add_api_routes
+from pxelab.http.guard import Guard, install_guard
 from pxelab.http.install import add_routes as add_install_routes
 from pxelab.http.keys import (
     IMAGES_DIR,
@@ -27,6 +28,7 @@ from pxelab.http.keys import (
     INVENTORY,
     NOTE,
     RENDERER,
+    STATE_STORE,
     TFTP_ROOT,
     TIMELINE,
     base_url,
@@ -34,6 +36,7 @@ from pxelab.http.keys import (
 )
 from pxelab.http.metrics import METRICS, Metrics, metrics_page, route_name
 from pxelab.http.status import add_routes as add_status_routes
+from pxelab.state import StateStore
 
 __all__ = [
     "IMAGES_DIR",
@@ -174,19 +177,26 @@ def make_app(
     install_store: InstallStore | None = None,
     tftp_root: Path | None = None,
     metrics: Metrics | None = None,
+    guard: Guard | None = None,
+    store: StateStore | None = None,
 ) -> web.Application:
     """The aiohttp application; the caller runs it.
 
     Without install_store, install states live in memory. With tftp_root, /tftp/ serves it
-    (and explain says whether boot files exist). Add options as keyword-only arguments.
+    (and explain says whether boot files exist). The guard (pxelab.http.guard) checks every
+    request first and signs the renderer's install callbacks; without one no write is allowed.
+    Add options as keyword-only arguments.
     """
     app = web.Application()
     app[TIMELINE] = timeline or Timeline()
     app[INVENTORY] = inventory
     app[RENDERER] = renderer
     app[IMAGES_DIR] = images_dir
-    app[INSTALL_STORE] = install_store or InstallStore(None)
+    app[INSTALL_STORE] = install_store or InstallStore()
+    if store is not None:
+        app[STATE_STORE] = store
     app[METRICS] = metrics or Metrics()
+    renderer.signer = install_guard(app, guard).signer(app[INSTALL_STORE].get)
     unsubscribe = app[TIMELINE].subscribe(app[METRICS].on_event)
 
     async def _unsubscribe(_: web.Application) -> None:

@@ -13,6 +13,7 @@ from pxelab.boot.render import Renderer
 from pxelab.events import Timeline
 from pxelab.hosts.install import InstallStore
 from pxelab.hosts.inventory import Inventory
+from pxelab.state import StateStore
 
 NOTE: web.RequestKey[str] = web.RequestKey("note", str)
 """Request key for what the access log line should add (host name, reason of an error)."""
@@ -22,6 +23,8 @@ RENDERER: web.AppKey[Renderer] = web.AppKey("renderer", Renderer)
 IMAGES_DIR: web.AppKey[Path] = web.AppKey("images_dir", Path)
 TIMELINE: web.AppKey[Timeline] = web.AppKey("timeline", Timeline)
 INSTALL_STORE: web.AppKey[InstallStore] = web.AppKey("install_store", InstallStore)
+STATE_STORE: web.AppKey[StateStore] = web.AppKey("state_store")
+"""The state store, when the app has one: leases and the events of every instance."""
 TFTP_ROOT: web.AppKey[Path] = web.AppKey("tftp_root", Path)
 """The TFTP root, when the app knows it (explain says whether boot files exist)."""
 

@@ -25,7 +25,7 @@ from pxelab.assets.store import CachedFile, list_cache, read_manifest
 from pxelab.events import Event
 from pxelab.hosts.install import StateError
 from pxelab.hosts.inventory import Host, normalize_mac
-from pxelab.http import api
+from pxelab.http import api, session
 from pxelab.http.keys import IMAGES_DIR, INSTALL_STORE, INVENTORY, NOTE, TIMELINE
 
 EVENTS_SHOWN = 50
@@ -221,6 +221,7 @@ def _host_view(request: web.Request, host: Host) -> dict[str, Any]:
         "state": state,
         "state_error": error,
         "last": request.app[TIMELINE].last(host.mac),
+        "csrf": session.page_csrf(request),  # '' signed out: no action
     }
 
 
@@ -294,6 +295,7 @@ def _assets(request: web.Request) -> tuple[list[Any], list[dict[str, str]]]:
 async def status_page(request: web.Request) -> web.Response:
     """GET /: the whole page, a snapshot that needs no JavaScript."""
     inventory, timeline = request.app[INVENTORY], request.app[TIMELINE]
+    signed_in = await session.page_session(request)
     assets, sources = await asyncio.to_thread(_assets, request)
     hosts = inventory.hosts()
     known = {h.mac for h in hosts}
@@ -316,6 +318,7 @@ async def status_page(request: web.Request) -> web.Response:
             sources=sources,
             hosts_dir=inventory.directory,
             images_dir=request.app[IMAGES_DIR],
+            session=signed_in,
         )
     )
     return web.Response(text=html, content_type="text/html", headers=SECURITY_HEADERS)
@@ -356,6 +359,7 @@ async def status_events(request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",
         }
     )
+    await session.page_session(request)  # rows carry its CSRF token, or no action
     await response.prepare(request)
     queue = hub.join()
     request[NOTE] = "status stream"
@@ -387,11 +391,14 @@ def _same_origin(request: web.Request) -> bool:
 
 
 async def reinstall_form(request: web.Request) -> web.StreamResponse:
-    """POST /status/hosts/<mac>/reinstall: the page's form (JavaScript off); back to the page."""
+    """POST /status/hosts/<mac>/reinstall: the page's form; back to the page (JSON for its
+    JavaScript). The guard let it in: a signed-in session and its CSRF token."""
     if not _same_origin(request):
         request[NOTE] = "cross-origin form"
         raise web.HTTPForbidden(text="reinstall refused: the form was posted from another site\n")
-    await api.reinstall(request)  # the API's own handler: same state change, same timeline event
+    result = await api.reinstall(request)  # the API's own handler: same change, same event
+    if "application/json" in request.headers.get("Accept", ""):
+        return result  # the page's JavaScript: it stays on the page
     mac = normalize_mac(request.match_info["mac"])
     raise web.HTTPSeeOther(f"/#host-{_key(mac)}")
 
@@ -426,3 +433,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/status/favicon.svg", _asset_handler("favicon.svg", "image/svg+xml"))
     app.router.add_get("/status/events", status_events)
     app.router.add_post("/status/hosts/{mac}/reinstall", reinstall_form)
+    session.add_routes(app)  # /status/signin, /status/signout

@@ -13,6 +13,7 @@ import socket
 from collections.abc import Callable, Iterable, Mapping
 from ipaddress import IPv4Address
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pxelab.dhcp.leases import Lease, LeaseState
 from pxelab.events import JSON_KEYS, Event
@@ -150,3 +151,12 @@ class Views:
         ]
         self._install = dict(states)
         return sorted(changed)
+
+
+def public_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))

@@ -15,7 +15,6 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -36,6 +35,7 @@ from pxelab.state.base import (
     host_state_to_text,
     lease_from_row,
     log,
+    public_url,
 )
 from pxelab.state.pg_schema import prepare
 
@@ -51,15 +51,6 @@ _UNAVAILABLE = (
 )
 """What a database that went away (or is restarting) raises."""
 T = TypeVar("T")
-
-
-def public_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def _describe(exc: BaseException) -> str:

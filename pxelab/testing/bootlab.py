@@ -184,6 +184,15 @@ def launch(dirs: LabDirs, args: list[str], ns: NetNs | None = None) -> Daemon:
     return daemon
 
 
+def create_token(dirs: LabDirs, name: str) -> str:
+    """`pxelab token create NAME` on the lab's state (the daemon may be running): the token."""
+    argv = [sys.executable, "-m", "pxelab", "token", "create", name, "--state-dir", str(dirs.state)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"pxelab token create {name} failed: {done.stderr}")
+    return done.stdout.strip()
+
+
 def start_daemon(lab: Lab, dirs: LabDirs, *extra: str, http_port: int = 8080) -> Daemon:
     """`pxelab serve` in the lab's server namespace, answering DHCP on its bridge (root)."""
     args = ["--interface", lab.bridge, "--dhcp-range", f"{lab.ip(100)}-{lab.ip(199)}"]

@@ -62,6 +62,8 @@ class PxelabServer:
     """The daemon process and its log."""
     lab: Lab | None = None
     """The namespace lab, in `netns` mode."""
+    token: str = ""
+    """An API token (named `pytest`) for the writes: `Authorization: Bearer <token>`."""
     _next_ip: Iterator[int] = field(default_factory=lambda: iter(range(50, 100)))
 
     @property
@@ -88,12 +90,14 @@ def pxelab_server(
     if network not in NETWORKS:
         raise ValueError(f"pytest.mark.pxelab: network must be one of {NETWORKS}, not {network!r}")
     dirs = bootlab.prepare(tmp_path_factory.mktemp("pxelab"), [])
+    token = bootlab.create_token(dirs, "pytest")
     with contextlib.ExitStack() as stack:
         if network == "netns":
             the_lab = stack.enter_context(lab())
-            server = PxelabServer(network, dirs, bootlab.start_daemon(the_lab, dirs), the_lab)
+            daemon = bootlab.start_daemon(the_lab, dirs)
+            server = PxelabServer(network, dirs, daemon, the_lab, token=token)
         else:
-            server = PxelabServer(network, dirs, bootlab.start_daemon_usernet(dirs))
+            server = PxelabServer(network, dirs, bootlab.start_daemon_usernet(dirs), token=token)
         try:
             yield server
         finally:

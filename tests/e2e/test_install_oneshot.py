@@ -9,6 +9,8 @@ checks the served script, the console and the timeline rather than a booted syst
 from __future__ import annotations
 
 import json
+import re
+import sqlite3
 import time
 import urllib.request
 from collections.abc import Callable
@@ -45,15 +47,19 @@ def test_vm_installs_once_then_boots_from_disk(
     assert installed.group(1) == "ok", first.text()[-2000:]
     found = first.wait_for(rf"{MARKER} mac=(\S+) cmdline=(.*)", timeout=60)
     assert found.group(1) == MAC
-    assert f"pxelab.installed_url=http://10.0.2.2:{pxelab_server.daemon.http_port}" in found.group(
-        2
-    )
+    base = f"http://10.0.2.2:{pxelab_server.daemon.http_port}"
+    callback = re.escape(f"pxelab.installed_url={base}/api/hosts/{MAC}/installed/0.")
+    signed = callback + "[0-9a-f]{32}(?![0-9a-f])"
+    assert re.search(signed, found.group(2)), found.group(2)  # signed: no token in the VM
     first.proc.wait(timeout=60)  # the initrd powers off; -no-reboot makes QEMU exit
 
     host = _get(pxelab_server, f"/api/hosts/{MAC}")
     assert host["state"] == "installed" and host["stage"] == "installed"
     assert _stages(pxelab_server)[:4] == ["script", "kernel", "initrd", "installed"]
-    assert (pxelab_server.dirs.state / "install" / "52-54-00-00-1e-01.json").is_file()
+    with sqlite3.connect(pxelab_server.dirs.state / "pxelab.sqlite3") as db:  # kept on disk
+        row = db.execute("SELECT state FROM install WHERE mac = ?", (MAC,)).fetchone()
+    assert row == ("installed",)
+    assert f"audit: allowed installed {MAC} by signed callback from 127.0.0.1" in pxelab_server.log
 
     second = qemu_vm(MAC)
     second.wait_for(r"inst1 \(52:54:00:00:1e:01\) is installed: booting from its local disk", 240)

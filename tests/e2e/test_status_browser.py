@@ -1,4 +1,5 @@
-"""The status page in headless Chromium while a QEMU VM boots: live stages, reinstall, screenshot.
+"""The status page in headless Chromium while a QEMU VM boots: sign-in, live stages, reinstall,
+sign-out, screenshot.
 
 QEMU user-mode network (no root); Debian's chromium and chromium-driver, driven by Selenium.
 The screenshot goes to docs/status.png, which the README shows.
@@ -11,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -86,7 +88,8 @@ def console_errors(driver: webdriver.Chrome) -> list[str]:
 
 def _api(server: PxelabServer, path: str, method: str = "GET") -> Any:
     url = f"http://127.0.0.1:{server.daemon.http_port}{path}"
-    request = urllib.request.Request(url, method=method)
+    headers = {"Authorization": f"Bearer {server.token}"} if method != "GET" else {}
+    request = urllib.request.Request(url, method=method, headers=headers)
     with urllib.request.urlopen(request, timeout=10) as resp:  # loopback only
         return json.loads(resp.read())
 
@@ -133,6 +136,23 @@ def test_status_page_follows_a_boot_live_and_reinstalls(
         wait = WebDriverWait(driver, 20, 0.1, ignored_exceptions=[StaleElementReferenceException])
         wait.until(lambda d: _text(d, "#live") == "live")
         assert "not seen" in _text(driver, f"#host-{KEY}")
+        # signed out: read-only, no action anywhere; a wrong token does not sign in
+        assert driver.find_elements(By.CSS_SELECTOR, "form.reinstall, details.confirm") == []
+        assert _text(driver, f"#host-{KEY} .action") == "sign in to act"
+        driver.find_element(By.ID, "signin").click()
+        wait.until(lambda d: d.current_url == f"{url}status/signin")
+        driver.find_element(By.ID, "token").send_keys("pxl_not-a-token\n")
+        wait.until(lambda d: "unknown or revoked" in _text(d, "#signin"))
+        driver.find_element(By.ID, "token").send_keys(pxelab_server.token + "\n")
+        wait.until(lambda d: d.current_url == url)  # the token once; then the session cookie
+        cookie = driver.get_cookie("pxelab_session")
+        assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        assert pxelab_server.token not in str(driver.get_cookies())
+        wait.until(lambda d: _text(d, "#live") == "live")
+        assert _text(driver, "#who") == "signed in as pytest"
+        assert "audit: allowed signin - by pytest from 127.0.0.1" in pxelab_server.log
+        failed_loads = console_errors(driver)  # the wrong token's 401, nothing else
+        assert len(failed_loads) <= 1 and all("401" in e for e in failed_loads), failed_loads
         driver.execute_script(WATCH, KEY)
         driver.execute_script("window.pxelabSamePage = 42")
 
@@ -169,7 +189,8 @@ def test_status_page_follows_a_boot_live_and_reinstalls(
         assert driver.execute_script("return window.pxelabSamePage") == 42
         host = _api(pxelab_server, f"/api/hosts/{MAC}")
         assert host["state"] == "install" and host["stage"] == "reinstall"
-        assert f"POST /api/hosts/{MAC}/reinstall 200" in pxelab_server.log  # by the page's JS
+        assert f"POST /status/hosts/{MAC}/reinstall 200" in pxelab_server.log  # by the page's JS
+        assert f"audit: allowed reinstall {MAC} by pytest from 127.0.0.1" in pxelab_server.log
         assert console_errors(driver) == []
 
         # JavaScript off: a snapshot, and the reinstall form posts and comes back to the page
@@ -187,6 +208,23 @@ def test_status_page_follows_a_boot_live_and_reinstalls(
         assert _text(driver, f"#host-{KEY} .state") == "install"
         assert _api(pxelab_server, f"/api/hosts/{MAC}")["state"] == "install"
         assert f"POST /status/hosts/{MAC}/reinstall 303" in pxelab_server.log  # not the API
+
+        # signing out removes the action; the old cookie acts no more
+        old = driver.get_cookie("pxelab_session")
+        click("#signout")
+        wait.until(lambda d: d.find_elements(By.ID, "signin"))
+        assert driver.find_elements(By.CSS_SELECTOR, "form.reinstall, details.confirm") == []
+        assert driver.get_cookie("pxelab_session") is None
+        assert old is not None
+        replay = urllib.request.Request(
+            f"{url}status/hosts/{MAC}/reinstall",
+            data=b"csrf=x",
+            method="POST",
+            headers={"Cookie": f"pxelab_session={old['value']}"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(replay, timeout=10)  # loopback only
+        assert refused.value.code == 403
 
         driver.set_window_size(390, 844)  # a phone: cards, no sideways scrolling
         wide = driver.execute_script(

@@ -14,9 +14,12 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from pxelab.boot.render import Renderer
 from pxelab.events import Event, TftpOutcome, Timeline
-from pxelab.hosts.install import install_store
+from pxelab.hosts.install import InstallStore
 from pxelab.hosts.inventory import Inventory
 from pxelab.http.app import make_app
+from pxelab.http.auth import callback_credential
+from pxelab.http.guard import GUARD
+from tests.auth_helpers import AUTH, guard_with_token
 
 MAC = "52:54:00:aa:bb:01"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 admin@lab"
@@ -47,8 +50,9 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[Client, Timeline, Path]]:
         Renderer(),
         tmp_path / "images",
         timeline,
-        install_store=install_store(tmp_path / "state"),
+        install_store=InstallStore(),
         tftp_root=tmp_path / "tftp",
+        guard=await guard_with_token(),
     )
     async with TestClient(TestServer(app)) as client:
         yield client, timeline, tmp_path
@@ -57,7 +61,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[Client, Timeline, Path]]:
 async def test_one_shot_install_then_local_boot_then_reinstall(
     setup: tuple[Client, Timeline, Path],
 ) -> None:
-    client, timeline, root = setup
+    client, timeline, _ = setup
     first = await (await client.get("/boot", params={"mac": MAC})).text()
     assert "autoinstall" in first and "ds=nocloud-net;s=" in first
     seed = first.split("ds=nocloud-net;s=")[1].split()[0]
@@ -66,13 +70,18 @@ async def test_one_shot_install_then_local_boot_then_reinstall(
     user_data = await client.get("/cloud-init/ubu/user-data")
     assert user_data.status == 200
     callback = yaml.safe_load(await user_data.text())["autoinstall"]["late-commands"][0]
-    assert callback == f"curl -fsS -X POST {base}/api/hosts/{MAC}/installed"
+    secret = client.app[GUARD].secret
+    assert secret is not None
+    signed = f"{base}/api/hosts/{MAC}/installed/{callback_credential(secret, MAC, 0)}"
+    assert callback == f"curl -fsS -X POST {signed}"
 
-    done = await client.post(f"/api/hosts/{MAC.upper().replace(':', '-')}/installed")
+    unsigned = await client.post(f"/api/hosts/{MAC.upper().replace(':', '-')}/installed")
+    assert unsigned.status == 401  # neither a token nor a signature
+    done = await client.post(signed.removeprefix(base))  # the installer's own call, no token
     assert done.status == 200
     body = await done.json()
     assert body["state"] == "installed" and body["name"] == "ubu" and body["by"] == "127.0.0.1"
-    assert (root / "state" / "install" / "52-54-00-aa-bb-01.json").is_file()
+    assert (await (await client.get(f"/api/hosts/{MAC}")).json())["state"] == "installed"
 
     second = await (await client.get("/boot", params={"mac": MAC})).text()
     assert second.splitlines()[-1] == "exit" and "kernel" not in second
@@ -88,8 +97,10 @@ async def test_one_shot_install_then_local_boot_then_reinstall(
     assert installed["state"] == "installed" and installed["method"] == "POST"
     assert local["state"] == "installed" and "template" not in local
 
-    again = await client.post(f"/api/hosts/{MAC}/reinstall")
+    again = await client.post(f"/api/hosts/{MAC}/reinstall", headers=AUTH)
     assert (await again.json())["state"] == "install"
+    assert (await client.post(signed.removeprefix(base))).status == 403  # a replay: generation 0
+    assert "/installed/1." in await (await client.get("/cloud-init/ubu/user-data")).text()
     assert "autoinstall" in await (await client.get("/boot", params={"mac": MAC})).text()
     assert timeline.last(MAC) is not None and timeline.last(MAC).stage == "script"  # type: ignore[union-attr]
 
@@ -136,7 +147,7 @@ async def test_errors_are_real_http_errors(
     setup: tuple[Client, Timeline, Path], method: str, path: str, status: int
 ) -> None:
     client, _, _ = setup
-    resp = await client.request(method, path)
+    resp = await client.request(method, path, headers=AUTH)
     assert resp.status == status
     text = await resp.text()
     assert "#cloud-config" not in text and "#!ipxe" not in text
@@ -151,6 +162,7 @@ async def test_install_data_by_name_or_mac(setup: tuple[Client, Timeline, Path])
     kickstart = await (await client.get("/kickstart/fed")).text()
     assert "url --url=http://" in kickstart and "/images/fedora-41/arm64/" in kickstart
     assert "%post\ncurl -fsS -X POST http://" in kickstart
+    assert "/api/hosts/52:54:00:aa:bb:02/installed/0." in kickstart  # signed
     preseed = await (await client.get("/preseed/deb")).text()
     assert "d-i netcfg/get_hostname string deb" in preseed
     assert [e.stage for e in timeline.events("52:54:00:aa:bb:02")] == ["install-data"]
@@ -183,7 +195,7 @@ async def test_metrics_count_requests_bytes_and_timeline_events(
     client, timeline, _ = setup
     await client.get("/images/ubuntu-24.04/amd64/vmlinuz")
     await client.get("/images/nope")
-    await client.post(f"/api/hosts/{MAC}/installed")
+    await client.post(f"/api/hosts/{MAC}/installed", headers=AUTH)
     now, ip = time.time(), "10.0.0.21"
     timeline.record(Event(now, "dhcp", mac=MAC, message_type="ACK", address=ip, file="ipxe.efi"))
     done, stalled = TftpOutcome.COMPLETED, TftpOutcome.TIMED_OUT
@@ -228,18 +240,3 @@ async def test_chain_script_lands_in_the_timeline_of_the_mac_dhcp_saw(
     assert (await client.get("/boot.ipxe")).status == 200
     await client.get("/boot", params={"mac": MAC})
     assert [e.stage for e in timeline.events(MAC)] == ["dhcp", "ipxe", "script"]
-
-
-async def test_a_broken_state_file_fails_that_host_only(
-    setup: tuple[Client, Timeline, Path],
-) -> None:
-    client, _, root = setup
-    state_file = root / "state" / "install" / "52-54-00-aa-bb-01.json"
-    state_file.parent.mkdir(parents=True)
-    state_file.write_text("{broken")
-    boot = await client.get("/boot", params={"mac": MAC})
-    assert boot.status == 500 and "52-54-00-aa-bb-01.json" in await boot.text()
-    listing = await (await client.get("/api/hosts")).json()
-    hosts = {h["name"]: h for h in listing["hosts"]}
-    assert hosts["ubu"]["state"] is None and "invalid JSON" in hosts["ubu"]["state_error"]
-    assert hosts["deb"]["state"] == "install"

@@ -6,13 +6,14 @@ import json
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from pxelab.testing.bootlab import Daemon, LabDirs, start_daemon_usernet
+from pxelab.testing.bootlab import Daemon, LabDirs, create_token, start_daemon_usernet
 
 MAC = "52:54:00:00:2a:01"
 
@@ -24,8 +25,10 @@ def _pxelab(dirs: LabDirs, *argv: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _http(daemon: Daemon, path: str, method: str = "GET") -> str:
-    request = urllib.request.Request(f"http://127.0.0.1:{daemon.http_port}{path}", method=method)
+def _http(daemon: Daemon, path: str, method: str = "GET", token: str = "") -> str:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    url = f"http://127.0.0.1:{daemon.http_port}{path}"
+    request = urllib.request.Request(url, method=method, headers=headers)
     with urllib.request.urlopen(request, timeout=10) as resp:  # loopback only
         return str(resp.read().decode())
 
@@ -41,10 +44,11 @@ def dirs(tmp_path: Path) -> Iterator[LabDirs]:
 def test_installed_survives_a_restart_and_cli_reinstall_reaches_the_daemon(dirs: LabDirs) -> None:
     added = _pxelab(dirs, "hosts", "add", "d1", "--mac", MAC, "--distro", "demo")
     assert added.returncode == 0, added.stderr
+    token = create_token(dirs, "ops")
     daemon = start_daemon_usernet(dirs)
     try:
         assert "kernel " in _http(daemon, f"/boot?mac={MAC}")
-        state = json.loads(_http(daemon, f"/api/hosts/{MAC}/installed", "POST"))
+        state = json.loads(_http(daemon, f"/api/hosts/{MAC}/installed", "POST", token))
         assert state["state"] == "installed"
     finally:
         assert daemon.stop() == 0
@@ -55,11 +59,17 @@ def test_installed_survives_a_restart_and_cli_reinstall_reaches_the_daemon(dirs:
         listed = _pxelab(dirs, "hosts", "list", "--json")
         assert json.loads(listed.stdout)[0]["state"] == "installed"
         assert _pxelab(dirs, "hosts", "reinstall", "d1").returncode == 0
-        assert "kernel " in _http(daemon, f"/boot?mac={MAC}")  # no restart needed
+        # No restart needed: the daemon sees the CLI's write within a second (the SQLite
+        # store polls its data_version; PostgreSQL notifies), without reading per request.
+        deadline, boots = time.monotonic() + 5, 2
+        while "kernel " not in (script := _http(daemon, f"/boot?mac={MAC}")):
+            assert time.monotonic() < deadline, script
+            time.sleep(0.1)
+            boots += 1
         hosts = json.loads(_http(daemon, "/api/hosts"))["hosts"]
         assert [(h["name"], h["state"], h["stage"]) for h in hosts] == [("d1", "install", "script")]
         metrics = _http(daemon, "/metrics")
-        assert 'pxelab_http_requests_total{route="/boot",status="200"} 2.0' in metrics
+        assert f'pxelab_http_requests_total{{route="/boot",status="200"}} {boots}.0' in metrics
     finally:
         assert daemon.stop() == 0
 

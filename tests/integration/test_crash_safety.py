@@ -44,7 +44,7 @@ def test_kill_9_under_load_loses_no_lease(tmp_path: Path) -> None:
     with lab() as the_lab:
         host = {"name": "reserved", "mac": RESERVED_MAC, "ip": the_lab.ip(5)}
         dirs = bootlab.prepare(tmp_path / "lab", [host])
-        db = dirs.state / "dhcp-leases.sqlite3"
+        db = dirs.state / "pxelab.sqlite3"
         pool = ("--dhcp-range", f"{the_lab.ip(20)}-{the_lab.ip(250)}", "--lease-time", "3600")
         client = the_lab.add_client()
         client.run(

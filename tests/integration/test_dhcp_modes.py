@@ -83,7 +83,7 @@ def test_leases_survive_kill_9(tmp_path: Path) -> None:
             assert d.stop(sig=signal.SIGKILL) == -signal.SIGKILL
         assert before[KNOWN_MAC] == the_lab.ip(50)
         assert len(set(before.values())) == len(first_macs)
-        db = tmp_path / "state" / "dhcp-leases.sqlite3"
+        db = tmp_path / "state" / "pxelab.sqlite3"
         with sqlite3.connect(db) as conn:
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
             rows = dict(conn.execute("SELECT mac, state FROM leases").fetchall())

@@ -19,9 +19,9 @@ from pxelab.dhcp.context import DhcpContext, HostInfo
 from pxelab.dhcp.leases import Lease, LeaseState
 from pxelab.dhcp.packet import DhcpPacket, MessageType, Op, OptionCode, build, parse
 from pxelab.dhcp.server import DhcpServer, start_dhcp
-from pxelab.dhcp.store import SqliteLeaseStore
 from pxelab.events import Timeline
 from pxelab.http.metrics import Metrics
+from pxelab.state.sqlite import SqliteStore
 from tests.netns import require_root
 
 pytestmark = pytest.mark.netns
@@ -177,7 +177,8 @@ async def test_relayed_subnet_pool_timeline_and_store(tmp_path: Path) -> None:
         relayed=True,
     )
     timeline = Timeline()
-    store = await SqliteLeaseStore.open(tmp_path / "leases.db")
+    store = SqliteStore(tmp_path / "pxelab.sqlite3")
+    await store.open()
     srv = await start_dhcp(
         local, NoHosts(), "lo", port=0, relayed=[far], store=store, timeline=timeline
     )
@@ -211,15 +212,16 @@ async def test_relayed_subnet_pool_timeline_and_store(tmp_path: Path) -> None:
     finally:
         srv.close()
         await srv.wait_closed()
-        await store.wait_closed()
+        await store.close()
     details = [event.detail.split()[0] for event in timeline.events(mac)]
     assert details == ["OFFER", "ACK"]
     assert timeline.mac_at("127.0.5.10") == mac
-    reopened = await SqliteLeaseStore.open(tmp_path / "leases.db")
+    reopened = SqliteStore(tmp_path / "pxelab.sqlite3")
+    await reopened.open()
     assert [(lease.ip, lease.mac) for lease in await reopened.load_leases()] == [
         (IPv4Address("127.0.5.10"), mac)
     ]
-    await reopened.wait_closed()
+    await reopened.close()
 
 
 class RefusingStore:

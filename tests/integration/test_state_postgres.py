@@ -17,8 +17,9 @@ from pxelab.app.config import Config
 from pxelab.dhcp.leases import Lease, LeaseState
 from pxelab.hosts.install import HostState, InstallState
 from pxelab.state import SCHEMA_VERSION, StoreError, StoreUnavailable
+from pxelab.state.base import public_url
 from pxelab.state.open import open_store
-from pxelab.state.postgres import PostgresStore, public_url
+from pxelab.state.postgres import PostgresStore
 from pxelab.testing.postgres import PASSWORD_ROLE, PostgresCluster
 
 

@@ -18,10 +18,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from pxelab.assets.store import FileEntry, Manifest
 from pxelab.boot.render import Renderer
 from pxelab.events import Event, Timeline
-from pxelab.hosts.install import install_store
+from pxelab.hosts.install import InstallStore
 from pxelab.hosts.inventory import Inventory
 from pxelab.http.app import make_app
 from pxelab.http.status import STATUS_HUB
+from tests.auth_helpers import AUTH, TOKEN, guard_with_token
 from tests.unit.test_status import _dhcp, _not_found, _sent, _timed_out
 
 MAC = "52:54:00:5a:00:01"
@@ -123,7 +124,8 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[Client, Timeline, Path]]:
         Renderer(),
         tmp_path / "images",
         timeline,
-        install_store=install_store(tmp_path / "state"),
+        install_store=InstallStore(),
+        guard=await guard_with_token(),
     )
     async with TestClient(TestServer(app)) as client:
         yield client, timeline, tmp_path
@@ -134,6 +136,16 @@ async def _page(client: Client) -> Node:
     assert response.status == 200
     assert response.content_type == "text/html"
     return parse(await response.text())
+
+
+async def _sign_in(client: Client) -> str:
+    """Sign the client in with the operator's token; returns the CSRF token of its forms."""
+    response = await client.post("/status/signin", data={"token": TOKEN}, allow_redirects=False)
+    assert response.status == 303 and response.headers["Location"] == "/"
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie
+    page = await _page(client)
+    return page.find("host-52-54-00-5a-00-01").all("input")[0].attrs["value"]
 
 
 async def _boot(client: Client, timeline: Timeline) -> None:
@@ -148,6 +160,9 @@ async def _boot(client: Client, timeline: Timeline) -> None:
 async def test_snapshot_without_javascript(setup: tuple[Client, Timeline, Path]) -> None:
     client, timeline, _ = setup
     await _boot(client, timeline)
+    signed_out = (await _page(client)).find(f"host-{KEY}")
+    assert signed_out.all("form") == [] and signed_out.all("a")[-1].text == "sign in to act"
+    await _sign_in(client)
     timeline.record(_not_found("snponly.efi", ip="10.0.0.9"))
     timeline.record(_dhcp("OFFER", "10.0.0.77", "ipxe.efi", mac=STRANGER))
     response = await client.get("/")
@@ -221,30 +236,50 @@ async def test_snapshot_escapes_what_machines_send(setup: tuple[Client, Timeline
 async def test_form_post_reinstalls_and_redirects_back(
     setup: tuple[Client, Timeline, Path],
 ) -> None:
-    client, timeline, root = setup
-    assert (await client.post(f"/api/hosts/{MAC}/installed")).status == 200
+    client, timeline, _ = setup
+    assert (await client.post(f"/api/hosts/{MAC}/installed", headers=AUTH)).status == 200
+    form_url = f"/status/hosts/{MAC.upper().replace(':', '-')}/reinstall"
+    signed_out = await client.post(form_url, allow_redirects=False)
+    assert signed_out.status == 403 and "not signed in" in await signed_out.text()
+    csrf = await _sign_in(client)
+    assert (await client.post(form_url, allow_redirects=False)).status == 403  # no CSRF token
+    wrong = await client.post(form_url, data={"csrf": csrf[:-1]}, allow_redirects=False)
+    assert wrong.status == 403 and "CSRF" in await wrong.text()
+    cookie_only = await client.post(f"/api/hosts/{MAC}/reinstall", data={"csrf": csrf})
+    assert cookie_only.status == 401  # the session never stands in for the API's token
     page = await _page(client)
     assert page.find(f"host-{KEY}").all("td")[4].text == "installed"
 
-    form_url = f"/status/hosts/{MAC.upper().replace(':', '-')}/reinstall"
     foreign = await client.post(
-        form_url, headers={"Origin": "http://evil.example"}, allow_redirects=False
+        form_url,
+        data={"csrf": csrf},
+        headers={"Origin": "http://evil.example"},
+        allow_redirects=False,
     )
     assert foreign.status == 403 and "another site" in await foreign.text()
-    opaque = await client.post(form_url, headers={"Origin": "null"}, allow_redirects=False)
+    opaque = await client.post(
+        form_url, data={"csrf": csrf}, headers={"Origin": "null"}, allow_redirects=False
+    )
     assert opaque.status == 403
-    state_file = root / "state" / "install" / f"{KEY}.json"
-    assert json.loads(state_file.read_text())["state"] == "installed"
+
+    async def state() -> str:
+        return str((await (await client.get(f"/api/hosts/{MAC}")).json())["state"])
+
+    assert await state() == "installed"
 
     origin = f"http://{client.host}:{client.port}"
-    response = await client.post(form_url, headers={"Origin": origin}, allow_redirects=False)
+    response = await client.post(
+        form_url, data={"csrf": csrf}, headers={"Origin": origin}, allow_redirects=False
+    )
     assert response.status == 303
     assert response.headers["Location"] == f"/#host-{KEY}"
-    assert json.loads(state_file.read_text())["state"] == "install"
+    assert await state() == "install"
     last = timeline.last(MAC)
     assert last is not None and last.stage == "reinstall"
 
-    followed = await client.post(form_url)  # no Origin (older browsers, curl): allowed
+    followed = await client.post(
+        form_url, data={"csrf": csrf}
+    )  # no Origin (older browsers, curl): allowed
     assert followed.status == 200 and str(followed.url).endswith("/")
     page = parse(await followed.text())
     cells = {td.attrs["data-label"]: td.text for td in page.find(f"host-{KEY}").all("td")}
@@ -252,8 +287,15 @@ async def test_form_post_reinstalls_and_redirects_back(
     api = await (await client.get(f"/api/hosts/{MAC}")).json()
     assert api["state"] == "install"
 
-    assert (await client.post("/status/hosts/52:54:00:00:00:00/reinstall")).status == 404
-    assert (await client.post("/status/hosts/nonsense/reinstall")).status == 400
+    unknown = "/status/hosts/52:54:00:00:00:00/reinstall"
+    assert (await client.post(unknown, data={"csrf": csrf})).status == 404
+    nonsense = "/status/hosts/nonsense/reinstall"
+    assert (await client.post(nonsense, data={"csrf": csrf})).status == 400
+
+    out = await client.post("/status/signout", data={"csrf": csrf}, allow_redirects=False)
+    assert out.status == 303
+    assert (await client.post(form_url, data={"csrf": csrf})).status == 403  # signed out
+    assert (await _page(client)).find(f"host-{KEY}").all("form") == []
     assert (await client.get(f"/status/hosts/{MAC}/reinstall")).status == 405
 
 

@@ -169,13 +169,13 @@ def test_grub_cannot_boot_urls_or_expandable_args() -> None:
         host_config(Renderer(), dollar)
 
 
-def test_installed_hosts_boot_their_disk(files: GrubFiles, tmp_path: Path) -> None:
-    store = InstallStore(tmp_path / "install")
+async def test_installed_hosts_boot_their_disk(files: GrubFiles, tmp_path: Path) -> None:
+    store = InstallStore()
     with_state = GrubFiles(files.inventory, files.renderer, tmp_path / "images", store)
     name = f"grub/grub.cfg-01-{MAC}"
     before = with_state(name, "10.0.0.64")
     assert isinstance(before, bytes) and b"linux /images/" in before
-    store.set(MAC, InstallState.INSTALLED, 1.0, "test")
+    await store.set(MAC, InstallState.INSTALLED, 1.0, "test")
     config = with_state(name, "10.0.0.64")
     assert (
         isinstance(config, bytes)

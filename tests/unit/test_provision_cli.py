@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
 
 from pxelab.cli.main import main
-from pxelab.hosts.install import InstallState, install_store
+from pxelab.hosts.install import HostState, InstallState, InstallStore
 from pxelab.hosts.inventory import load_host_file
+from pxelab.state.sqlite import FILE_NAME, SqliteStore
 
 MAC = "52:54:00:00:01:01"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 me@lab"
@@ -50,13 +52,13 @@ def test_add_list_show_reinstall_rm(tmp_path: Path, capsys: pytest.CaptureFixtur
         "install",
     ]
 
-    install_store(tmp_path / "state").set(MAC, InstallState.INSTALLED, 1.0, "10.0.0.5")
+    _set_state(tmp_path / "state", InstallState.INSTALLED)
     assert _run(tmp_path, "hosts", "show", "web-1") == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["state"] == "installed" and shown["host"]["mac"] == MAC.upper()
 
     assert _run(tmp_path, "hosts", "reinstall", MAC.replace(":", "-")) == 0
-    assert install_store(tmp_path / "state").get(MAC).state is InstallState.INSTALL
+    assert _state(tmp_path / "state").state is InstallState.INSTALL
     assert "will install again" in capsys.readouterr().out
     assert _run(tmp_path, "hosts", "list", "--json") == 0
     assert json.loads(capsys.readouterr().out)[0]["state"] == "install"
@@ -107,3 +109,31 @@ def test_explain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert [a["boot_file"] for a in result["dhcp"]["answers"]] == ["undionly.kpxe"]
     assert _run(tmp_path, "explain", "52:54:00:00:09:09", *common) == 1
     assert _run(tmp_path, "explain", "nope", *common) == 2
+
+
+def _set_state(state_dir: Path, state: InstallState) -> None:
+    """Record a state in the store of state_dir, as the daemon does on an install callback."""
+
+    async def write() -> None:
+        store = SqliteStore(state_dir / FILE_NAME)
+        await store.open()
+        try:
+            await InstallStore(store).set(MAC, state, 1.0, "10.0.0.5")
+        finally:
+            await store.close()
+
+    asyncio.run(write())
+
+
+def _state(state_dir: Path) -> HostState:
+    """The state the store of state_dir holds for MAC."""
+
+    async def read() -> HostState:
+        store = SqliteStore(state_dir / FILE_NAME)
+        await store.open()
+        try:
+            return InstallStore(store).get(MAC)
+        finally:
+            await store.close()
+
+    return asyncio.run(read())

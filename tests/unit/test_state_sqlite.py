@@ -15,7 +15,7 @@ from pxelab.app.config import Config, build_config
 from pxelab.dhcp.leases import Lease, LeaseState
 from pxelab.errors import ConfigError
 from pxelab.events import Event
-from pxelab.hosts.install import HostState, InstallState, InstallStore
+from pxelab.hosts.install import HostState, InstallState
 from pxelab.state import SCHEMA_VERSION, StoreError
 from pxelab.state.base import event_from_text, event_to_text
 from pxelab.state.open import open_store
@@ -39,7 +39,9 @@ async def test_first_open_imports_old_leases_and_install_files(tmp_path: Path) -
             "INSERT INTO leases VALUES (?, ?, 'declined', 600.0)", (int(IPv4Address("10.0.0.6")), B)
         )
     old.close()
-    InstallStore(tmp_path / "install").set(A, InstallState.INSTALLED, 3.0, "10.0.0.5")
+    (tmp_path / "install").mkdir()
+    old_state = {"state": "installed", "changed": 3.0, "by": "10.0.0.5", "generation": 0}
+    (tmp_path / "install" / "52-54-00-00-00-0a.json").write_text(json.dumps(old_state))
     (tmp_path / "install" / "52-54-00-00-00-0b.json").write_text("{broken")  # skipped, logged
     store = open_store(Config(state_dir=tmp_path), instance="one")
     await store.open()

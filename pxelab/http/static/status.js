@@ -110,16 +110,21 @@
     source.addEventListener("error", () => setLive(false));
   }
 
-  // With JavaScript the reinstall form posts to the API and the page stays; the row changes
-  // when the server's `reinstall` event arrives.
+  // With JavaScript the reinstall form (session cookie and CSRF token) posts in the background
+  // and the page stays; the row changes when the server's `reinstall` event arrives.
   document.addEventListener("submit", async (ev) => {
     const form = ev.target;
-    if (!form.dataset || !form.dataset.api) return;
+    if (!form.classList || !form.classList.contains("reinstall")) return;
     ev.preventDefault();
     const button = form.querySelector("button");
     button.disabled = true;
     try {
-      const response = await fetch(form.dataset.api, { method: "POST" });
+      const response = await fetch(form.action, {
+        method: "POST",
+        body: new URLSearchParams(new FormData(form)),
+        headers: { Accept: "application/json" },
+        credentials: "same-origin",
+      });
       button.textContent = response.ok ? "Done: " + form.dataset.name + " reinstalls at its next boot"
         : "Failed: " + (await response.text()).trim();
       if (response.ok) scheduleRefresh(1500);
