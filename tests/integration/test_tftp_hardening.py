@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from pxelab.events import Timeline
+from pxelab.paths import resolve
 from pxelab.tftp.files import FileCache
 from pxelab.tftp.packet import Ack, Data, ErrorCode, ErrorPacket, OptionAck, ReadRequest
-from pxelab.tftp.paths import resolve
 from pxelab.tftp.server import TftpServer, start_tftp
 from pxelab.tftp.session import SessionConfig
 from tests.integration.test_tftp_server import HOST, RawClient, fetch

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pxelab.tftp.paths import (
+from pxelab.paths import (
     MAX_COMPONENT_BYTES,
     MAX_FILENAME_BYTES,
     PathRefused,
@@ -26,7 +26,7 @@ from pxelab.tftp.paths import (
         ("//grub//x86_64-efi/./normal.mod", "grub/x86_64-efi/normal.mod"),
         ("./undionly.kpxe", "undionly.kpxe"),
         ("pxelinux.cfg/01-52-54-00-12-34-56", "pxelinux.cfg/01-52-54-00-12-34-56"),
-        ("a..b/..c/d..", "a..b/..c/d.."),
+        ("a..b/c..d/e..", "a..b/c..d/e.."),
         ("caf\u00e9.efi", "caf\u00e9.efi"),
         ("x" * MAX_COMPONENT_BYTES, "x" * MAX_COMPONENT_BYTES),
     ],
@@ -53,6 +53,11 @@ def test_accepted_names(filename: str, expected: str) -> None:
         ("a/" * 300, "bytes long"),
         ("a/" + "b" * (MAX_COMPONENT_BYTES + 1), "component is longer"),
         ("\u00e9" * (MAX_COMPONENT_BYTES // 2 + 1), "component is longer"),
+        ("a..b/..c/d..", "hidden component"),  # a dot name, though not '..'
+        (".incoming/partial.iso", "hidden component"),
+        ("/images/.incoming/x.iso", "hidden component"),
+        ("grub/.x", "hidden component"),
+        ("...", "hidden component"),
     ],
 )
 def test_refused_names(filename: str, reason: str) -> None:
