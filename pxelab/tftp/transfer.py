@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from enum import Enum
 from functools import partial
-from typing import cast
+from typing import Any, cast
 
 from pxelab.errors import MalformedPacket
 from pxelab.tftp.admission import refusal
@@ -29,6 +29,8 @@ log = logging.getLogger("pxelab.tftp")
 
 _ACK = b"\0\4"
 """First bytes of an ACK: parsed inline, it is the packet of the hot path."""
+_MAX_DATAGRAM = 65536
+"""Receive buffer per datagram: the largest UDP payload fits."""
 _MAX_QUEUED = 64
 """Packets kept while a read is in flight; more are dropped (the client retransmits)."""
 
@@ -95,6 +97,10 @@ class Transfer(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # asyncio's selector datagram transport only subclasses DatagramTransport from 3.12.
         self._transport = cast(asyncio.DatagramTransport, transport)
+        if hasattr(transport, "max_size"):
+            # It reads each datagram into a new 256 KiB buffer, which glibc may map and unmap
+            # per ACK (measured: twice the server CPU per block). A datagram fits in 64 KiB.
+            cast(Any, transport).max_size = _MAX_DATAGRAM
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         packet: Packet
