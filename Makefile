@@ -19,8 +19,8 @@ demo: setup  ## a private namespace, pxelab, and a QEMU UEFI VM that boots from 
 test: setup  ## everything: unit, integration (namespaces) and QEMU end-to-end tests
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-unit: setup  ## the fast tests that need no root and boot no VM
-	$(PY) -m pytest -m "not netns and not root and not e2e" $(PYTEST_ARGS)
+unit: setup  ## tests/unit: pure tests (no root, no subprocess, no network namespace, no VM)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 bench: setup  ## every scenario against dnsmasq, nginx and atftpd; writes docs/BENCHMARKS.md (root; not a test)
 	$(PY) bench/run.py

@@ -2,35 +2,257 @@
 
 Every service records into one `Timeline`: DHCP, TFTP and HTTP call `record` (TFTP knows only
 the client's IP; the timeline maps it to the MAC that DHCP or HTTP last saw at that IP).
+Events carry typed fields; their one-line text (`detail`) is rendered from them, never parsed.
 Pure apart from the listeners it calls; the caller passes `now`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict, deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import KW_ONLY, dataclass
+from enum import StrEnum
+from typing import assert_never
 
 MAX_EVENTS_PER_HOST = 200
 """Events kept per MAC; older ones are dropped."""
 MAX_HOSTS = 4096
 """MACs tracked at most; the least recently seen is forgotten first."""
 
+JsonValue = str | int | float
+"""What one field of an event's JSON form holds."""
+
+
+class TftpOutcome(StrEnum):
+    """How a TFTP request ended."""
+
+    COMPLETED = "completed"
+    """The client acknowledged the whole file."""
+    SIZE_PROBE = "size-probe"
+    """The client answered the OACK with an ERROR: normal, it only wanted tsize."""
+    CLIENT_ERROR = "client-error"
+    """The client sent an ERROR during the transfer."""
+    TIMED_OUT = "timed-out"
+    """The client stopped answering; retransmissions ran out."""
+    IDLE = "idle"
+    """Reaped: no progress for the idle limit (a client that only repeats old ACKs)."""
+    STOPPED = "stopped"
+    """The server stopped the transfer without telling the client (closing, client gone)."""
+    ERROR = "error"
+    """The server answered with an ERROR: file not found, bad request, illegal operation."""
+    REFUSED = "refused"
+    """The path was refused: outside the root, hidden, or through a symlink."""
+    UPLOAD_REFUSED = "upload-refused"
+    """A write request: the server is read-only."""
+
+    @property
+    def result(self) -> str:
+        """The result `/metrics` counts it under: completed, size-probe, failed or refused."""
+        return _RESULTS.get(self, "refused")
+
+
+_RESULTS = {
+    TftpOutcome.COMPLETED: "completed",
+    TftpOutcome.SIZE_PROBE: "size-probe",
+    TftpOutcome.CLIENT_ERROR: "failed",
+    TftpOutcome.TIMED_OUT: "failed",
+    TftpOutcome.STOPPED: "failed",
+}
+"""Outcomes that are not "refused". As before events had fields, an idle transfer the server reaped
+and an ERROR 4 for a stray packet mid-transfer count as refused, not failed."""
+
 
 @dataclass(frozen=True)
 class Event:
-    """One thing that happened in a machine's boot."""
+    """One thing that happened in a machine's boot; unset fields do not apply to it."""
 
     time: float
     """Wall-clock time (seconds since the epoch)."""
-    mac: str
-    """The machine's MAC (normalised), or '' when it is not known."""
     stage: str
     """Short stage name: dhcp, tftp, script, kernel, initrd, install-data, installed, error, …"""
-    detail: str
-    """What exactly: the message type and address, the file name, the URL path, the error."""
+    _: KW_ONLY
+    mac: str = ""
+    """The machine's MAC (normalised), or '' when it is not known."""
     ip: str = ""
     """The client's IPv4 address, when known."""
+    message_type: str = ""
+    """DHCP: the reply's message type (OFFER, ACK, NAK)."""
+    address: str = ""
+    """DHCP: the address the reply gives the client (yiaddr)."""
+    file: str = ""
+    """The file: DHCP's boot file name, TFTP's requested file, the install-data file's name."""
+    path: str = ""
+    """HTTP: the URL path requested."""
+    method: str = ""
+    """HTTP: the request method, for API actions."""
+    template: str = ""
+    """HTTP: the boot template a script was rendered from."""
+    state: str = ""
+    """The install state set (installed, reinstall) or that chose the script (local boot)."""
+    outcome: TftpOutcome | None = None
+    """TFTP: how the request ended."""
+    bytes_acked: int | None = None
+    """TFTP: file bytes the client acknowledged."""
+    size: int | None = None
+    """TFTP: the file's size in bytes."""
+    tsize: int | None = None
+    """TFTP: the tsize the OACK announced (the client asked for it)."""
+    blksize: int | None = None
+    """TFTP: the negotiated block size."""
+    windowsize: int | None = None
+    """TFTP: the negotiated window size."""
+    error_code: int | None = None
+    """TFTP: the code of the ERROR the client sent or was sent."""
+    error: str = ""
+    """What went wrong: a TFTP error's text, or the message of an `error` event."""
+    reason: str = ""
+    """Why, in more words: why a path was refused, why a transfer was stopped."""
+
+    @property
+    def detail(self) -> str:
+        """The one-line text the status page and the API show ("ACK 10.0.0.5 ipxe.efi")."""
+        return _render(self)
+
+    def to_json(self) -> dict[str, JsonValue]:
+        """`{time, mac, stage, detail, ip}` and every field that is set; `from_json` reads it."""
+        data: dict[str, JsonValue] = {
+            "time": self.time,
+            "mac": self.mac,
+            "stage": self.stage,
+            "detail": self.detail,
+            "ip": self.ip,
+        }
+        for f in _OPTIONAL:
+            value = getattr(self, f.name)
+            if value != f.default:
+                data[f.name] = value.value if isinstance(value, TftpOutcome) else value
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> Event:
+        """The event `to_json` wrote; ValueError names the key that is missing or wrong."""
+        unknown = sorted(set(data) - JSON_KEYS)
+        if unknown:
+            raise ValueError(f"event: unknown key {unknown[0]!r}")
+        for key in ("time", "stage"):
+            if key not in data:
+                raise ValueError(f"event: missing key {key!r}")
+        time = data["time"]
+        if isinstance(time, bool) or not isinstance(time, int | float):
+            raise ValueError(f"event key 'time': expected a number, got {time!r}")
+
+        def text(key: str) -> str:
+            return _str(data, key) if key in data else ""
+
+        def number(key: str) -> int | None:
+            return _int(data, key) if key in data else None
+
+        return cls(
+            float(time),
+            _str(data, "stage"),
+            mac=text("mac"),
+            ip=text("ip"),
+            message_type=text("message_type"),
+            address=text("address"),
+            file=text("file"),
+            path=text("path"),
+            method=text("method"),
+            template=text("template"),
+            state=text("state"),
+            outcome=_outcome(data.get("outcome")),
+            bytes_acked=number("bytes_acked"),
+            size=number("size"),
+            tsize=number("tsize"),
+            blksize=number("blksize"),
+            windowsize=number("windowsize"),
+            error_code=number("error_code"),
+            error=text("error"),
+            reason=text("reason"),
+        )
+
+
+_OPTIONAL = tuple(f for f in dataclasses.fields(Event) if f.name not in ("time", "stage"))
+"""The keyword fields, in order: unset (at their default) they are left out of the JSON."""
+_OUTCOMES = tuple(o.value for o in TftpOutcome)
+"""The outcomes' names, as the JSON form spells them."""
+JSON_KEYS: frozenset[str] = frozenset({"time", "stage", "detail"} | {f.name for f in _OPTIONAL})
+"""Keys an event's JSON form may have; `detail` is rendered, and ignored when read."""
+
+
+def _str(data: Mapping[str, object], key: str) -> str:
+    value = data[key]
+    if not isinstance(value, str):
+        raise ValueError(f"event key {key!r}: expected a string, got {value!r}")
+    return value
+
+
+def _int(data: Mapping[str, object], key: str) -> int | None:
+    value = data[key]
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValueError(f"event key {key!r}: expected an integer, got {value!r}")
+    return value
+
+
+def _outcome(value: object) -> TftpOutcome | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value in _OUTCOMES:
+        return TftpOutcome(value)
+    raise ValueError(f"event key 'outcome': {value!r} is not one of {', '.join(_OUTCOMES)}")
+
+
+def _n(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+def tftp_summary(event: Event) -> str:
+    """What became of a TFTP request, in words ("sent 1024 bytes"); its detail adds the file."""
+    code, error, acked, size = _n(event.error_code), event.error, event.bytes_acked, event.size
+    reason = f": {event.reason}" if event.reason else ""
+    outcome = event.outcome
+    match outcome:
+        case TftpOutcome.COMPLETED:
+            return f"sent {_n(acked)} bytes"
+        case TftpOutcome.SIZE_PROBE:
+            tsize = f" (tsize {event.tsize})" if event.tsize is not None else ""
+            return f"aborted after OACK{tsize}, client error {code} ({error})"
+        case TftpOutcome.CLIENT_ERROR:
+            return f"client error {code} ({error}) after {_n(acked)} bytes"
+        case TftpOutcome.TIMED_OUT:
+            return f"timed out, {_n(acked)} of {_n(size)} bytes acknowledged"
+        case TftpOutcome.IDLE:
+            return f"reaped, idle with {_n(acked)} of {_n(size)} bytes acknowledged"
+        case TftpOutcome.STOPPED:
+            return f"stopped, {event.reason} ({_n(acked)} of {_n(size)} bytes)"
+        case TftpOutcome.ERROR:
+            return f"error {code} ({error}){reason}"
+        case TftpOutcome.REFUSED:
+            return f"refused, error {code} ({error}){reason}"
+        case TftpOutcome.UPLOAD_REFUSED:
+            return f"upload refused ({error})"
+        case None:
+            return error
+    assert_never(outcome)
+
+
+def _render(e: Event) -> str:
+    if e.outcome is not None:
+        return f"{e.file}: {tftp_summary(e)}"
+    if e.message_type:
+        return " ".join(p for p in (e.message_type, e.address, e.file) if p)
+    suffix = ""
+    if e.stage == "ipxe":
+        text = f"chain script {e.path}"
+    elif e.stage == "script":
+        text, suffix = f"boot script {e.path}", e.template
+    elif e.stage == "local-boot":
+        text, suffix = f"local-boot script {e.path}", e.state
+    elif e.state:
+        text, suffix = f"state {e.state}", f"{e.method} {e.path}".strip()
+    else:
+        text = " ".join(p for p in (e.file, e.path, e.error) if p)
+    return f"{text} ({suffix})" if suffix else text
 
 
 Listener = Callable[[Event], None]
@@ -53,13 +275,21 @@ class Timeline:
     def mac_at(self, ip: str) -> str:
         return self._mac_at.get(ip, "")
 
-    def record(self, now: float, stage: str, detail: str, *, mac: str = "", ip: str = "") -> Event:
-        """Add an event; mac may be left out when ip is known to the timeline."""
-        if mac and ip:
-            self.bind(ip, mac)
-        mac = mac or self.mac_at(ip)
-        event = Event(now, mac, stage, detail, ip)
-        key = mac or f"ip:{ip}"
+    def record(self, event: Event) -> Event:
+        """Add an event; its mac may be left empty when its ip is known to the timeline.
+
+        Returns the event as stored (with the mac filled in)."""
+        if event.mac and event.ip:
+            self.bind(event.ip, event.mac)
+        elif not event.mac and (mac := self.mac_at(event.ip)):
+            event = dataclasses.replace(event, mac=mac)
+        self._append(event)
+        for listener in list(self._listeners):
+            listener(event)
+        return event
+
+    def _append(self, event: Event) -> None:
+        key = event.mac or f"ip:{event.ip}"
         events = self._events.get(key)
         if events is None:
             events = self._events[key] = deque(maxlen=self.per_host)
@@ -68,9 +298,13 @@ class Timeline:
         else:
             self._events.move_to_end(key)
         events.append(event)
-        for listener in list(self._listeners):
-            listener(event)
-        return event
+
+    def restore(self, events: Iterable[Event]) -> None:
+        """Take in events from before a restart (oldest first), without telling the listeners."""
+        for event in events:
+            if event.mac and event.ip:
+                self.bind(event.ip, event.mac)
+            self._append(event)
 
     def events(self, mac: str) -> list[Event]:
         """This MAC's events, oldest first."""

@@ -12,6 +12,7 @@ DEB_PACKAGES=(
   xorriso libarchive-tools
   grub-efi-amd64-signed shim-signed qemu-system-arm qemu-efi-aarch64
   chromium chromium-driver
+  postgresql
   python3 python3-venv
 )
 

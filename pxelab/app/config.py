@@ -75,6 +75,8 @@ class Config:
     """TCP port of the HTTP server; 0 picks a free one (it is logged)."""
     state_dir: Path = HOME / "state"
     """Where pxelab keeps its state (leases, install states)."""
+    state_url: str | None = None
+    """PostgreSQL shared by several instances (postgresql://user@host:port/db); None: SQLite."""
     templates_dir: Path | None = None
     """Templates here override the shipped ones, file by file."""
     log_level: str = "info"
@@ -157,6 +159,16 @@ def _str(key: str, value: Any) -> str:
     return text
 
 
+def _state_url(key: str, value: Any) -> str | None:
+    text = _opt_str(key, value)
+    if text is not None and not text.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            f"key {key!r}: expected postgresql://user@host:port/db "
+            f"(or postgresql:///db?host=/socket/dir), got {value!r}"
+        )
+    return text
+
+
 def _level(key: str, value: Any) -> str:
     text = _str(key, value).lower()
     if text not in ("debug", "info", "warning", "error"):
@@ -188,11 +200,15 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "http_address": _str,
     "http_port": _int(0, 65535),
     "state_dir": _path,
+    "state_url": _state_url,
     "templates_dir": _opt_path,
     "log_level": _level,
     "user": _opt_str,
 }
-assert set(_CHECKS) == {f.name for f in fields(Config)}
+if set(_CHECKS) != {f.name for f in fields(Config)}:
+    raise RuntimeError(  # a programming error: a Config field without a check, or the reverse
+        f"app/config.py: _CHECKS and Config differ: {set(_CHECKS) ^ {f.name for f in fields(Config)}}"
+    )
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -9,8 +9,9 @@ import os
 import resource
 import signal
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from ipaddress import IPv4Interface
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from aiohttp import web
 
@@ -19,9 +20,12 @@ from pxelab.boot.grub import GrubFiles
 from pxelab.boot.render import Renderer
 from pxelab.errors import ConfigError
 from pxelab.events import Timeline
-from pxelab.hosts.install import install_store
+from pxelab.hosts.install import InstallStore, install_store
 from pxelab.hosts.inventory import Inventory
 from pxelab.http.app import AccessLogger, make_app
+
+if TYPE_CHECKING:
+    from pxelab.tftp.server import TftpServer
 
 log = logging.getLogger("pxelab")
 
@@ -41,7 +45,8 @@ def interface_address(config: Config) -> IPv4Interface:
     """This server's address and prefix on config.interface (the interface's own, or `address`)."""
     from pxelab.dhcp.interface import interface_ipv4
 
-    assert config.interface is not None
+    if config.interface is None:
+        raise ConfigError("key 'interface' is not set: no interface to read this server's address")
     try:
         found = interface_ipv4(config.interface)
     except (OSError, ValueError, ConfigError) as exc:
@@ -74,68 +79,121 @@ async def _bind(what: str, key: str, start: Awaitable[T]) -> T:
         raise ConfigError(f"key {key!r}: cannot start {what}: {exc.strerror or exc}") from None
 
 
-async def serve(config: Config) -> None:
-    """Run until SIGINT or SIGTERM; raise ConfigError (before serving) for a bad setting."""
+@dataclass(frozen=True)
+class Parts:
+    """What the services share: the inventory, the renderer, install states and the timeline."""
+
+    inventory: Inventory
+    """The hosts, reloaded from the hosts dir."""
+    renderer: Renderer
+    """Boot scripts, install data and GRUB configs."""
+    installs: InstallStore
+    """Install states, shared with `pxelab hosts`."""
+    timeline: Timeline
+    """Boot events for /metrics, the status page and the API."""
+
+
+def prepare(config: Config) -> Parts:
+    """Lift the open-files limit, make the directories and load what the services share."""
     raise_open_files_limit()
     for directory in (config.hosts_dir, config.images_dir, config.tftp_root, config.state_dir):
         directory.mkdir(parents=True, exist_ok=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    return Parts(
+        Inventory(config.hosts_dir),
+        Renderer(config.templates_dir),
+        install_store(config.state_dir),
+        Timeline(),
+    )
 
-    inventory = Inventory(config.hosts_dir)
-    renderer = Renderer(config.templates_dir)
-    installs = install_store(config.state_dir)
-    timeline = Timeline()
-    services: list[Service] = []
-    runner = web.AppRunner(
-        make_app(
-            inventory,
-            renderer,
-            config.images_dir,
-            timeline,
-            install_store=installs,
-            tftp_root=config.tftp_root,
-        ),
+
+def http_runner(config: Config, parts: Parts) -> web.AppRunner:
+    """The HTTP app's runner (not yet listening)."""
+    app = make_app(
+        parts.inventory,
+        parts.renderer,
+        config.images_dir,
+        parts.timeline,
+        install_store=parts.installs,
+        tftp_root=config.tftp_root,
+    )
+    return web.AppRunner(
+        app,
         access_log_class=AccessLogger,
         access_log=logging.getLogger("pxelab.http"),
         handle_signals=False,
     )
+
+
+async def start_http(config: Config, runner: web.AppRunner) -> int:
+    """Listen on http_address:http_port; returns the port (the one picked for port 0)."""
+    site = web.TCPSite(runner, config.http_address, config.http_port, reuse_address=True)
+    await _bind(f"HTTP on {config.http_address}:{config.http_port}", "http_port", site.start())
+    port: int = runner.addresses[0][1]
+    return port
+
+
+async def start_tftp(config: Config, parts: Parts, server_if: IPv4Interface | None) -> TftpServer:
+    """The TFTP server on tftp_port, with GRUB's generated files (call only when tftp_port != 0)."""
+    from pxelab.tftp.server import start_tftp as start
+    from pxelab.tftp.session import SessionConfig
+
+    host = config.tftp_address or (server_if.ip if server_if else None)
+    return await _bind(
+        f"TFTP on port {config.tftp_port}",
+        "tftp_port",
+        start(
+            config.tftp_root,
+            str(host or "0.0.0.0"),
+            config.tftp_port,
+            interface=config.interface,
+            config=SessionConfig(max_windowsize=config.tftp_windowsize_max),
+            max_sessions=config.tftp_max_sessions,
+            max_per_client=config.tftp_max_per_client,
+            timeline=parts.timeline,
+            virtual=GrubFiles(parts.inventory, parts.renderer, config.images_dir, parts.installs),
+        ),
+    )
+
+
+async def run_until(stop: asyncio.Event, inventory: Inventory) -> None:
+    """Serve until stop is set, rescanning the hosts dir every INVENTORY_POLL seconds."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), INVENTORY_POLL)
+        inventory.refresh()
+
+
+async def close_all(services: list[Service], runner: web.AppRunner) -> None:
+    """Close the UDP services (last started first), wait for them, then stop HTTP."""
+    for service in reversed(services):
+        service.close()
+    for service in services:
+        await service.wait_closed()
+    await runner.cleanup()
+
+
+async def serve(config: Config) -> None:
+    """Run until SIGINT or SIGTERM; raise ConfigError (before serving) for a bad setting."""
+    parts = prepare(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    services: list[Service] = []
+    runner = http_runner(config, parts)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.http_address, config.http_port, reuse_address=True)
-        await _bind(f"HTTP on {config.http_address}:{config.http_port}", "http_port", site.start())
-        http_port: int = runner.addresses[0][1]
-
+        http_port = await start_http(config, runner)
         server_if = interface_address(config) if config.interface else None
         tftp_port = None
         if config.tftp_port:
-            from pxelab.tftp.server import start_tftp
-            from pxelab.tftp.session import SessionConfig
-
-            tftp_host = config.tftp_address or (server_if.ip if server_if else None)
-            tftp = await _bind(
-                f"TFTP on port {config.tftp_port}",
-                "tftp_port",
-                start_tftp(
-                    config.tftp_root,
-                    str(tftp_host or "0.0.0.0"),
-                    config.tftp_port,
-                    interface=config.interface,
-                    config=SessionConfig(max_windowsize=config.tftp_windowsize_max),
-                    max_sessions=config.tftp_max_sessions,
-                    max_per_client=config.tftp_max_per_client,
-                    timeline=timeline,
-                    virtual=GrubFiles(inventory, renderer, config.images_dir, installs),
-                ),
-            )
+            tftp = await start_tftp(config, parts, server_if)
             services.append(tftp)
             tftp_port = tftp.port
-
-        if config.interface and server_if is not None:
-            services.append(await _start_dhcp(config, server_if, http_port, inventory, timeline))
-
+        if server_if is not None:
+            services.append(
+                await _start_dhcp(config, server_if, http_port, parts.inventory, parts.timeline)
+            )
         if config.user:
             await drop_privileges(config)
         log.info(
@@ -146,19 +204,12 @@ async def serve(config: Config) -> None:
             f"on {config.interface} ({server_if})" if server_if else "off (no --interface)",
             config.hosts_dir,
         )
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), INVENTORY_POLL)
-            inventory.refresh()
+        await run_until(stop, parts.inventory)
         log.info("pxelab stopping")
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-        for service in reversed(services):
-            service.close()
-        for service in services:
-            await service.wait_closed()
-        await runner.cleanup()
+        await close_all(services, runner)
 
 
 async def drop_privileges(config: Config) -> None:
@@ -171,7 +222,8 @@ async def drop_privileges(config: Config) -> None:
 
     from pxelab.app import privileges
 
-    assert config.user is not None
+    if config.user is None:
+        raise ConfigError("key 'user' is not set: no user to drop privileges to")
     await asyncio.get_running_loop().run_in_executor(None, lambda: None)
     account = privileges.lookup(config.user)
     if os.geteuid() == 0:

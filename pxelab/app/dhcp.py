@@ -148,7 +148,8 @@ async def start_from_config(
     timeline: Timeline | None = None,
 ) -> DhcpService:
     """Open the lease store (full mode) and the DHCP sockets; ConfigError names the key."""
-    assert config.interface is not None
+    if config.interface is None:
+        raise ConfigError("key 'interface' is not set: DHCP has no interface to answer on")
     local, relayed = contexts(config, server_if, http_port)
     addresses = {}
     for name in config.dhcp_interfaces:

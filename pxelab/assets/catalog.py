@@ -75,10 +75,12 @@ def normalize_arch(arch: str) -> str:
         raise AssetError(f"unknown architecture {arch!r} (use amd64 or arm64)") from None
 
 
-def _text(where: str, table: Mapping[str, Any], key: str, required: bool = True) -> str | None:
+def _optional_text(where: str, table: Mapping[str, Any], key: str) -> str | None:
+    return None if table.get(key) is None else _text(where, table, key)
+
+
+def _text(where: str, table: Mapping[str, Any], key: str) -> str:
     value = table.get(key)
-    if value is None and not required:
-        return None
     if not isinstance(value, str) or not value.strip():
         raise AssetError(f"{where}: key {key!r} must be a non-empty string, got {value!r}")
     return value.strip()
@@ -86,7 +88,6 @@ def _text(where: str, table: Mapping[str, Any], key: str, required: bool = True)
 
 def _url(where: str, table: Mapping[str, Any], key: str) -> str:
     url = _text(where, table, key)
-    assert url is not None
     if urlsplit(url).scheme not in ("http", "https"):
         raise AssetError(f"{where}: key {key!r} must be an http(s) URL, got {url!r}")
     return url
@@ -115,12 +116,11 @@ def parse_catalog(data: Mapping[str, Any], source: str) -> dict[tuple[str, str],
             if unknown:
                 raise AssetError(f"{where}: unknown keys {sorted(unknown)}")
             iso = _url(where, entry, "iso") if "iso" in entry else None
-            iso_name = _text(where, entry, "iso_name", required=False)
+            iso_name = _optional_text(where, entry, "iso_name")
             if iso_name is not None and (iso is None or "/" in iso_name or iso_name[0] == "."):
                 raise AssetError(f"{where}: 'iso_name' must be a plain file name, with 'iso'")
             kernel = _text(where, entry, "kernel")
             initrd = _text(where, entry, "initrd")
-            assert kernel is not None and initrd is not None
             if iso is None:
                 kernel, initrd = _url(where, entry, "kernel"), _url(where, entry, "initrd")
             result[distro, debian_arch] = Source(

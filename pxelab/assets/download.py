@@ -60,7 +60,8 @@ def _write_meta(part: Path, url: str, response: aiohttp.ClientResponse) -> None:
     meta_path(part).write_text(json.dumps(meta))
 
 
-def _hash_file(path: Path) -> hashlib._Hash:
+def hash_file(path: Path) -> hashlib._Hash:
+    """The SHA-256 state after a file's bytes, read in blocks (a resumed download hashes on)."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         while block := f.read(CHUNK):
@@ -93,6 +94,97 @@ def _resume_start(response: aiohttp.ClientResponse, offset: int) -> int:
     return int(match[1]) if match and int(match[1]) == offset else -1
 
 
+def _request_headers(offset: int, meta: dict[str, str]) -> dict[str, str]:
+    """The GET headers: no compression; from `offset` on, a Range that holds only if unchanged."""
+    headers = {"Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+        etag = meta.get("etag", "")
+        # If-Range takes only a strong validator (RFC 9110 13.1.5): never a W/ ETag.
+        validator = etag if etag and not etag.startswith("W/") else meta.get("last_modified")
+        if validator:
+            headers["If-Range"] = validator
+    return headers
+
+
+@dataclass(frozen=True)
+class _Received:
+    """What one GET wrote into the `.part` file."""
+
+    size: int
+    """The part's size now."""
+    total: int | None
+    """The size the server announced (kept bytes included), if it did."""
+    digest: hashlib._Hash
+    """SHA-256 state over the whole part."""
+    resumed: int
+    """Bytes kept from before."""
+
+
+async def _fetch_once(
+    session: aiohttp.ClientSession,
+    url: str,
+    part: Path,
+    sha256: str,
+    offset: int,
+    meta: dict[str, str],
+    progress: Progress | None,
+) -> Downloaded | _Received | None:
+    """One GET: Downloaded if the part was already whole, what came, or None to start over."""
+    try:
+        async with session.get(url, headers=_request_headers(offset, meta)) as response:
+            if response.status == 416 and offset:
+                # Nothing after `offset`: the part may already be whole; its hash decides.
+                digest = await asyncio.to_thread(hash_file, part)
+                if digest.hexdigest() == sha256:
+                    return Downloaded(url, part, offset, sha256, offset)
+                _discard(part)
+                return None
+            if response.status == 206 and offset and _resume_start(response, offset) == offset:
+                digest = await asyncio.to_thread(hash_file, part)
+                mode, resumed = "ab", offset
+            elif response.status == 206:  # a range we did not ask for: start over
+                _discard(part)
+                return None
+            elif response.status == 200:
+                digest, mode, resumed = hashlib.sha256(), "wb", 0
+            else:
+                raise AssetError(f"{url}: HTTP {response.status} {response.reason}")
+            _write_meta(part, url, response)
+            length = response.content_length
+            total = resumed + length if length is not None else None
+            size = await _receive(response, part, mode, resumed, total, digest, progress)
+            return _Received(size, total, digest, resumed)
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        have = part.stat().st_size if part.exists() else 0
+        if progress and progress.active:
+            progress.finish(f"interrupted at {have} bytes")
+        raise AssetError(
+            f"{url}: download interrupted at {have} bytes ({exc or type(exc).__name__}); "
+            f"run again to resume from {part}"
+        ) from None
+
+
+def _verified(
+    url: str, part: Path, sha256: str, got: _Received, progress: Progress | None
+) -> Downloaded:
+    """The download if it is whole and matches sha256; else AssetError (the part goes on mismatch)."""
+    if got.total is not None and got.size != got.total:
+        raise AssetError(f"{url}: got {got.size} bytes, the server announced {got.total}")
+    digest = got.digest.hexdigest()
+    if digest != sha256:
+        _discard(part)
+        if progress:
+            progress.finish("SHA-256 MISMATCH")
+        raise AssetError(
+            f"{url}: SHA-256 mismatch: the published list says {sha256}, the download is "
+            f"{digest}; nothing was cached and the partial file was removed"
+        )
+    if progress:
+        progress.finish(f"{human_bytes(got.size)} ({got.size} bytes), SHA-256 verified")
+    return Downloaded(url, part, got.size, digest, got.resumed)
+
+
 async def download(
     session: aiohttp.ClientSession,
     url: str,
@@ -112,61 +204,12 @@ async def download(
         _discard(part)
         offset = 0
     for _attempt in range(2):
-        headers = {"Accept-Encoding": "identity"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-            etag = meta.get("etag", "")
-            # If-Range takes only a strong validator (RFC 9110 13.1.5): never a W/ ETag.
-            validator = etag if etag and not etag.startswith("W/") else meta.get("last_modified")
-            if validator:
-                headers["If-Range"] = validator
-        try:
-            async with session.get(url, headers=headers) as response:
-                if response.status == 416 and offset:
-                    # Nothing after `offset`: the part may already be whole; its hash decides.
-                    digest = await asyncio.to_thread(_hash_file, part)
-                    if digest.hexdigest() == sha256:
-                        return Downloaded(url, part, offset, sha256, offset)
-                    _discard(part)
-                    offset, meta = 0, {}
-                    continue
-                if response.status == 206 and offset and _resume_start(response, offset) == offset:
-                    digest = await asyncio.to_thread(_hash_file, part)
-                    mode, resumed = "ab", offset
-                elif response.status in (200, 206):
-                    if response.status == 206:  # a range we did not ask for: start over
-                        _discard(part)
-                        offset, meta = 0, {}
-                        continue
-                    digest, mode, resumed = hashlib.sha256(), "wb", 0
-                else:
-                    raise AssetError(f"{url}: HTTP {response.status} {response.reason}")
-                _write_meta(part, url, response)
-                length = response.content_length
-                total = resumed + length if length is not None else None
-                size = await _receive(response, part, mode, resumed, total, digest, progress)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            have = part.stat().st_size if part.exists() else 0
-            if progress and progress.active:
-                progress.finish(f"interrupted at {have} bytes")
-            raise AssetError(
-                f"{url}: download interrupted at {have} bytes ({exc or type(exc).__name__}); "
-                f"run again to resume from {part}"
-            ) from None
-        got = digest.hexdigest()
-        if total is not None and size != total:
-            raise AssetError(f"{url}: got {size} bytes, the server announced {total}")
-        if got != sha256:
-            _discard(part)
-            if progress:
-                progress.finish("SHA-256 MISMATCH")
-            raise AssetError(
-                f"{url}: SHA-256 mismatch: the published list says {sha256}, the download is "
-                f"{got}; nothing was cached and the partial file was removed"
-            )
-        if progress:
-            progress.finish(f"{human_bytes(size)} ({size} bytes), SHA-256 verified")
-        return Downloaded(url, part, size, got, resumed)
+        got = await _fetch_once(session, url, part, sha256, offset, meta, progress)
+        if isinstance(got, Downloaded):
+            return got
+        if got is not None:
+            return _verified(url, part, sha256, got, progress)
+        offset, meta = 0, {}
     raise AssetError(f"{url}: the server's answers to Range requests make no sense; giving up")
 
 

@@ -23,7 +23,7 @@ BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
-class Found:
+class IsoFile:
     """Where a wanted file is in an ISO."""
 
     facade: str
@@ -79,7 +79,7 @@ def _iso9660_path(cd: Any, path: str) -> str | None:
     return current
 
 
-def find(cd: Any, path: str) -> Found | None:
+def find(cd: Any, path: str) -> IsoFile | None:
     """Where `path` (e.g. `casper/vmlinuz`) is in the ISO: Rock Ridge, Joliet, UDF, then ISO9660."""
     absolute = "/" + path.strip("/")
     candidates: list[tuple[str, str]] = []
@@ -95,13 +95,13 @@ def find(cd: Any, path: str) -> Found | None:
         except PyCdlibException:
             continue
         if record.is_file():
-            return Found(facade, candidate, record.get_data_length())
+            return IsoFile(facade, candidate, record.get_data_length())
     try:
         iso_path = _iso9660_path(cd, absolute)
         if iso_path is not None:
             record = cd.get_record(iso_path=iso_path)
             if record.is_file():
-                return Found("iso_path", iso_path, record.get_data_length())
+                return IsoFile("iso_path", iso_path, record.get_data_length())
     except PyCdlibException:
         pass
     return None
@@ -115,7 +115,7 @@ def extract(iso: Path, wanted: Mapping[str, Path]) -> dict[str, int]:
     """
     sizes: dict[str, int] = {}
     with open_iso(iso) as cd:
-        located: dict[str, Found] = {}
+        located: dict[str, IsoFile] = {}
         for path in wanted:
             found = find(cd, path)
             if found is None:

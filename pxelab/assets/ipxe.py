@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pxelab.assets import AssetError
-from pxelab.assets.store import copy_atomic
+from pxelab.files import copy_atomic
 
 DEBIAN_IPXE = Path("/usr/lib/ipxe")
 """Where Debian's `ipxe` package puts its binaries."""

@@ -11,7 +11,6 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -24,9 +23,10 @@ import aiohttp
 
 from pxelab.assets import AssetError
 from pxelab.assets.catalog import Source, parse_checksums, resolve_url
-from pxelab.assets.download import CHUNK, download, fetch_text, meta_path
+from pxelab.assets.download import CHUNK, download, fetch_text, hash_file, meta_path
 from pxelab.assets.extract import extract_async
 from pxelab.assets.progress import Progress
+from pxelab.files import write_atomic
 
 MANIFEST = "manifest.json"
 INCOMING = ".incoming"
@@ -101,22 +101,9 @@ def read_manifest(directory: Path) -> Manifest | None:
     return Manifest.from_json(text, str(path))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def sha256_file(path: Path) -> str:
     """SHA-256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
+    return hash_file(path).hexdigest()
 
 
 def _install(images: Path, manifest: Manifest, staged: Mapping[str, Path]) -> Manifest:
@@ -131,7 +118,7 @@ def _install(images: Path, manifest: Manifest, staged: Mapping[str, Path]) -> Ma
     if old is not None:
         for name in set(old.files) - set(staged):  # e.g. last point release's ISO
             (target / name).unlink(missing_ok=True)
-    _write_atomic(target / MANIFEST, manifest.to_json())
+    write_atomic(target / MANIFEST, manifest.to_json())
     return manifest
 
 
@@ -267,25 +254,26 @@ async def import_iso(
     With `sha256` the copy must match it (then the manifest says verified), else it is recorded
     as unverified. Nothing enters the cache when any step fails.
     """
+    name = name or iso.name
     with locked(images, distro, arch) as staging:
-        return await _import(
-            iso, distro, arch, kernel, initrd, images, sha256, progress, staging, name or iso.name
-        )
+        part = staging / f"{name}.part"
+        size, got = await _copy_in(iso, part, sha256, progress)
+        try:
+            files = await _extract_kernel(part, kernel, initrd, staging, progress)
+        except AssetError as exc:
+            part.unlink(missing_ok=True)
+            raise AssetError(str(exc).replace(str(part), str(iso))) from None
+        files[name] = FileEntry(size, got, str(iso.resolve()))
+        staged = {KERNEL: staging / f"{KERNEL}.part", INITRD: staging / f"{INITRD}.part"}
+        staged[name] = part
+        manifest = Manifest(distro, arch, str(iso.resolve()), sha256 is not None, _now(), files)
+        return _install(images, manifest, staged)
 
 
-async def _import(
-    iso: Path,
-    distro: str,
-    arch: str,
-    kernel: str,
-    initrd: str,
-    images: Path,
-    sha256: str | None,
-    progress: Progress | None,
-    staging: Path,
-    name: str,
-) -> Manifest:
-    part = staging / f"{name}.part"
+async def _copy_in(
+    iso: Path, part: Path, sha256: str | None, progress: Progress | None
+) -> tuple[int, str]:
+    """Copy the ISO to its `.part` while hashing; (size, SHA-256). AssetError on a mismatch."""
     if progress:
         progress.note(f"{iso}: copying into the cache")
     try:
@@ -296,16 +284,7 @@ async def _import(
     if sha256 is not None and got != sha256:
         part.unlink(missing_ok=True)
         raise AssetError(f"{iso}: SHA-256 mismatch: expected {sha256}, the file is {got}")
-    try:
-        files = await _extract_kernel(part, kernel, initrd, staging, progress)
-    except AssetError as exc:
-        part.unlink(missing_ok=True)
-        raise AssetError(str(exc).replace(str(part), str(iso))) from None
-    files[name] = FileEntry(size, got, str(iso.resolve()))
-    staged = {KERNEL: staging / f"{KERNEL}.part", INITRD: staging / f"{INITRD}.part"}
-    staged[name] = part
-    manifest = Manifest(distro, arch, str(iso.resolve()), sha256 is not None, _now(), files)
-    return _install(images, manifest, staged)
+    return size, got
 
 
 def _copy_hashing(src: Path, dst: Path) -> tuple[int, str]:
@@ -379,12 +358,3 @@ def _list_dir(distro: str, directory: Path, check: bool) -> list[CachedFile]:
         for n, p in sorted(present.items())
     )
     return rows
-
-
-def copy_atomic(src: Path, dst: Path) -> int:
-    """Copy src to dst through a temporary file and a rename; returns the size."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-    return dst.stat().st_size

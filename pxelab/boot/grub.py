@@ -14,9 +14,10 @@ import os
 import re
 from pathlib import Path
 
-from pxelab.boot.render import CONSOLE, Renderer, RenderError
+from pxelab.boot.render import Renderer
+from pxelab.boot.rules import RenderError, boots_from_disk, image_path, is_url, kernel_cmdline
 from pxelab.errors import PxelabError
-from pxelab.hosts.install import InstallState, InstallStore
+from pxelab.hosts.install import InstallStore
 from pxelab.hosts.inventory import Host, Inventory, normalize_mac
 from pxelab.paths import hidden
 
@@ -37,11 +38,9 @@ Found = bytes | tuple[Path, str] | None
 
 def grub_path(host: Host, name: str) -> str:
     """The TFTP path GRUB loads a host's kernel or initrd from."""
-    if name.startswith(("http://", "https://")):
+    if is_url(name):
         raise RenderError(f"host {host.name!r} ({host.source}): GRUB loads over TFTP, not {name!r}")
-    if not host.distro:
-        raise RenderError(f"host {host.name!r} ({host.source}) has no 'distro' for GRUB to boot")
-    return f"/{IMAGES}{host.distro}/{host.image_arch}/{name.lstrip('/')}"
+    return f"/{IMAGES}{image_path(host, name)}"
 
 
 def host_config(renderer: Renderer, host: Host) -> str:
@@ -54,14 +53,13 @@ def host_config(renderer: Renderer, host: Host) -> str:
         raise RenderError(
             f"host {host.name!r} ({host.source}): kernel_args has a character GRUB expands"
         )
-    cmdline = " ".join(a for a in (CONSOLE[host.arch], host.kernel_args) if a)
     return renderer.render(
         "grub/host.cfg.j2",
         f"host {host.name!r}",
         host=host,
         kernel_path=grub_path(host, host.kernel),
         initrd_path=grub_path(host, host.initrd),
-        cmdline=cmdline,
+        cmdline=kernel_cmdline(host),
     )
 
 
@@ -103,7 +101,7 @@ class GrubFiles:
             reason = f"no host with MAC {mac}"
             return self.renderer.render("grub/unknown.cfg.j2", reason, reason=reason).encode()
         try:
-            if self.installs is not None and self.installs.get(mac).state is InstallState.INSTALLED:
+            if self.installs is not None and boots_from_disk(self.installs.get(mac).state):
                 reason = f"{host.name} is installed"  # the one-shot install is done: local disk
                 return self.renderer.render("grub/unknown.cfg.j2", reason, reason=reason).encode()
             return host_config(self.renderer, host).encode()

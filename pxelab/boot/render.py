@@ -12,13 +12,11 @@ from typing import Any
 
 import jinja2
 
-from pxelab.errors import PxelabError
+from pxelab.boot.rules import CONSOLE, boots_from_disk, image_path, is_url, kernel_cmdline
+from pxelab.boot.rules import RenderError as RenderError  # raised by render, grub and the rules
 from pxelab.hosts.install import InstallState
 from pxelab.hosts.inventory import Host
 from pxelab.resources import shipped_dir
-
-CONSOLE = {"x86_64": "console=ttyS0", "aarch64": "console=ttyAMA0"}
-"""Serial console argument per architecture."""
 
 BOOT_TEMPLATES = {
     "generic": "boot.ipxe.j2",
@@ -52,19 +50,9 @@ DEFAULT_USER = "pxelab"
 """The user the installers create (with the host's SSH keys)."""
 
 
-class RenderError(PxelabError):
-    """A template could not be rendered for a host; the message names template and host."""
-
-
 def image_url(base_url: str, host: Host, name: str) -> str:
     """URL of a host's kernel or initrd: as given if absolute, else under /images/<distro>/<arch>/."""
-    if name.startswith(("http://", "https://")):
-        return name
-    if not host.distro:
-        raise RenderError(
-            f"host {host.name!r} ({host.source}) has no 'distro', so {name!r} has no image directory"
-        )
-    return f"{base_url}/images/{host.distro}/{host.image_arch}/{name.lstrip('/')}"
+    return name if is_url(name) else f"{base_url}/images/{image_path(host, name)}"
 
 
 @dataclass(frozen=True)
@@ -97,7 +85,7 @@ class HostUrls:
 def host_urls(host: Host, base_url: str) -> HostUrls:
     """The host's URLs on the server at base_url; RenderError when its images have no home."""
     iso = repo = None
-    if host.distro or (host.iso or "").startswith(("http://", "https://")):
+    if host.distro or is_url(host.iso or ""):
         iso = image_url(base_url, host, host.iso or DEFAULT_ISO)
     if host.distro or host.repo:
         repo = host.repo or image_url(base_url, host, "")
@@ -156,7 +144,6 @@ class Renderer:
     def context(self, host: Host, base_url: str) -> dict[str, Any]:
         """The variables every host template gets (see the README's template section)."""
         urls = host_urls(host, base_url)
-        console = CONSOLE[host.arch]
         return {
             "host": host,
             "base_url": base_url,
@@ -165,15 +152,15 @@ class Renderer:
             "initrd_url": urls.initrd,
             "initrd_name": urls.initrd.rsplit("/", 1)[-1],
             "installed_url": urls.installed,
-            "console": console,
-            "cmdline": " ".join(a for a in (console, host.kernel_args) if a),
+            "console": CONSOLE[host.arch],
+            "cmdline": kernel_cmdline(host),
             "user": DEFAULT_USER,
             "instance_id": f"{host.name}-{host.mac.replace(':', '')}",
         }
 
     def boot_template(self, host: Host, state: InstallState) -> str:
         """The template that makes the host's script in this state."""
-        if state is InstallState.INSTALLED:
+        if boots_from_disk(state):
             return LOCAL_BOOT_TEMPLATE
         return BOOT_TEMPLATES[host.template]
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -21,6 +19,7 @@ from pxelab.boot.explain import CLIENTS, as_text, explain
 from pxelab.boot.render import Renderer
 from pxelab.cli.settings import add_settings_flags, settings_from_args
 from pxelab.errors import HostFileError, PxelabError
+from pxelab.files import write_atomic
 from pxelab.hosts.install import InstallState, install_store
 from pxelab.hosts.inventory import TEMPLATES, Host, Inventory, normalize_mac, parse_host
 
@@ -48,19 +47,15 @@ def find(inventory: Inventory, key: str) -> Host | None:
     return inventory.by_name(key) or inventory.lookup(key)
 
 
+def _named_host(args: argparse.Namespace) -> tuple[Config, Host | None]:
+    """The settings, and the host `args.host` names (by name or MAC), if there is one."""
+    config = settings_from_args(args)
+    return config, find(Inventory(config.hosts_dir), args.host)
+
+
 def write_host_file(path: Path, data: dict[str, Any]) -> None:
     """Write a host file atomically (temporary file, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(data, indent=2) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def cmd_add(args: argparse.Namespace) -> int:
@@ -128,8 +123,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    config = settings_from_args(args)
-    host = find(Inventory(config.hosts_dir), args.host)
+    config, host = _named_host(args)
     if host is None:
         return _fail(f"no host {args.host!r} in {config.hosts_dir}", EXIT_NOT_FOUND)
     data = json.loads(Path(host.source).read_text(encoding="utf-8"))
@@ -144,8 +138,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    config = settings_from_args(args)
-    host = find(Inventory(config.hosts_dir), args.host)
+    config, host = _named_host(args)
     if host is None:
         return _fail(f"no host {args.host!r} in {config.hosts_dir}", EXIT_NOT_FOUND)
     Path(host.source).unlink()
@@ -155,8 +148,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_reinstall(args: argparse.Namespace) -> int:
-    config = settings_from_args(args)
-    host = find(Inventory(config.hosts_dir), args.host)
+    config, host = _named_host(args)
     if host is None:
         return _fail(f"no host {args.host!r} in {config.hosts_dir}", EXIT_NOT_FOUND)
     install_store(config.state_dir).set(host.mac, InstallState.INSTALL, time.time(), "cli")

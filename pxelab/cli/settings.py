@@ -42,6 +42,7 @@ SERVE_FLAGS: list[tuple[str, str, str]] = [
     ("--http-address", "IP", "address the HTTP server binds to (default 0.0.0.0)"),
     ("--http-port", "N", "HTTP port (default 8080; 0 picks a free port)"),
     ("--state-dir", "DIR", "state directory (default ~/.pxelab/state)"),
+    ("--state-url", "URL", "PostgreSQL shared by several instances: postgresql://user@host/db"),
     ("--templates-dir", "DIR", "templates here override the shipped ones"),
     ("--log-level", "LEVEL", "debug, info, warning or error"),
     ("--user", "NAME", "drop root to this user once the ports are bound"),

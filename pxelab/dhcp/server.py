@@ -33,7 +33,7 @@ from pxelab.dhcp.policy import (
 )
 from pxelab.dhcp.store import LeaseStore
 from pxelab.errors import MalformedPacket
-from pxelab.events import Timeline
+from pxelab.events import Event, Timeline
 
 log = logging.getLogger("pxelab.dhcp")
 
@@ -125,13 +125,12 @@ class _Dhcp:
         packet = reply.packet
         kind = _kind(packet)
         ip = str(packet.yiaddr) if packet.yiaddr != ZERO_IP else ""
-        detail = f"{kind} {ip}" if ip else kind
         bootfile = packet.option(OptionCode.BOOTFILE_NAME)
-        if bootfile is not None:
-            detail += f" {bootfile.decode(errors='replace')}"
+        file = bootfile.decode(errors="replace") if bootfile is not None else ""
         assert self.timeline is not None
         mac = packet.mac
-        self.timeline.record(now, "dhcp", detail, mac=mac, ip=ip)
+        event = Event(now, "dhcp", mac=mac, ip=ip, message_type=kind, address=ip, file=file)
+        self.timeline.record(event)
         if kind == MessageType.ACK.name and ip:
             self.timeline.bind(ip, mac)
 

@@ -8,13 +8,12 @@ reinstall` in another process always agree. With no directory it keeps the state
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 from pxelab.errors import PxelabError
+from pxelab.files import write_atomic
 from pxelab.hosts.inventory import normalize_mac
 
 
@@ -88,7 +87,8 @@ class InstallStore:
 
     def path(self, mac: str) -> Path:
         """The state file of a MAC: `<directory>/52-54-00-….json`."""
-        assert self.directory is not None
+        if self.directory is None:
+            raise StateError(f"{mac}: install states are kept in memory here, in no file")
         return self.directory / f"{normalize_mac(mac).replace(':', '-')}.json"
 
     def get(self, mac: str) -> HostState:
@@ -117,23 +117,7 @@ class InstallStore:
             return record
         path = self.path(mac)
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=self.directory)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    json.dump(record.to_json(), f)
-                    f.write("\n")
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-            dir_fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            write_atomic(path, json.dumps(record.to_json()) + "\n")
         except OSError as exc:
             raise StateError(f"{path}: cannot write: {exc.strerror or exc}") from None
         return record

@@ -155,38 +155,53 @@ def default_template(distro: str | None) -> str:
     return family if family in ("ubuntu", "debian") else "generic"
 
 
-def parse_host(data: Any, source: str) -> Host:
-    """Build a Host from one decoded host file; raise HostFileError naming the file and key."""
-    if not isinstance(data, dict):
-        raise HostFileError(f"{source}: expected a JSON object, got {type(data).__name__}")
+def _name(data: Mapping[str, Any], source: str) -> str:
     name = _str(data, "name", source) or Path(source).stem
     if not _NAME.fullmatch(name):
         raise HostFileError(
             f"{source}: key 'name': {name[:70]!r} is not a host name "
             "(letters, digits, '-', '_', '.'; at most 63)"
         )
+    return name
+
+
+def _mac(data: Mapping[str, Any], source: str) -> str:
     raw_mac = _str(data, "mac", source)
     if not raw_mac:
         raise HostFileError(f"{source}: key 'mac' is missing")
     try:
-        mac = normalize_mac(raw_mac)
+        return normalize_mac(raw_mac)
     except ValueError as exc:
         raise HostFileError(f"{source}: key 'mac': {exc}") from None
+
+
+def _arch(data: Mapping[str, Any], source: str) -> str:
     raw_arch = (_str(data, "arch", source) or "x86_64").lower()
     if raw_arch not in ARCH_ALIASES:
         raise HostFileError(
             f"{source}: key 'arch': {raw_arch!r} is not one of x86_64, aarch64 (or amd64, arm64)"
         )
+    return ARCH_ALIASES[raw_arch]
+
+
+def _ip(data: Mapping[str, Any], source: str) -> IPv4Address | None:
     raw_ip = _str(data, "ip", source)
-    ip = None
-    if raw_ip:
-        try:
-            ip = IPv4Interface(raw_ip).ip  # pvmlab may write "10.0.0.5/24"
-        except ValueError:
-            raise HostFileError(f"{source}: key 'ip': {raw_ip!r} is not an IPv4 address") from None
-    pxeboot = data.get("pxeboot", True)
-    if not isinstance(pxeboot, bool):
-        raise HostFileError(f"{source}: key 'pxeboot' must be true or false")
+    if not raw_ip:
+        return None
+    try:
+        return IPv4Interface(raw_ip).ip  # pvmlab may write "10.0.0.5/24"
+    except ValueError:
+        raise HostFileError(f"{source}: key 'ip': {raw_ip!r} is not an IPv4 address") from None
+
+
+def _bool(data: Mapping[str, Any], key: str, source: str, default: bool) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise HostFileError(f"{source}: key {key!r} must be true or false")
+    return value
+
+
+def _kernel_args(data: Mapping[str, Any], source: str) -> str:
     kernel_args = data.get("kernel_args", "")
     if isinstance(kernel_args, list) and all(isinstance(a, str) for a in kernel_args):
         kernel_args = " ".join(kernel_args)
@@ -196,27 +211,47 @@ def parse_host(data: Any, source: str) -> Host:
         raise HostFileError(f"{source}: key 'kernel_args' must be one line of printable text")
     if any(bad in kernel_args for bad in _IPXE_UNSAFE):
         raise HostFileError(f"{source}: key 'kernel_args' must not contain ${{, || or &&")
+    return kernel_args.strip()
+
+
+def _distro(data: Mapping[str, Any], source: str) -> str | None:
+    distro = _str(data, "distro", source)
+    if distro is not None and (not _WORD.fullmatch(distro) or ".." in distro):
+        raise HostFileError(f"{source}: key 'distro': {distro!r} is not a directory name")
+    return distro
+
+
+def _choice(
+    data: Mapping[str, Any], key: str, source: str, choices: tuple[str, ...], default: str | None
+) -> str | None:
+    value = _str(data, key, source) or default
+    if value is not None and value not in choices:
+        raise HostFileError(f"{source}: key {key!r}: {value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def parse_host(data: Any, source: str) -> Host:
+    """Build a Host from one decoded host file; raise HostFileError naming the file and key."""
+    if not isinstance(data, dict):
+        raise HostFileError(f"{source}: expected a JSON object, got {type(data).__name__}")
+    # checked in this order, so a file with several mistakes always names the same one first
+    name, mac, arch, ip = (
+        _name(data, source),
+        _mac(data, source),
+        _arch(data, source),
+        _ip(data, source),
+    )
+    pxeboot = _bool(data, "pxeboot", source, True)
+    kernel_args = _kernel_args(data, source)
     for key in ("kernel", "initrd", "iso", "repo"):
         value = _str(data, key, source)
         if value is not None:
             _check_token(value, key, source)
-    distro = _str(data, "distro", source)
-    if distro is not None and (not _WORD.fullmatch(distro) or ".." in distro):
-        raise HostFileError(f"{source}: key 'distro': {distro!r} is not a directory name")
-    template = _str(data, "template", source) or default_template(distro)
-    if template not in TEMPLATES:
-        raise HostFileError(
-            f"{source}: key 'template': {template!r} is not one of {', '.join(TEMPLATES)}"
-        )
+    distro = _distro(data, source)
+    template = _choice(data, "template", source, TEMPLATES, default_template(distro))
     ssh_keys = _ssh_keys(data, source)
-    loader = _str(data, "loader", source)
-    if loader is not None and loader not in LOADERS:
-        raise HostFileError(
-            f"{source}: key 'loader': {loader!r} is not one of {', '.join(LOADERS)}"
-        )
-    secure_boot = data.get("secure_boot", False)
-    if not isinstance(secure_boot, bool):
-        raise HostFileError(f"{source}: key 'secure_boot' must be true or false")
+    loader = _choice(data, "loader", source, LOADERS, None)
+    secure_boot = _bool(data, "secure_boot", source, False)
     if secure_boot and loader == "ipxe":
         raise HostFileError(
             f"{source}: key 'loader': Secure Boot needs 'grub' (iPXE is not signed)"
@@ -224,16 +259,16 @@ def parse_host(data: Any, source: str) -> Host:
     return Host(
         name=name,
         mac=mac,
-        arch=ARCH_ALIASES[raw_arch],
+        arch=arch,
         ip=ip,
         distro=distro,
         pxeboot=pxeboot,
         kernel=_str(data, "kernel", source) or "vmlinuz",
         initrd=_str(data, "initrd", source) or "initrd",
-        kernel_args=kernel_args.strip(),
+        kernel_args=kernel_args,
         ssh_key=ssh_keys[0] if ssh_keys else None,
         ssh_keys=ssh_keys,
-        template=template,
+        template=template or "generic",
         iso=_str(data, "iso", source),
         repo=_str(data, "repo", source),
         loader=loader,

@@ -7,7 +7,6 @@ POST /api/hosts/<mac>/installed, POST /api/hosts/<mac>/reinstall, GET /api/expla
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -63,7 +62,7 @@ def _summary(request: web.Request, host: Host) -> dict[str, Any]:
 
 
 def _event(event: Event | None) -> dict[str, Any] | None:
-    return None if event is None else asdict(event)
+    return None if event is None else event.to_json()
 
 
 def host_summary(host: Host, state: HostState, last: Event | None) -> dict[str, Any]:
@@ -118,7 +117,7 @@ async def host_events(request: web.Request) -> web.Response:
     events = request.app[TIMELINE].events(mac)
     if not events and request.app[INVENTORY].lookup(mac) is None:
         raise web.HTTPNotFound(text=f"no host with mac {mac} and no events from it\n")
-    return web.json_response({"mac": mac, "events": [asdict(e) for e in events]})
+    return web.json_response({"mac": mac, "events": [e.to_json() for e in events]})
 
 
 async def _set_state(request: web.Request, state: InstallState, stage: str) -> web.Response:
@@ -131,11 +130,15 @@ async def _set_state(request: web.Request, state: InstallState, stage: str) -> w
         raise web.HTTPInternalServerError(text=f"{exc}\n") from None
     request[NOTE] = f"host {host.name} -> {state.value}"
     request.app[TIMELINE].record(
-        time.time(),
-        stage,
-        f"state {state.value} (POST {request.path})",
-        mac=mac,
-        ip=remote(request),
+        Event(
+            time.time(),
+            stage,
+            mac=mac,
+            ip=remote(request),
+            state=state.value,
+            method=request.method,
+            path=request.path,
+        )
     )
     return web.json_response({"name": host.name, "mac": mac, **record.to_json()})
 

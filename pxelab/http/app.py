@@ -16,8 +16,9 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from pxelab.boot.render import Renderer, RenderError
-from pxelab.events import Timeline
-from pxelab.hosts.install import InstallState, InstallStore, StateError
+from pxelab.boot.rules import boots_from_disk, image_path
+from pxelab.events import Event, Timeline
+from pxelab.hosts.install import InstallStore, StateError
 from pxelab.hosts.inventory import Inventory, normalize_mac
 from pxelab.http.api import add_routes as add_api_routes
 from pxelab.http.install import add_routes as add_install_routes
@@ -25,7 +26,6 @@ from pxelab.http.keys import (
     IMAGES_DIR,
     INSTALL_STORE,
     INVENTORY,
-    METRICS,
     NOTE,
     RENDERER,
     TFTP_ROOT,
@@ -33,7 +33,7 @@ from pxelab.http.keys import (
     base_url,
     remote,
 )
-from pxelab.http.metrics import Metrics, metrics_page, route_name
+from pxelab.http.metrics import METRICS, Metrics, metrics_page, route_name
 from pxelab.http.status import add_routes as add_status_routes
 from pxelab.paths import PathRefused, regular_file
 
@@ -79,14 +79,15 @@ async def boot_script(request: web.Request) -> web.Response:
     except (RenderError, StateError) as exc:
         request[NOTE] = str(exc)
         raise web.HTTPInternalServerError(text=f"{exc}\n") from None
-    installed = state is InstallState.INSTALLED
+    installed = boots_from_disk(state)
     request[NOTE] = f"host {host.name}, installed: local boot" if installed else f"host {host.name}"
+    now, ip, path = time.time(), remote(request), request.path
     if installed:
-        stage, detail = "local-boot", f"local-boot script {request.path} (installed)"
+        event = Event(now, "local-boot", mac=mac, ip=ip, path=path, state=state.value)
     else:
         template = request.app[RENDERER].boot_template(host, state)
-        stage, detail = "script", f"boot script {request.path} ({template})"
-    request.app[TIMELINE].record(time.time(), stage, detail, mac=mac, ip=remote(request))
+        event = Event(now, "script", mac=mac, ip=ip, path=path, template=template)
+    request.app[TIMELINE].record(event)
     return web.Response(text=script, content_type=IPXE_TYPE)
 
 
@@ -97,7 +98,8 @@ async def chain_script(request: web.Request) -> web.Response:
     except RenderError as exc:
         request[NOTE] = str(exc)
         raise web.HTTPInternalServerError(text=f"{exc}\n") from None
-    request.app[TIMELINE].record(time.time(), "ipxe", "chain script /boot.ipxe", ip=remote(request))
+    event = Event(time.time(), "ipxe", ip=remote(request), path=request.path)
+    request.app[TIMELINE].record(event)
     return web.Response(text=script, content_type=IPXE_TYPE)
 
 
@@ -123,9 +125,8 @@ def image_stage(inventory: Inventory, mac: str, relative: str) -> str:
     host = inventory.lookup(mac) if mac else None
     if host is None or not host.distro:
         return "image"
-    directory = f"{host.distro}/{host.image_arch}/"
     for stage, name in (("kernel", host.kernel), ("initrd", host.initrd), ("iso", host.iso)):
-        if name and relative == directory + name.lstrip("/"):
+        if name and relative == image_path(host, name):
             return stage
     return "image"
 
@@ -140,7 +141,7 @@ async def image_file(request: web.Request) -> web.StreamResponse:
     if request.method == "GET":
         timeline, ip = request.app[TIMELINE], remote(request)
         stage = image_stage(request.app[INVENTORY], timeline.mac_at(ip), relative)
-        timeline.record(time.time(), stage, f"/images/{relative}", ip=ip)
+        timeline.record(Event(time.time(), stage, ip=ip, path=f"/images/{relative}"))
     return web.FileResponse(path, chunk_size=256 * 1024)
 
 
@@ -153,7 +154,8 @@ async def tftp_file(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text=f"no file {relative} in the TFTP root\n")
     if request.method == "GET":
         ip = remote(request)
-        request.app[TIMELINE].record(time.time(), "http-boot", f"/tftp/{relative}", ip=ip)
+        event = Event(time.time(), "http-boot", ip=ip, path=f"/tftp/{relative}")
+        request.app[TIMELINE].record(event)
     return web.FileResponse(path, chunk_size=256 * 1024)
 
 

@@ -11,6 +11,7 @@ import time
 from aiohttp import web
 
 from pxelab.boot.render import RenderError
+from pxelab.events import Event
 from pxelab.hosts.inventory import Host
 from pxelab.http.keys import INVENTORY, NOTE, RENDERER, TIMELINE, base_url, remote
 
@@ -35,9 +36,10 @@ def _render(request: web.Request, host: Host, name: str) -> web.Response:
         request[NOTE] = str(exc)
         raise web.HTTPInternalServerError(text=f"{exc}\n") from None
     request[NOTE] = f"host {host.name}"
-    request.app[TIMELINE].record(
-        time.time(), "install-data", f"{name} {request.path}", mac=host.mac, ip=remote(request)
+    event = Event(
+        time.time(), "install-data", mac=host.mac, ip=remote(request), file=name, path=request.path
     )
+    request.app[TIMELINE].record(event)
     return web.Response(text=text, content_type="text/plain")
 
 

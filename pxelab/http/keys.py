@@ -1,4 +1,6 @@
-"""What the HTTP handlers share: the app keys, the request note, and the client's base URL."""
+"""What the HTTP handlers share: the app keys, the request note, and the client's base URL.
+
+`METRICS` lives in `pxelab.http.metrics`, beside the counters and the page that read it."""
 
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ from pxelab.boot.render import Renderer
 from pxelab.events import Timeline
 from pxelab.hosts.install import InstallStore
 from pxelab.hosts.inventory import Inventory
-from pxelab.http.metrics import Metrics
 
 NOTE: web.RequestKey[str] = web.RequestKey("note", str)
 """Request key for what the access log line should add (host name, reason of an error)."""
@@ -21,7 +22,6 @@ RENDERER: web.AppKey[Renderer] = web.AppKey("renderer", Renderer)
 IMAGES_DIR: web.AppKey[Path] = web.AppKey("images_dir", Path)
 TIMELINE: web.AppKey[Timeline] = web.AppKey("timeline", Timeline)
 INSTALL_STORE: web.AppKey[InstallStore] = web.AppKey("install_store", InstallStore)
-METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 TFTP_ROOT: web.AppKey[Path] = web.AppKey("tftp_root", Path)
 """The TFTP root, when the app knows it (explain says whether boot files exist)."""
 

@@ -1,12 +1,10 @@
 """Prometheus metrics at /metrics: HTTP requests and bytes, and counts taken from the timeline.
 
 DHCP and TFTP need no hook of their own: every event they record in the boot timeline is
-counted here (replies by type, transfers by result and their bytes, errors by service).
+counted here from its fields (replies by type, transfers by result and their bytes, errors).
 """
 
 from __future__ import annotations
-
-import re
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
@@ -14,20 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 from pxelab.dhcp.packet import MessageType
 from pxelab.events import Event
 
-_TFTP_SENT = re.compile(r": sent (\d+) bytes$")
 _DHCP_TYPES = frozenset(t.name for t in MessageType)
-
-
-def tftp_result(detail: str) -> tuple[str, int]:
-    """A TFTP timeline detail -> (result, bytes sent): completed, size-probe, refused or failed."""
-    sent = _TFTP_SENT.search(detail)
-    if sent:
-        return "completed", int(sent.group(1))
-    if "aborted after OACK" in detail:
-        return "size-probe", 0  # the client only wanted tsize: normal
-    if "stopped" in detail or "timed out" in detail or "client error" in detail:
-        return "failed", 0
-    return "refused", 0
+"""The label values of `pxelab_dhcp_replies_total{type}`: the counter stays bounded."""
 
 
 class Metrics:
@@ -63,17 +49,19 @@ class Metrics:
         )
 
     def on_event(self, event: Event) -> None:
-        """Timeline listener: count the event by stage, and by what DHCP/TFTP details say."""
+        """Timeline listener: count the event by stage, and DHCP/TFTP ones by their fields."""
         self.events.labels(event.stage).inc()
         if event.stage == "dhcp":
-            kind = event.detail.split(" ", 1)[0].upper()
-            if kind in _DHCP_TYPES:
-                self.dhcp_replies.labels(kind).inc()
+            if event.message_type in _DHCP_TYPES:
+                self.dhcp_replies.labels(event.message_type).inc()
         elif event.stage == "tftp":
-            result, sent = tftp_result(event.detail)
+            if event.outcome is None:
+                return
+            result = event.outcome.result
             self.tftp_transfers.labels(result).inc()
-            self.tftp_bytes.inc(sent)
-            if result == "failed":
+            if result == "completed":
+                self.tftp_bytes.inc(event.bytes_acked or 0)
+            elif result == "failed":
                 self.errors.labels("tftp").inc()
         elif event.stage == "installed":
             self.installs.inc()
@@ -92,6 +80,10 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+"""The app's counters: its timeline listener and `on_response_prepare` feed them."""
+
+
 def route_name(request: web.Request) -> str:
     """The route pattern a request matched (`/images/{path}`), or `unmatched`: bounded labels."""
     route = request.match_info.route
@@ -101,8 +93,6 @@ def route_name(request: web.Request) -> str:
 
 async def metrics_page(request: web.Request) -> web.Response:
     """GET /metrics: the Prometheus text format."""
-    from pxelab.http.keys import METRICS
-
     return web.Response(
         body=request.app[METRICS].text(), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )

@@ -27,7 +27,6 @@ from pxelab.hosts.install import StateError
 from pxelab.hosts.inventory import Host, normalize_mac
 from pxelab.http import api
 from pxelab.http.keys import IMAGES_DIR, INSTALL_STORE, INVENTORY, NOTE, TIMELINE
-from pxelab.http.metrics import tftp_result
 
 EVENTS_SHOWN = 50
 """Events per host on the page (newest first); the API has them all."""
@@ -55,9 +54,9 @@ def is_problem(event: Event) -> bool:
     if event.stage == "error":
         return True
     if event.stage == "dhcp":
-        return event.detail.startswith("NAK")
+        return event.message_type == "NAK"
     if event.stage == "tftp":
-        return tftp_result(event.detail)[0] in ("failed", "refused")
+        return event.outcome is not None and event.outcome.result in ("failed", "refused")
     return False
 
 

@@ -119,7 +119,8 @@ class StateStore(Protocol):
     # -- audit trail, tokens, the server secret ---------------------------------------------
     async def audit(self, record: AuditRecord) -> None: ...
 
-    async def audit_records(self, limit: int) -> list[AuditRecord]: ...
+    async def audit_records(self, limit: int) -> list[AuditRecord]:
+        """The newest `limit` records, oldest first."""
 
     async def add_token(self, token: TokenRecord) -> None:
         """StoreError when the name exists."""

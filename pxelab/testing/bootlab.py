@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pxelab.files import write_atomic
 from pxelab.testing.initrd import Kernel, build_initrd, find_kernel
 from pxelab.testing.netns import Lab, NetNs, stop_process
 from pxelab.testing.qemu import QemuVm
@@ -58,11 +59,8 @@ class LabDirs:
 
 def write_host(dirs: LabDirs, host: Mapping[str, Any]) -> Path:
     """Write one host file, named after the host."""
-    dirs.hosts.mkdir(parents=True, exist_ok=True)
     path = dirs.hosts / f"{host['name']}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(host, indent=2) + "\n")
-    tmp.rename(path)
+    write_atomic(path, json.dumps(host, indent=2) + "\n")
     return path
 
 

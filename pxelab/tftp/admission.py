@@ -96,7 +96,7 @@ class Decision:
     verdict: Verdict
     """What to do."""
     reason: str = ""
-    """Why, for the log line and the timeline ("" for SERVE)."""
+    """Why, in words, for the log line ("" for SERVE and for a refusal its ERROR explains)."""
     error: ErrorPacket | None = None
     """The ERROR to send back (REFUSED only)."""
 
@@ -105,7 +105,7 @@ def decide(packet: Packet, client: Address, in_flight: InFlight, limits: Limits)
     """Admit, refuse or ignore a parsed datagram `client` sent to the well-known port."""
     if isinstance(packet, WriteRequest):
         error = ErrorPacket(ErrorCode.ACCESS_VIOLATION, "read-only server")
-        return Decision(Verdict.REFUSED, "upload refused, error 2 (read-only server)", error)
+        return Decision(Verdict.REFUSED, "", error)
     if not isinstance(packet, ReadRequest):
         # Late packets of a finished exchange land here: tftp-hpa ACKs the ERROR it got.
         return Decision(Verdict.IGNORED, f"{type(packet).__name__} sent to the listener")
@@ -120,7 +120,7 @@ def decide(packet: Packet, client: Address, in_flight: InFlight, limits: Limits)
         return Decision(Verdict.BUSY, why)
     bad_mode = check_request(packet)
     if bad_mode is not None:
-        return Decision(Verdict.REFUSED, f"error {bad_mode.code} ({bad_mode.message})", bad_mode)
+        return Decision(Verdict.REFUSED, "", bad_mode)
     return Decision(Verdict.SERVE)
 
 
@@ -134,31 +134,29 @@ def malformed(data: bytes) -> Decision:
 
 @dataclass(frozen=True)
 class Refusal:
-    """An RRQ that could not be opened: the ERROR for the client and the log text."""
+    """An RRQ that could not be opened: the ERROR for the client and what the timeline says."""
 
     error: ErrorPacket
     """What the client gets."""
-    reason: str
-    """What the log line and the timeline say (after the filename)."""
+    reason: str = ""
+    """Why, beyond what the ERROR says ("" when it says all)."""
+    policy: bool = False
+    """True when the path itself was refused (outside the root, hidden, a symlink loop)."""
 
 
 def refusal(exc: Exception) -> Refusal | None:
     """Map what went wrong opening a requested file to its ERROR; None for a bug (not an OSError)."""
     if isinstance(exc, PathRefused):
-        error = ErrorPacket(ErrorCode.ACCESS_VIOLATION, str(exc))
-        return Refusal(error, f"refused, error 2 (access violation): {exc}")
+        return Refusal(ErrorPacket(ErrorCode.ACCESS_VIOLATION, str(exc)), str(exc), policy=True)
     if isinstance(exc, FileNotFoundError | NotADirectoryError):
-        error = ErrorPacket(ErrorCode.FILE_NOT_FOUND, "file not found")
-        return Refusal(error, "error 1 (file not found)")
+        return Refusal(ErrorPacket(ErrorCode.FILE_NOT_FOUND, "file not found"))
     if isinstance(exc, PermissionError | NotAFileError):
-        error = ErrorPacket(ErrorCode.ACCESS_VIOLATION, "access violation")
-        return Refusal(error, f"error 2 (access violation): {exc}")
+        return Refusal(ErrorPacket(ErrorCode.ACCESS_VIOLATION, "access violation"), str(exc))
     if isinstance(exc, OSError):
         if exc.errno == errno.ELOOP:  # a symlink loop (or a symlink where none may be)
             error = ErrorPacket(ErrorCode.ACCESS_VIOLATION, "access violation")
-            return Refusal(error, "refused, error 2 (access violation): symlink loop")
-        why = exc.strerror or type(exc).__name__
-        return Refusal(ErrorPacket(ErrorCode.NOT_DEFINED, why), f"error 0 ({why})")
+            return Refusal(error, "symlink loop", policy=True)
+        return Refusal(ErrorPacket(ErrorCode.NOT_DEFINED, exc.strerror or type(exc).__name__))
     return None
 
 

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from pxelab.errors import MalformedPacket
-from pxelab.events import Timeline
+from pxelab.events import Event, Timeline, tftp_summary
 from pxelab.tftp.admission import (
     MAX_PER_CLIENT,
     MAX_SESSIONS,
@@ -31,6 +31,7 @@ from pxelab.tftp.admission import (
 )
 from pxelab.tftp.files import FileCache, Opened, open_source
 from pxelab.tftp.packet import ErrorPacket, Packet, ReadRequest, WriteRequest, build, parse
+from pxelab.tftp.report import refusal_event, upload_refused_event
 from pxelab.tftp.session import MemorySource, ReadSession, SessionConfig, to_netascii
 from pxelab.tftp.sockets import Address, Listener, path_mtu, udp_socket
 from pxelab.tftp.sockets import peer as _peer
@@ -162,21 +163,23 @@ class TftpServer:
         if self._listener is not None and not self._closing:
             self._listener.send(build(error), client, local or self._locals.get(client))
 
-    def _record(self, client: Address, detail: str) -> None:
+    def _record(self, event: Event) -> None:
         if self.timeline is not None:
-            self.timeline.record(time.time(), "tftp", detail, ip=client[0])
+            self.timeline.record(event)
 
     def _refuse(
         self,
         client: Address,
-        kind: str,
         name: str,
         error: ErrorPacket,
-        why: str,
+        reason: str = "",
+        *,
+        policy: bool = False,
         local: str | None = None,
     ) -> None:
-        log.info("%s %s %r: %s", _peer(client), kind, name, why)
-        self._record(client, f"{name}: {why}")
+        event = refusal_event(time.time(), client[0], name, error, reason, policy=policy)
+        log.info("%s RRQ %r: %s", _peer(client), name, tftp_summary(event))
+        self._record(event)
         self._reply(error, client, local)
 
     def _release(self, client: Address) -> None:
@@ -209,9 +212,12 @@ class TftpServer:
             task = asyncio.get_running_loop().create_task(self._serve(packet, client))
             self._tasks.add(task)
             task.add_done_callback(self._task_done)
+        elif verdict is Verdict.REFUSED and isinstance(packet, WriteRequest) and decision.error:
+            log.info("%s WRQ %r: refused, error 2 (read-only server)", peer, name)
+            self._record(upload_refused_event(time.time(), client[0], name, decision.error))
+            self._reply(decision.error, client, local)
         elif verdict is Verdict.REFUSED and decision.error is not None:
-            kind = "WRQ" if isinstance(packet, WriteRequest) else "RRQ"
-            self._refuse(client, kind, name, decision.error, decision.reason, local)
+            self._refuse(client, name, decision.error, decision.reason, local=local)
         elif verdict is Verdict.BUSY:
             self.refused_busy += 1
             log.warning("%s RRQ %r: %s", peer, name, decision.reason)
@@ -242,7 +248,7 @@ class TftpServer:
             refused = refusal(exc)
             if refused is None:
                 raise
-            self._refuse(client, "RRQ", name, refused.error, refused.reason)
+            self._refuse(client, name, refused.error, refused.reason, policy=refused.policy)
             return False
         if self._closing:
             close_source(opened)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections import deque
 from collections.abc import Callable
 from enum import Enum
@@ -16,10 +17,11 @@ from functools import partial
 from typing import Any, cast
 
 from pxelab.errors import MalformedPacket
+from pxelab.events import Event
 from pxelab.tftp.admission import refusal
 from pxelab.tftp.files import FileSource, Opened
 from pxelab.tftp.packet import Ack, ErrorCode, ErrorPacket, Packet, ReadRequest, build, parse
-from pxelab.tftp.report import log_outcome
+from pxelab.tftp.report import log_outcome, stopped_event, transfer_event
 from pxelab.tftp.session import Outcome, ReadSession, Step
 from pxelab.tftp.sockets import Address, peer
 
@@ -52,7 +54,7 @@ class Transfer(asyncio.DatagramProtocol):
         client: Address,
         opened: Opened,
         *,
-        record: Callable[[Address, str], None],
+        record: Callable[[Event], None],
         ended: Callable[[Transfer], None],
     ) -> None:
         self._session = session
@@ -223,7 +225,7 @@ class Transfer(asyncio.DatagramProtocol):
             acked,
             size,
         )
-        self._record(self.client, f"{name}: stopped, {reason} ({acked} of {size} bytes)")
+        self._record(stopped_event(time.time(), self.client[0], name, reason, acked, size))
         self._close()
 
     def _expire(self) -> None:
@@ -232,8 +234,10 @@ class Transfer(asyncio.DatagramProtocol):
 
     def _finish(self, outcome: Outcome) -> None:
         elapsed = self._loop.time() - self._started
-        detail = log_outcome(peer(self.client), self.request, self._session, outcome, elapsed)
-        self._record(self.client, f"{self.request.filename}: {detail}")
+        ip = self.client[0]
+        event = transfer_event(time.time(), ip, self.request, self._session, outcome)
+        log_outcome(peer(self.client), event, elapsed)
+        self._record(event)
         self._close()
 
     def _close(self) -> None:

@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from pxelab.boot.render import Renderer
-from pxelab.events import Timeline
+from pxelab.events import Event, TftpOutcome, Timeline
 from pxelab.hosts.install import install_store
 from pxelab.hosts.inventory import Inventory
 from pxelab.http.app import make_app
@@ -76,10 +76,17 @@ async def test_one_shot_install_then_local_boot_then_reinstall(
 
     second = await (await client.get("/boot", params={"mac": MAC})).text()
     assert second.splitlines()[-1] == "exit" and "kernel" not in second
-    stages = [
-        e["stage"] for e in (await (await client.get(f"/api/hosts/{MAC}/events")).json())["events"]
-    ]
-    assert stages == ["script", "install-data", "installed", "local-boot"]
+    events = (await (await client.get(f"/api/hosts/{MAC}/events")).json())["events"]
+    assert [e["stage"] for e in events] == ["script", "install-data", "installed", "local-boot"]
+    script, data, installed, local = events
+    assert script["path"] == "/boot" and script["template"] == "boot-ubuntu.ipxe.j2"
+    assert (
+        script["detail"] == "boot script /boot (boot-ubuntu.ipxe.j2)"
+        and script["ip"] == "127.0.0.1"
+    )
+    assert data["file"] == "user-data" and data["path"] == "/cloud-init/ubu/user-data"
+    assert installed["state"] == "installed" and installed["method"] == "POST"
+    assert local["state"] == "installed" and "template" not in local
 
     again = await client.post(f"/api/hosts/{MAC}/reinstall")
     assert (await again.json())["state"] == "install"
@@ -91,7 +98,10 @@ async def test_hosts_list_with_state_and_stage(setup: tuple[Client, Timeline, Pa
     client, timeline, _ = setup
     await client.get("/boot", params={"mac": MAC})
     await client.get("/images/ubuntu-24.04/amd64/vmlinuz")  # the same client: mapped to MAC by IP
-    timeline.record(time.time(), "dhcp", "OFFER 10.0.0.99", mac="52:54:00:ff:ff:ff")
+    stranger = "52:54:00:ff:ff:ff"
+    timeline.record(
+        Event(time.time(), "dhcp", mac=stranger, message_type="OFFER", address="10.0.0.99")
+    )
     listing = await (await client.get("/api/hosts")).json()
     hosts = {h["name"]: h for h in listing["hosts"]}
     assert list(hosts) == ["deb", "fed", "nod", "ubu"]
@@ -174,11 +184,11 @@ async def test_metrics_count_requests_bytes_and_timeline_events(
     await client.get("/images/ubuntu-24.04/amd64/vmlinuz")
     await client.get("/images/nope")
     await client.post(f"/api/hosts/{MAC}/installed")
-    timeline.record(time.time(), "dhcp", "ACK 10.0.0.21 file=ipxe.efi", mac=MAC)
-    timeline.record(time.time(), "tftp", "ipxe.efi: sent 1024 bytes", ip="10.0.0.21")
-    timeline.record(
-        time.time(), "tftp", "x.efi: timed out, 0 of 9 bytes acknowledged", ip="10.0.0.21"
-    )
+    now, ip = time.time(), "10.0.0.21"
+    timeline.record(Event(now, "dhcp", mac=MAC, message_type="ACK", address=ip, file="ipxe.efi"))
+    done, stalled = TftpOutcome.COMPLETED, TftpOutcome.TIMED_OUT
+    timeline.record(Event(now, "tftp", ip=ip, file="ipxe.efi", outcome=done, bytes_acked=1024))
+    timeline.record(Event(now, "tftp", ip=ip, file="x.efi", outcome=stalled, bytes_acked=0))
     resp = await client.get("/metrics")
     assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain")
     text = await resp.text()
@@ -210,7 +220,11 @@ async def test_chain_script_lands_in_the_timeline_of_the_mac_dhcp_saw(
     setup: tuple[Client, Timeline, Path],
 ) -> None:
     client, timeline, _ = setup
-    timeline.record(time.time(), "dhcp", "ACK 127.0.0.1 file=boot.ipxe", mac=MAC, ip="127.0.0.1")
+    ip = "127.0.0.1"
+    ack = Event(
+        time.time(), "dhcp", mac=MAC, ip=ip, message_type="ACK", address=ip, file="boot.ipxe"
+    )
+    timeline.record(ack)
     assert (await client.get("/boot.ipxe")).status == 200
     await client.get("/boot", params={"mac": MAC})
     assert [e.stage for e in timeline.events(MAC)] == ["dhcp", "ipxe", "script"]

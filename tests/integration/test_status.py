@@ -21,7 +21,8 @@ from pxelab.events import Event, Timeline
 from pxelab.hosts.install import install_store
 from pxelab.hosts.inventory import Inventory
 from pxelab.http.app import make_app
-from pxelab.http.status import STATUS_HUB, boot_progress, current_boot, is_problem
+from pxelab.http.status import STATUS_HUB
+from tests.unit.test_status import _dhcp, _not_found, _sent, _timed_out
 
 MAC = "52:54:00:5a:00:01"
 KEY = "52-54-00-5a-00-01"
@@ -138,8 +139,8 @@ async def _page(client: Client) -> Node:
 async def _boot(client: Client, timeline: Timeline) -> None:
     """What the daemon records while a machine boots: DHCP and TFTP (as their servers record
     them), then real HTTP requests for its script and kernel."""
-    timeline.record(time.time(), "dhcp", "ACK 127.0.0.1 ipxe.efi", mac=MAC, ip="127.0.0.1")
-    timeline.record(time.time(), "tftp", "ipxe.efi: sent 1024 bytes", ip="127.0.0.1")
+    timeline.record(_dhcp("ACK", "127.0.0.1", "ipxe.efi", mac=MAC, ip="127.0.0.1"))
+    timeline.record(_sent("ipxe.efi", 1024, ip="127.0.0.1"))
     assert (await client.get("/boot", params={"mac": MAC})).status == 200
     assert (await client.get("/images/demo/amd64/vmlinuz")).status == 200
 
@@ -147,8 +148,8 @@ async def _boot(client: Client, timeline: Timeline) -> None:
 async def test_snapshot_without_javascript(setup: tuple[Client, Timeline, Path]) -> None:
     client, timeline, _ = setup
     await _boot(client, timeline)
-    timeline.record(time.time(), "tftp", "snponly.efi: error 1 (file not found)", ip="10.0.0.9")
-    timeline.record(time.time(), "dhcp", "OFFER 10.0.0.77 ipxe.efi", mac=STRANGER, ip="")
+    timeline.record(_not_found("snponly.efi", ip="10.0.0.9"))
+    timeline.record(_dhcp("OFFER", "10.0.0.77", "ipxe.efi", mac=STRANGER))
     response = await client.get("/")
     csp = response.headers["Content-Security-Policy"]
     assert "default-src 'none'" in csp and "script-src 'self'" in csp
@@ -212,7 +213,7 @@ async def test_snapshot_without_javascript(setup: tuple[Client, Timeline, Path])
 
 async def test_snapshot_escapes_what_machines_send(setup: tuple[Client, Timeline, Path]) -> None:
     client, timeline, _ = setup
-    timeline.record(time.time(), "error", "<script>alert(1)</script>", mac=MAC)
+    timeline.record(Event(time.time(), "error", mac=MAC, error="<script>alert(1)</script>"))
     html = await (await client.get("/")).text()
     assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
 
@@ -284,13 +285,11 @@ async def test_stream_sends_each_event_as_rendered_html(
     assert parse(data["timeline"]).find(f"tl-{KEY}").all("li")
     assert data["problem"] == ""
 
-    timeline.record(
-        time.time(), "tftp", "x.efi: timed out, 0 of 9 bytes acknowledged", ip="1.2.3.4"
-    )
+    timeline.record(_timed_out("x.efi", ip="1.2.3.4"))
     name, data = await _message(response.content)
     assert data["key"] == "" and "1.2.3.4 tftp" in parse(data["problem"]).text
 
-    timeline.record(time.time(), "dhcp", "OFFER 10.0.0.5", mac=STRANGER)
+    timeline.record(_dhcp("OFFER", "10.0.0.5", mac=STRANGER))
     name, data = await _message(response.content)
     assert data["known"] is False
     row = parse(data["row"]).find(f"host-{STRANGER.replace(':', '-')}")
@@ -309,7 +308,7 @@ async def test_a_browser_that_goes_away_is_forgotten(
     response.close()
     deadline = time.monotonic() + 5
     while hub.clients and time.monotonic() < deadline:
-        timeline.record(time.time(), "dhcp", "DISCOVER", mac=MAC)  # the next write fails
+        timeline.record(_dhcp("DISCOVER", mac=MAC))  # the next write fails
         await asyncio.sleep(0.05)
     assert hub.clients == 0
 
@@ -324,51 +323,3 @@ async def test_open_streams_end_when_the_server_stops(tmp_path: Path) -> None:
         await server.close()
         assert time.monotonic() - started < 5
         assert await asyncio.wait_for(response.content.read(), 5) == b""
-
-
-@pytest.mark.parametrize(
-    ("stage", "detail", "problem"),
-    [
-        ("error", "anything", True),
-        ("dhcp", "NAK 10.0.0.5", True),
-        ("dhcp", "ACK 10.0.0.5 ipxe.efi", False),
-        ("tftp", "ipxe.efi: sent 1024 bytes", False),
-        ("tftp", "ipxe.efi: aborted after OACK (tsize 9), client error 8 (size only)", False),
-        ("tftp", "ipxe.efi: error 1 (file not found)", True),
-        ("tftp", "ipxe.efi: timed out, 0 of 9 bytes acknowledged", True),
-        ("kernel", "/images/demo/amd64/vmlinuz", False),
-    ],
-)
-def test_which_events_are_errors(stage: str, detail: str, problem: bool) -> None:
-    assert is_problem(Event(0.0, MAC, stage, detail)) is problem
-
-
-@pytest.mark.parametrize(
-    ("stages", "latest"),
-    [
-        ([], []),
-        (
-            ["dhcp", "dhcp", "tftp", "dhcp", "ipxe", "script"],
-            ["dhcp", "dhcp", "tftp", "dhcp", "ipxe", "script"],
-        ),
-        (["dhcp", "tftp", "script", "kernel", "dhcp", "tftp"], ["dhcp", "tftp"]),
-        (
-            ["script", "kernel", "initrd", "installed", "reinstall", "script"],
-            ["script"],
-        ),
-        (["script", "kernel", "initrd", "installed", "local-boot"], ["local-boot"]),
-        (["ipxe", "script", "script", "kernel"], ["ipxe", "script", "script", "kernel"]),
-        (["script", "kernel", "error", "ipxe"], ["ipxe"]),
-        (["tftp", "tftp", "tftp"], ["tftp", "tftp", "tftp"]),
-    ],
-)
-def test_the_latest_boot(stages: list[str], latest: list[str]) -> None:
-    events = [Event(float(i), MAC, stage, "") for i, stage in enumerate(stages)]
-    assert [e.stage for e in current_boot(events)] == latest
-
-
-def test_boot_progress_steps() -> None:
-    stages = ["dhcp", "tftp", "script", "kernel", "initrd", "installed", "dhcp", "http-boot"]
-    events = [Event(float(i), MAC, stage, "") for i, stage in enumerate(stages)]
-    done = [label for label, reached in boot_progress(events) if reached]
-    assert done == ["DHCP", "TFTP"]

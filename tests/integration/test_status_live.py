@@ -7,6 +7,7 @@ list yet (the page re-reads its snapshot, without a reload).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -21,7 +22,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from pxelab.boot.render import Renderer
-from pxelab.events import Timeline
+from pxelab.events import Event, TftpOutcome, Timeline
 from pxelab.hosts.inventory import Inventory
 from pxelab.http.app import make_app
 from tests.e2e.test_status_browser import chromium, console_errors
@@ -82,11 +83,30 @@ async def test_page_follows_requests_errors_and_new_machines_live(
         assert done == ["script", "kernel"]
 
         # as the TFTP server records a refused file for a client it cannot name yet
-        timeline.record(time.time(), "tftp", "grubx64.efi: error 1 (file not found)", ip="10.9.9.9")
+        outcome, error = TftpOutcome.ERROR, "file not found"
+        timeline.record(
+            Event(
+                time.time(),
+                "tftp",
+                ip="10.9.9.9",
+                file="grubx64.efi",
+                outcome=outcome,
+                error_code=1,
+                error=error,
+            )
+        )
         await until(lambda d: "10.9.9.9 tftp grubx64.efi: error 1" in _text(d, "#problems"))
 
         # as the DHCP server records an offer to a machine that has no host file
-        timeline.record(time.time(), "dhcp", "OFFER 10.9.9.50 ipxe.efi", mac=STRANGER)
+        offer = Event(
+            time.time(),
+            "dhcp",
+            mac=STRANGER,
+            message_type="OFFER",
+            address="10.9.9.50",
+            file="ipxe.efi",
+        )
+        timeline.record(offer)
         stranger = STRANGER.replace(":", "-")
         await until(lambda d: "OFFER 10.9.9.50" in _text(d, f"#host-{stranger}"))
         assert "not in the inventory" in await asyncio.to_thread(_text, driver, f"#tl-{stranger}")
@@ -96,7 +116,7 @@ async def test_page_follows_requests_errors_and_new_machines_live(
         host = {"name": "newcomer", "mac": STRANGER}
         (tmp_path / "hosts" / "newcomer.json").write_text(json.dumps(host))
         await asyncio.sleep(0.6)  # the inventory looks at its directory at most every 0.5 s
-        timeline.record(time.time(), "dhcp", "ACK 10.9.9.50 ipxe.efi", mac=STRANGER)
+        timeline.record(dataclasses.replace(offer, time=time.time(), message_type="ACK"))
         await until(lambda d: _text(d, f"#hosts > table #host-{stranger}").startswith("newcomer"))
         assert len(driver.find_elements(By.ID, "unknown")) == 0
 

@@ -81,7 +81,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     outside.mkdir()
     (top / "secret").write_text(TOKEN)
     (outside / "secret").write_text(TOKEN)
-    dirs = {name: top / name for name in ("hosts", "images", "tftp", "state")}
+    dirs = {name: top / name for name in ("hosts", "images", "tftp", "state_dir")}
     for path in dirs.values():
         path.mkdir()
     for root in (dirs["images"], dirs["tftp"]):

@@ -1,24 +1,13 @@
-"""Fuzzing on a CI budget: the same targets `make fuzz` runs for a million inputs.
-
-Hypothesis feeds random and mutated inputs in-process; atheris (libFuzzer) runs each target
-coverage-guided in a subprocess. Either finding an exception fails the test.
+"""Fuzzing on a CI budget, in-process: hypothesis feeds the `make fuzz` targets random and mutated
+inputs; any exception fails the test (atheris runs them in tests/integration/test_fuzz_atheris.py).
 """
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
-from pathlib import Path
-
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fuzz.targets import TARGETS, dhcp_one, seed_inputs, tftp_one
-
-ROOT = Path(__file__).resolve().parents[2]
-CI_RUNS = 30_000
+from fuzz.targets import dhcp_one, seed_inputs, tftp_one
 
 
 def _mutations(seed: bytes) -> st.SearchStrategy[bytes]:
@@ -42,17 +31,3 @@ def test_dhcp_target_never_raises(data: bytes) -> None:
 @given(st.one_of(st.binary(max_size=400), _mutations(seed_inputs()["tftp"][0])))
 def test_tftp_target_never_raises(data: bytes) -> None:
     tftp_one(data)
-
-
-@pytest.mark.parametrize("target", sorted(TARGETS))
-def test_atheris_budget_finds_nothing(target: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "fuzz" / "run.py"), target, f"-runs={CI_RUNS}"],
-        cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert re.search(rf"Done {CI_RUNS} runs", proc.stderr), proc.stderr[-2000:]

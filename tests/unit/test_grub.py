@@ -130,10 +130,23 @@ async def test_per_mac_config_boots_over_tftp(files: GrubFiles, spelling: str) -
     assert lines[-1] == "boot"
 
 
-async def test_unknown_and_pxeboot_off_go_to_the_next_device(files: GrubFiles) -> None:
-    for name in ("grub/grub.cfg-01-52-54-00-00-00-99", "grub/grub.cfg-01-52-54-00-aa-64-02"):
-        config = await files(name, "10.0.0.9")
-        assert isinstance(config, bytes) and config.rstrip().endswith(b"exit")
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("grub/grub.cfg-01-52-54-00-00-00-99", "no host with MAC 52:54:00:00:00:99"),
+        ("grub/grub.cfg-01-52-54-00-aa-64-02", "pxeboot is off for off"),
+    ],
+)
+async def test_unknown_and_pxeboot_off_go_to_the_next_device(
+    files: GrubFiles, name: str, reason: str
+) -> None:
+    config = await files(name, "10.0.0.9")
+    assert isinstance(config, bytes)
+    lines = config.decode().splitlines()
+    assert f"# pxelab: {reason}" in lines
+    assert f'echo "pxelab: {reason}; booting the next device"' in lines
+    assert lines[-1] == "exit"
+    assert not any(line.startswith(("linux", "initrd")) for line in lines)
 
 
 async def test_images_are_mounted_and_other_names_fall_through(

@@ -66,14 +66,14 @@ IDLE = InFlight(total=0, from_ip=0, same_client=False)
             ReadRequest("f", "mail"),
             IDLE,
             Verdict.REFUSED,
-            "error 4 (unsupported mode 'mail')",
+            "",
             ErrorPacket(ErrorCode.ILLEGAL_OPERATION, "unsupported mode 'mail'"),
         ),
         (
             WriteRequest("up.bin", "octet"),
             IDLE,
             Verdict.REFUSED,
-            "upload refused, error 2 (read-only server)",
+            "",
             ErrorPacket(ErrorCode.ACCESS_VIOLATION, "read-only server"),
         ),
         # an upload is refused even when busy: it never takes a slot
@@ -81,7 +81,7 @@ IDLE = InFlight(total=0, from_ip=0, same_client=False)
             WriteRequest("up.bin", "octet"),
             InFlight(4, 2, False),
             Verdict.REFUSED,
-            "upload refused",
+            "",
             ErrorPacket(ErrorCode.ACCESS_VIOLATION, "read-only server"),
         ),
         (Ack(3), IDLE, Verdict.IGNORED, "Ack sent to the listener", None),
@@ -124,55 +124,61 @@ def test_malformed(data: bytes, verdict: Verdict, error: ErrorCode | None) -> No
 
 
 @pytest.mark.parametrize(
-    ("exc", "error", "reason"),
+    ("exc", "error", "reason", "policy"),
     [
         (
             PathRefused("filename has a '..' component"),
             ErrorPacket(ErrorCode.ACCESS_VIOLATION, "filename has a '..' component"),
-            "refused, error 2 (access violation): filename has a '..' component",
+            "filename has a '..' component",
+            True,
         ),
         (
             FileNotFoundError(errno.ENOENT, "No such file or directory"),
             ErrorPacket(ErrorCode.FILE_NOT_FOUND, "file not found"),
-            "error 1 (file not found)",
+            "",
+            False,
         ),
         (
             NotADirectoryError(errno.ENOTDIR, "Not a directory"),
             ErrorPacket(ErrorCode.FILE_NOT_FOUND, "file not found"),
-            "error 1 (file not found)",
+            "",
+            False,
         ),
         (
             PermissionError(errno.EACCES, "Permission denied"),
             ErrorPacket(ErrorCode.ACCESS_VIOLATION, "access violation"),
-            "error 2 (access violation): [Errno 13] Permission denied",
+            "[Errno 13] Permission denied",
+            False,
         ),
         (
             NotAFileError(errno.EACCES, "not a regular file"),
             ErrorPacket(ErrorCode.ACCESS_VIOLATION, "access violation"),
-            "error 2 (access violation): [Errno 13] not a regular file",
+            "[Errno 13] not a regular file",
+            False,
         ),
         (
             OSError(errno.ELOOP, "Too many levels of symbolic links"),
             ErrorPacket(ErrorCode.ACCESS_VIOLATION, "access violation"),
-            "refused, error 2 (access violation): symlink loop",
+            "symlink loop",
+            True,
         ),
         (
             OSError(errno.EIO, "Input/output error"),
             ErrorPacket(ErrorCode.NOT_DEFINED, "Input/output error"),
-            "error 0 (Input/output error)",
+            "",
+            False,
         ),
-        (
-            OSError("no errno"),
-            ErrorPacket(ErrorCode.NOT_DEFINED, "OSError"),
-            "error 0 (OSError)",
-        ),
+        (OSError("no errno"), ErrorPacket(ErrorCode.NOT_DEFINED, "OSError"), "", False),
     ],
 )
-def test_refusal_maps_errors_to_codes(exc: Exception, error: ErrorPacket, reason: str) -> None:
+def test_refusal_maps_errors_to_codes(
+    exc: Exception, error: ErrorPacket, reason: str, policy: bool
+) -> None:
     refused = refusal(exc)
     assert refused is not None
     assert refused.error == error
     assert refused.reason == reason
+    assert refused.policy is policy
 
 
 @pytest.mark.parametrize("exc", [ValueError("bug"), KeyError("x"), RuntimeError("y")])

@@ -1,0 +1,459 @@
+"""The shared backend: PostgreSQL through asyncpg, for several pxelab instances on one database.
+
+Every write sends a NOTIFY (in its transaction) on channel `pxelab`; each instance LISTENs on a
+connection of its own, keeps its install view current from them and tells its listeners. Calls
+have a timeout; a lost database makes them raise StoreUnavailable while a watchdog reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from pxelab.dhcp.leases import Lease, LeaseState
+from pxelab.events import Event
+from pxelab.hosts.install import HostState
+from pxelab.hosts.inventory import normalize_mac
+from pxelab.state import AuditRecord, StoreError, StoreUnavailable, TokenRecord
+from pxelab.state.base import (
+    EVENTS_PER_HOST,
+    PRUNE_EVERY,
+    Views,
+    event_from_text,
+    event_to_text,
+    host_state_from_row,
+    host_state_from_text,
+    host_state_to_row,
+    host_state_to_text,
+    lease_from_row,
+    log,
+)
+from pxelab.state.pg_schema import prepare
+
+CHANNEL = "pxelab"
+"""The NOTIFY channel every instance listens on."""
+
+_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
+)
+"""What a database that went away (or is restarting) raises."""
+T = TypeVar("T")
+
+
+def public_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def _describe(exc: BaseException) -> str:
+    """One line on why a connection failed."""
+    if isinstance(
+        exc, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError
+    ):
+        return f"authentication failed: {exc}"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, FileNotFoundError | ConnectionRefusedError):
+        return "cannot reach the server: nothing listens there (is PostgreSQL running?)"
+    if isinstance(exc, OSError):
+        return f"cannot reach the server: {exc.strerror or exc}"
+    if isinstance(exc, ValueError):
+        return f"invalid URL: {exc}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+class PostgresStore(Views):
+    """The StateStore on a PostgreSQL database; `open` must be awaited before anything else."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        instance: str | None = None,
+        timeout: float = 5.0,
+        reconnect_interval: float = 1.0,
+        events_per_host: int = EVENTS_PER_HOST,
+    ) -> None:
+        super().__init__(instance)
+        self.url = url
+        self.name = public_url(url)
+        self.timeout = timeout
+        self.reconnect_interval = reconnect_interval
+        self.events_per_host = events_per_host
+        self._origin = uuid.uuid4().hex  # tells this store's own notifications apart
+        self._pool: Any = None
+        self._listen: Any = None
+        self._lost = asyncio.Event()
+        self._watchdog: asyncio.Task[None] | None = None
+        self._pending: list[tuple[str, HostState | None]] | None = None
+        self._since_prune: dict[str, int] = {}
+        self._secret: bytes | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _run(self, what: str, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """fn(connection) with a timeout; StoreUnavailable when the database is away."""
+        if self._pool is None:
+            raise StoreError(f"{self.name}: the state store is not open")
+        try:
+            async with asyncio.timeout(self.timeout), self._pool.acquire() as conn:
+                return await fn(conn)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"{self.name}: cannot {what}: {_describe(exc)}") from None
+        except asyncpg.PostgresError as exc:
+            raise StoreError(f"{self.name}: cannot {what}: {_describe(exc)}") from None
+
+    async def _notify(self, conn: Any, kind: str, key: str, state: str | None = None) -> None:
+        """Queue a notification (sent when the transaction commits)."""
+        payload = {"o": self._origin, "k": kind, "m": key}
+        if state is not None:
+            payload["s"] = state
+        await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, json.dumps(payload))
+
+    # -- open and close ---------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, create or migrate the schema, load the install view, LISTEN."""
+        try:
+            self._pool = await asyncio.wait_for(
+                asyncpg.create_pool(
+                    self.url,
+                    min_size=1,
+                    max_size=4,
+                    timeout=self.timeout,
+                    command_timeout=self.timeout,
+                ),
+                self.timeout + 1,
+            )
+        except Exception as exc:  # any failure to connect is one clear line
+            raise StoreError(f"{self.name}: cannot connect: {_describe(exc)}") from None
+        try:
+            await self._run("create the schema", lambda conn: prepare(conn, self.name))
+            await self._connect_listener()
+        except BaseException:
+            await self.close()
+            raise
+        self._watchdog = asyncio.create_task(self._watch(), name="pxelab-pg-watchdog")
+
+    async def _connect_listener(self) -> None:
+        """LISTEN on a connection of its own, then (re)load the install view; changes that arrive
+        while it loads are applied again on top of the loaded snapshot."""
+        conn = await asyncio.wait_for(asyncpg.connect(self.url, timeout=self.timeout), self.timeout)
+        self._pending = []
+        try:
+            await conn.add_listener(CHANNEL, self._on_notify)
+            conn.add_termination_listener(lambda _conn: self._lost.set())
+            states = await self._run("load install states", self._load_install)
+        except BaseException:
+            self._pending = None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), self.timeout)
+            raise
+        pending, self._pending = self._pending, None
+        self._listen = conn
+        self._lost.clear()
+        changed = self._replace_view(states)
+        for mac, state in pending:
+            self._set_view(mac, state)
+        self._emit("install", changed)
+
+    def _set_view(self, mac: str, state: HostState | None) -> None:
+        super()._set_view(mac, state)
+        if self._pending is not None:
+            self._pending.append((mac, state))
+
+    async def _watch(self) -> None:
+        """Reconnect the LISTEN connection when it is lost, backing off up to 30 s (notifications
+        missed meanwhile are made up for by reloading the install view)."""
+        failures = 0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lost.wait(), self.reconnect_interval)
+            if self._listen is not None and not self._listen.is_closed():
+                continue
+            if self._listen is not None:
+                log.warning("state: lost the connection to %s, reconnecting", self.name)
+                self._listen = None
+            try:
+                await self._connect_listener()
+            except (StoreError, *_UNAVAILABLE, asyncpg.PostgresError) as exc:
+                failures += 1
+                level = logging.WARNING if failures == 1 else logging.DEBUG
+                log.log(level, "state: %s is unavailable: %s", self.name, _describe(exc))
+                await asyncio.sleep(min(self.reconnect_interval * 2**failures, 30.0))
+                continue
+            failures = 0
+            log.info("state: reconnected to %s", self.name)
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            data = json.loads(payload)
+            if data.get("o") == self._origin:
+                return  # this store's own change: already applied and told
+            kind, key = str(data["k"]), str(data["m"])
+            if kind == "install":
+                self._set_view(key, host_state_from_text(data.get("s", "null"), self.name))
+        except (ValueError, KeyError, TypeError, AttributeError, StoreError) as exc:
+            log.warning("state: %s: bad notification %r: %s", self.name, payload, exc)
+            return
+        self._emit(kind, [key])
+
+    async def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+            self._watchdog = None
+        if self._listen is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._listen.close(), self.timeout)
+            self._listen = None
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), self.timeout)
+            except Exception:
+                pool.terminate()
+
+    # -- leases -----------------------------------------------------------------------------
+
+    async def load_leases(self) -> list[Lease]:
+        rows = await self._run(
+            "read leases", lambda conn: conn.fetch("SELECT ip, mac, state, expires FROM leases")
+        )
+        return [lease_from_row(r[0], r[1], r[2], r[3], self.name) for r in rows]
+
+    async def commit_leases(self, changes: Sequence[Lease], now: float) -> list[Lease]:
+        """Apply lease changes, each atomically; the leases that refused them (see StateStore)."""
+        wanted = [c for c in changes if c.state is not LeaseState.OFFERED]
+        if not wanted:
+            return []
+
+        async def apply(conn: Any) -> list[Lease | None]:
+            return [await self._apply_lease(conn, change, now) for change in wanted]
+
+        holders = await self._run("write leases", apply)
+        self._emit(
+            "lease", dict.fromkeys(c.mac for c, h in zip(wanted, holders, strict=True) if h is None)
+        )
+        return [h for h in holders if h is not None]
+
+    async def _apply_lease(self, conn: Any, lease: Lease, now: float) -> Lease | None:
+        """One change, atomically, in one round trip (the schema's `pxelab_commit_lease`)."""
+        payload = json.dumps({"o": self._origin, "k": "lease", "m": lease.mac})
+        row = await conn.fetchrow(
+            "SELECT * FROM pxelab_commit_lease($1, $2, $3, $4, $5, $6, $7)",
+            int(lease.ip),
+            lease.mac,
+            lease.state.value,
+            lease.expires,
+            self.instance,
+            now,
+            payload,
+        )
+        return None if row is None else lease_from_row(row[0], row[1], row[2], row[3], self.name)
+
+    async def active_leases(self, now: float) -> list[tuple[Lease, str]]:
+        rows = await self._run(
+            "read leases",
+            lambda conn: conn.fetch(
+                "SELECT ip, mac, state, expires, instance FROM leases "
+                "WHERE expires > $1 ORDER BY ip",
+                now,
+            ),
+        )
+        return [(lease_from_row(r[0], r[1], r[2], r[3], self.name), r[4]) for r in rows]
+
+    # -- install states ---------------------------------------------------------------------
+
+    async def _load_install(self, conn: Any) -> dict[str, HostState]:
+        rows = await conn.fetch("SELECT mac, state, changed, changed_by, generation FROM install")
+        return {r[0]: host_state_from_row(r[1], r[2], r[3], r[4], self.name) for r in rows}
+
+    async def set_install_state(self, mac: str, state: HostState) -> HostState:
+        mac = normalize_mac(mac)
+
+        async def write(conn: Any) -> None:
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO install (mac, state, changed, changed_by, generation) "
+                    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (mac) DO UPDATE SET "
+                    "state = EXCLUDED.state, changed = EXCLUDED.changed, "
+                    "changed_by = EXCLUDED.changed_by, generation = EXCLUDED.generation",
+                    mac,
+                    *host_state_to_row(state),
+                )
+                await self._notify(conn, "install", mac, host_state_to_text(state))
+
+        await self._run("write the install state of " + mac, write)
+        self._set_view(mac, state)
+        self._emit("install", [mac])
+        return state
+
+    async def forget_install_state(self, mac: str) -> None:
+        mac = normalize_mac(mac)
+
+        async def forget(conn: Any) -> None:
+            async with conn.transaction():
+                await conn.execute("DELETE FROM install WHERE mac = $1", mac)
+                await self._notify(conn, "install", mac, host_state_to_text(None))
+
+        await self._run("forget the install state of " + mac, forget)
+        self._set_view(mac, None)
+        self._emit("install", [mac])
+
+    # -- events -----------------------------------------------------------------------------
+
+    async def add_events(self, events: Sequence[Event]) -> None:
+        """Append; the store keeps the last `events_per_host` per MAC."""
+        if not events:
+            return
+        macs = list(dict.fromkeys(e.mac for e in events))
+        prune = []
+        for mac in macs:
+            count = self._since_prune.get(mac, 0) + sum(1 for e in events if e.mac == mac)
+            self._since_prune[mac] = 0 if count >= PRUNE_EVERY else count
+            if count >= PRUNE_EVERY:
+                prune.append(mac)
+
+        async def write(conn: Any) -> None:
+            async with conn.transaction():
+                await conn.executemany(
+                    "INSERT INTO events (mac, time, data) VALUES ($1, $2, $3::jsonb)",
+                    [(e.mac, e.time, event_to_text(e)) for e in events],
+                )
+                for mac in prune:
+                    await conn.execute(
+                        "DELETE FROM events WHERE mac = $1 AND id <= (SELECT id FROM events "
+                        "WHERE mac = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
+                        mac,
+                        self.events_per_host,
+                    )
+                for mac in macs:
+                    await self._notify(conn, "event", mac)
+
+        await self._run("write events", write)
+        self._emit("event", macs)
+
+    async def events(self, mac: str) -> list[Event]:
+        """One MAC's events, oldest first."""
+        rows = await self._run(
+            "read events",
+            lambda conn: conn.fetch(
+                "SELECT data FROM events WHERE mac = $1 ORDER BY id DESC LIMIT $2",
+                mac,
+                self.events_per_host,
+            ),
+        )
+        return [event_from_text(r[0], self.name) for r in reversed(rows)]
+
+    async def recent_events(self, limit: int) -> list[Event]:
+        """The newest events of all MACs, oldest first."""
+        rows = await self._run(
+            "read events",
+            lambda conn: conn.fetch("SELECT data FROM events ORDER BY id DESC LIMIT $1", limit),
+        )
+        return [event_from_text(r[0], self.name) for r in reversed(rows)]
+
+    # -- audit, tokens, secret --------------------------------------------------------------
+
+    async def audit(self, record: AuditRecord) -> None:
+        await self._run(
+            "write the audit trail",
+            lambda conn: conn.execute(
+                "INSERT INTO audit (time, who, client, action, target, allowed, reason) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                record.time,
+                record.who,
+                record.client,
+                record.action,
+                record.target,
+                record.allowed,
+                record.reason,
+            ),
+        )
+
+    async def audit_records(self, limit: int) -> list[AuditRecord]:
+        """The newest `limit` records, oldest first."""
+        rows = await self._run(
+            "read the audit trail",
+            lambda conn: conn.fetch(
+                "SELECT time, who, client, action, target, allowed, reason FROM audit "
+                "ORDER BY id DESC LIMIT $1",
+                limit,
+            ),
+        )
+        return [AuditRecord(*r) for r in reversed(rows)]
+
+    async def add_token(self, token: TokenRecord) -> None:
+        """StoreError when the name exists."""
+
+        async def insert(conn: Any) -> None:
+            try:
+                async with conn.transaction():
+                    await conn.execute(
+                        "INSERT INTO tokens (name, digest, created) VALUES ($1, $2, $3)",
+                        token.name,
+                        token.digest,
+                        token.created,
+                    )
+                    await self._notify(conn, "token", token.name)
+            except asyncpg.UniqueViolationError:
+                raise StoreError(f"{self.name}: a token named {token.name!r} exists") from None
+
+        await self._run("add a token", insert)
+        self._emit("token", [token.name])
+
+    async def tokens(self) -> list[TokenRecord]:
+        rows = await self._run(
+            "read tokens",
+            lambda conn: conn.fetch("SELECT name, digest, created FROM tokens ORDER BY name"),
+        )
+        return [TokenRecord(r[0], r[1], r[2]) for r in rows]
+
+    async def revoke_token(self, name: str) -> bool:
+        """False when there was no such token."""
+
+        async def delete(conn: Any) -> bool:
+            async with conn.transaction():
+                status = await conn.execute("DELETE FROM tokens WHERE name = $1", name)
+                if status == "DELETE 0":
+                    return False
+                await self._notify(conn, "token", name)
+                return True
+
+        done = await self._run("revoke a token", delete)
+        if done:
+            self._emit("token", [name])
+        return done
+
+    async def secret(self) -> bytes:
+        """The server secret: 32 random bytes, made once by whichever instance came first."""
+        if self._secret is None:
+
+            async def get(conn: Any) -> bytes:
+                await conn.execute(
+                    "INSERT INTO secret (id, value) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+                    secrets.token_bytes(32),
+                )
+                return bytes(await conn.fetchval("SELECT value FROM secret WHERE id = 1"))
+
+            self._secret = await self._run("read the server secret", get)
+        return self._secret

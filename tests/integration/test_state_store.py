@@ -1,0 +1,286 @@
+"""The StateStore contract, run against both backends: SQLite in a temp dir and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from pxelab.dhcp.leases import Lease, LeaseState
+from pxelab.events import Event
+from pxelab.hosts.install import UNRECORDED, HostState, InstallState
+from pxelab.state import AuditRecord, Change, StateStore, StoreError, TokenRecord
+from pxelab.testing.postgres import PostgresCluster
+from tests.state_backends import Backend
+
+BACKENDS = ["sqlite", "postgres"]
+A, B, C = "52:54:00:00:00:0a", "52:54:00:00:00:0b", "52:54:00:00:00:0c"
+
+
+def ip(last: int) -> IPv4Address:
+    return IPv4Address(f"10.0.0.{last}")
+
+
+def bound(last: int, mac: str, expires: float = 1000.0) -> Lease:
+    return Lease(ip(last), mac, LeaseState.BOUND, expires)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "sqlite":
+        return Backend("sqlite", tmp_path)
+    cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
+    return Backend("postgres", tmp_path, cluster.create_database(), cluster)
+
+
+@pytest.fixture
+async def store(backend: Backend) -> AsyncIterator[StateStore]:
+    opened = backend.make("one")
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+async def reopened(backend: Backend, instance: str = "two") -> StateStore:
+    other = backend.make(instance)
+    await other.open()
+    return other
+
+
+# -- leases ---------------------------------------------------------------------------------
+
+
+async def test_commit_and_load_leases(store: StateStore) -> None:
+    assert await store.commit_leases([bound(5, A), bound(6, B)], now=0) == []
+    offered = Lease(ip(7), C, LeaseState.OFFERED, 60)
+    assert await store.commit_leases([offered], now=0) == []  # offers are not written
+    assert sorted(await store.load_leases(), key=lambda lease: lease.ip) == [
+        bound(5, A),
+        bound(6, B),
+    ]
+
+
+async def test_conflict_returns_the_holder(store: StateStore) -> None:
+    await store.commit_leases([bound(5, A)], now=0)
+    held = await store.commit_leases([bound(5, B), bound(6, C)], now=10)
+    assert held == [bound(5, A)]
+    assert {lease.mac for lease in await store.load_leases()} == {A, C}
+
+
+async def test_declined_address_refuses_other_macs(store: StateStore) -> None:
+    declined = Lease(ip(5), A, LeaseState.DECLINED, 600)
+    await store.commit_leases([declined], now=0)
+    assert await store.commit_leases([bound(5, B)], now=10) == [declined]
+    assert await store.commit_leases([bound(5, B)], now=600) == []  # the hold is over
+
+
+async def test_one_bound_address_per_mac(store: StateStore) -> None:
+    await store.commit_leases([bound(5, A)], now=0)
+    await store.commit_leases([bound(6, A)], now=1)  # A moved: its old row goes
+    assert await store.load_leases() == [bound(6, A)]
+    # refused: A keeps its current address (the move is rolled back)
+    await store.commit_leases([bound(7, B)], now=1)
+    assert await store.commit_leases([bound(7, A)], now=2) == [bound(7, B)]
+    assert sorted(lease.ip for lease in await store.load_leases() if lease.mac == A) == [ip(6)]
+
+
+async def test_free_deletes_only_the_holders_row(store: StateStore) -> None:
+    await store.commit_leases([bound(5, A)], now=0)
+    assert await store.commit_leases([Lease(ip(5), B, LeaseState.FREE, 1)], now=1) == []
+    assert await store.load_leases() == [bound(5, A)]
+    await store.commit_leases([Lease(ip(5), A, LeaseState.FREE, 1)], now=1)
+    assert await store.load_leases() == []
+
+
+async def test_expiry_lets_another_mac_take_the_address(store: StateStore) -> None:
+    await store.commit_leases([bound(5, A, expires=100)], now=0)
+    assert await store.commit_leases([bound(5, B, expires=500)], now=99) == [bound(5, A, 100)]
+    assert await store.commit_leases([bound(5, B, expires=500)], now=100) == []
+    assert await store.load_leases() == [bound(5, B, 500)]
+
+
+async def test_active_leases_name_the_instance(backend: Backend, store: StateStore) -> None:
+    other = await reopened(backend, "two")
+    try:
+        await store.commit_leases([bound(5, A, expires=100)], now=0)
+        await other.commit_leases([bound(6, B, expires=200)], now=0)
+        assert await store.active_leases(now=50) == [
+            (bound(5, A, 100), "one"),
+            (bound(6, B, 200), "two"),
+        ]
+        assert await other.active_leases(now=150) == [(bound(6, B, 200), "two")]
+    finally:
+        await other.close()
+
+
+# -- install states -------------------------------------------------------------------------
+
+
+async def test_install_states_in_memory_and_persistent(backend: Backend, store: StateStore) -> None:
+    assert store.install_state(A) is UNRECORDED
+    installed = HostState(InstallState.INSTALLED, 5.0, "10.0.0.5", generation=3)
+    assert await store.set_install_state(A.upper(), installed) == installed
+    assert store.install_state(A) == installed  # the view, no I/O
+    await store.set_install_state(B, HostState(InstallState.INSTALL, 6.0, "cli", 1))
+    await store.forget_install_state(B)
+    assert store.install_state(B) is UNRECORDED
+    await store.close()
+    again = await reopened(backend, "one")
+    try:
+        assert again.install_state(A) == installed
+        assert again.install_state(B) is UNRECORDED
+    finally:
+        await again.close()
+
+
+async def test_changes_reach_the_listeners(backend: Backend, store: StateStore) -> None:
+    """Another instance's write is seen at once (NOTIFY; SQLite polls data_version)."""
+    mine: list[Change] = []
+    unsubscribe = store.subscribe(mine.append)
+    other = await reopened(backend)
+    try:
+        seen = asyncio.Event()
+        other.subscribe(lambda change: seen.set() if change == Change("install", A) else None)
+        state = HostState(InstallState.INSTALLED, 7.0, "10.0.0.7", 2)
+        await store.set_install_state(A, state)
+        assert Change("install", A) in mine
+        await asyncio.wait_for(seen.wait(), timeout=1.0)
+        assert other.install_state(A) == state
+        await store.add_events([Event(1.0, "dhcp", mac=A, message_type="ACK")])
+        await store.commit_leases([bound(5, A)], now=0)
+        await store.add_token(TokenRecord("ops", "ab" * 32, 1.0))
+        assert Change("event", A) in mine
+        assert Change("lease", A) in mine
+        assert Change("token", "ops") in mine
+        unsubscribe()
+        await store.forget_install_state(A)
+        assert Change("install", A) in mine and len(mine) == 4
+    finally:
+        await other.close()
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+async def test_events_bounded_ordered_and_durable(backend: Backend, store: StateStore) -> None:
+    await store.add_events(
+        [
+            Event(float(i), "dhcp", mac=A, ip="10.0.0.5", message_type="ACK", address=str(i))
+            for i in range(700)
+        ]
+    )
+    await store.add_events([Event(1000.0, "tftp", mac=B, file="ipxe.efi")])
+    kept = await store.events(A)
+    assert len(kept) == 500
+    assert [e.address for e in kept] == [str(i) for i in range(200, 700)]
+    assert kept[-1] == Event(699.0, "dhcp", mac=A, ip="10.0.0.5", message_type="ACK", address="699")
+    recent = await store.recent_events(3)
+    assert [e.detail for e in recent] == ["ACK 698", "ACK 699", "ipxe.efi"]
+    await store.close()
+    again = await reopened(backend, "one")
+    try:
+        assert await again.events(B) == [Event(1000.0, "tftp", mac=B, file="ipxe.efi")]
+        assert len(await again.events(A)) == 500
+    finally:
+        await again.close()
+
+
+# -- audit, tokens, secret ------------------------------------------------------------------
+
+
+async def test_audit_trail(store: StateStore) -> None:
+    records = [
+        AuditRecord(float(i), "ops", "10.0.0.9", "reinstall", A, i % 2 == 0, f"n{i}")
+        for i in range(5)
+    ]
+    for record in records:
+        await store.audit(record)
+    assert await store.audit_records(3) == records[2:]
+
+
+async def test_tokens(store: StateStore) -> None:
+    token = TokenRecord("ops", "0f" * 32, 10.0)
+    await store.add_token(token)
+    await store.add_token(TokenRecord("ci", "1e" * 32, 11.0))
+    with pytest.raises(StoreError, match="ops"):
+        await store.add_token(TokenRecord("ops", "22" * 32, 12.0))
+    assert await store.tokens() == [TokenRecord("ci", "1e" * 32, 11.0), token]
+    assert await store.revoke_token("ci") is True
+    assert await store.revoke_token("ci") is False
+    assert await store.tokens() == [token]
+
+
+async def test_one_secret_for_every_instance(backend: Backend, store: StateStore) -> None:
+    other = backend.make("two")
+    await asyncio.gather(other.open(), asyncio.sleep(0))
+    try:
+        first, second = await asyncio.gather(store.secret(), other.secret())
+        assert len(first) == 32 and first == second
+        assert await store.secret() == first
+    finally:
+        await other.close()
+
+
+# -- boot history across a restart: Timeline -> EventWriter -> store -> Timeline.restore ------
+
+
+async def test_timeline_history_survives_a_restart(backend: Backend) -> None:
+    from pxelab.events import Timeline
+    from pxelab.state.writer import EventWriter
+
+    first = await reopened(backend, "one")
+    timeline, writer = Timeline(), EventWriter(first, flush_every=0.01)
+    timeline.subscribe(writer)
+    writer.start()
+    timeline.record(
+        Event(1.0, "dhcp", mac=A, ip="10.0.0.5", message_type="ACK", address="10.0.0.5")
+    )
+    timeline.record(Event(2.0, "script", ip="10.0.0.5", path="/boot", template="boot.ipxe.j2"))
+    timeline.record(Event(3.0, "tftp", ip="10.9.9.9", file="x"))  # no MAC known: not kept
+    await writer.close()
+    await first.close()
+    assert writer.written == 2
+
+    second = await reopened(backend, "two")
+    try:
+        restored = Timeline()
+        restored.restore(await second.recent_events(1000))
+        assert [e.stage for e in restored.events(A)] == ["dhcp", "script"]
+        assert restored.events(A)[1].mac == A  # filled in from the IP, as recorded
+        assert restored.mac_at("10.0.0.5") == A
+    finally:
+        await second.close()
+
+
+class _Flaky:
+    """The real store, but the first `fails` calls of add_events raise StoreUnavailable."""
+
+    def __init__(self, store: StateStore, fails: int) -> None:
+        self.store, self.fails = store, fails
+
+    async def add_events(self, events: list[Event]) -> None:
+        from pxelab.state import StoreUnavailable
+
+        if self.fails:
+            self.fails -= 1
+            raise StoreUnavailable("database gone (test)")
+        await self.store.add_events(events)
+
+
+async def test_event_writer_keeps_events_while_the_database_is_away(store: StateStore) -> None:
+    from typing import cast
+
+    from pxelab.state.writer import EventWriter
+
+    writer = EventWriter(cast(StateStore, _Flaky(store, fails=2)))
+    writer(Event(1.0, "dhcp", mac=A, message_type="DISCOVER"))
+    await writer.flush()
+    writer(Event(2.0, "dhcp", mac=A, message_type="OFFER", address="10.0.0.5"))
+    await writer.flush()
+    assert writer.written == 0
+    await writer.flush()
+    assert writer.written == 2
+    assert [e.message_type for e in await store.events(A)] == ["DISCOVER", "OFFER"]

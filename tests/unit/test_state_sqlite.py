@@ -1,0 +1,103 @@
+"""The SQLite state store: upgrade import, schema version, kill -9, codecs and the config key."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from ipaddress import IPv4Address
+from pathlib import Path
+from threading import current_thread
+
+import pytest
+
+from pxelab.app.config import Config, build_config
+from pxelab.dhcp.leases import Lease, LeaseState
+from pxelab.dhcp.store import LeaseStore
+from pxelab.errors import ConfigError
+from pxelab.events import Event
+from pxelab.hosts.install import HostState, InstallState, InstallStore
+from pxelab.state import SCHEMA_VERSION, StoreError
+from pxelab.state.base import event_from_text, event_to_text
+from pxelab.state.open import open_store
+from pxelab.state.sqlite import FILE_NAME, SqliteStore
+
+A, B = "52:54:00:00:00:0a", "52:54:00:00:00:0b"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def test_first_open_imports_old_leases_and_install_files(tmp_path: Path) -> None:
+    old = LeaseStore(tmp_path / "dhcp-leases.sqlite3")
+    old.save(Lease(IPv4Address("10.0.0.5"), A, LeaseState.BOUND, 500.0))
+    old.save(Lease(IPv4Address("10.0.0.6"), B, LeaseState.DECLINED, 600.0))
+    old.close()
+    InstallStore(tmp_path / "install").set(A, InstallState.INSTALLED, 3.0, "10.0.0.5")
+    (tmp_path / "install" / "52-54-00-00-00-0b.json").write_text("{broken")  # skipped, logged
+    store = open_store(Config(state_dir=tmp_path), instance="one")
+    await store.open()
+    try:
+        assert sorted(await store.load_leases(), key=lambda lease: lease.ip) == [
+            Lease(IPv4Address("10.0.0.5"), A, LeaseState.BOUND, 500.0),
+            Lease(IPv4Address("10.0.0.6"), B, LeaseState.DECLINED, 600.0),
+        ]
+        assert store.install_state(A) == HostState(InstallState.INSTALLED, 3.0, "10.0.0.5")
+        await store.forget_install_state(A)
+    finally:
+        await store.close()
+    again = open_store(Config(state_dir=tmp_path))
+    await again.open()  # the import ran once: the forgotten state stays forgotten
+    try:
+        assert again.install_state(A).state is InstallState.INSTALL
+        assert len(await again.load_leases()) == 2
+    finally:
+        await again.close()
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / FILE_NAME)
+    await store.open()
+    await store.close()
+    db = sqlite3.connect(tmp_path / FILE_NAME)
+    db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match=f"schema version {SCHEMA_VERSION + 1} is newer"):
+        await SqliteStore(tmp_path / FILE_NAME).open()
+
+
+async def test_every_statement_runs_in_the_worker_thread(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / FILE_NAME, poll_interval=0.01)
+    await store.open()
+    threads: list[str] = []
+    await store._call(
+        "trace", store.db.set_trace_callback, lambda _sql: threads.append(current_thread().name)
+    )
+    try:
+        await store.commit_leases([Lease(IPv4Address("10.0.0.5"), A, LeaseState.BOUND, 9.0)], 0)
+        await store.set_install_state(A, HostState(InstallState.INSTALLED, 1.0, "x"))
+        await store.add_events([Event(1.0, "dhcp", mac=A, message_type="ACK")])
+        await store.events(A)
+        await store.secret()
+        await asyncio.sleep(0.05)  # a few polls of data_version
+    finally:
+        await store.close()
+    assert len(threads) > 8
+    assert {name.split("_")[0] for name in threads} == {"pxelab-sqlite"}
+
+
+def test_event_text_round_trip_ignores_unknown_fields() -> None:
+    event = Event(1.5, "tftp", mac=A, ip="10.0.0.5", file="ipxe.efi", bytes_acked=9, size=9)
+    assert event_from_text(event_to_text(event), "db") == event
+    data = json.loads(event_to_text(event)) | {"future_field": [1, 2]}
+    assert event_from_text(json.dumps(data), "db") == event
+    with pytest.raises(StoreError, match="db: bad event row"):
+        event_from_text("[1]", "db")
+
+
+def test_state_url_key() -> None:
+    assert build_config({}, {}).state_url is None
+    url = "postgresql://pxelab@db.lab:5432/pxelab"
+    assert build_config({"state_url": url}, {}).state_url == url
+    assert build_config({}, {"state_url": "postgresql:///p?host=/run/pg"}).state_url
+    with pytest.raises(ConfigError, match=r"state_url.*postgresql://"):
+        build_config({"state_url": "mysql://x"}, {})
