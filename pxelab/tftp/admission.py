@@ -108,7 +108,7 @@ def decide(packet: Packet, client: Address, in_flight: InFlight, limits: Limits)
         return Decision(Verdict.REFUSED, "", error)
     if not isinstance(packet, ReadRequest):
         # Late packets of a finished exchange land here: tftp-hpa ACKs the ERROR it got.
-        return Decision(Verdict.IGNORED, f"{type(packet).__name__} sent to the listener")
+        return Decision(Verdict.IGNORED, f"{type(packet).__name__} to the listener")
     if in_flight.same_client:
         return Decision(Verdict.REPEATED, "repeated RRQ")
     if in_flight.total >= limits.max_sessions:

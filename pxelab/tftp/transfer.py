@@ -159,8 +159,10 @@ class Transfer(asyncio.DatagramProtocol):
 
     def _read_done(self, offset: int, length: int, future: asyncio.Future[bytes]) -> None:
         self._reading = None
-        if self._done or self._file is None:
+        if self._done or self._file is None or future.cancelled():
             self._release_file()  # closed meanwhile: the worker no longer uses the descriptor
+            if not self._done:
+                self.abort("file read cancelled")
             return
         exc = future.exception()
         if exc is None:

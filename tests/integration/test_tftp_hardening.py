@@ -4,6 +4,7 @@ load, and no file I/O on the event loop."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import json
 import logging
@@ -22,7 +23,7 @@ from pxelab.events import Timeline
 from pxelab.hosts.install import InstallState, InstallStore
 from pxelab.hosts.inventory import Inventory
 from pxelab.paths import resolve
-from pxelab.tftp.files import FileCache
+from pxelab.tftp.files import FileCache, FileSource
 from pxelab.tftp.packet import Ack, Data, ErrorCode, ErrorPacket, OptionAck, ReadRequest
 from pxelab.tftp.server import TftpServer, start_tftp
 from pxelab.tftp.session import SessionConfig
@@ -416,3 +417,64 @@ async def test_no_file_is_opened_or_read_on_the_event_loop(
         client.close()
     assert access.on_loop == []
     assert access.off_loop >= 4  # small.bin, big.bin, the kernel, the install state
+
+
+async def test_a_failing_read_ends_the_transfer_with_an_error(
+    root: Path, servers: list[TftpServer], monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    caplog.set_level(logging.INFO, "pxelab.tftp")
+    real = FileSource.pread
+
+    def pread(self: FileSource, offset: int, length: int) -> bytes:
+        if offset > 0:
+            raise OSError(errno.EIO, "Input/output error")
+        return real(self, offset, length)
+
+    monkeypatch.setattr(FileSource, "pread", pread)
+    tftp = await start_tftp(root, HOST, 0, cache=FileCache(max_file_bytes=4096))
+    servers.append(tftp)
+    client = await open_client()
+    try:
+        with pytest.raises(AssertionError, match="Input/output error"):
+            await fetch_windowed(client, tftp.port, "big.bin", 1428, 16)
+        await wait_for(lambda: tftp.sessions == 0)
+        assert "RRQ 'big.bin': stopped, cannot read the file: [Errno 5] Input/output error" in (
+            caplog.text
+        )
+    finally:
+        client.close()
+
+
+async def test_closing_during_a_read_closes_the_file_once_the_read_returns(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = FileSource.pread
+    reading, release = threading.Event(), threading.Event()
+
+    def slow_pread(self: FileSource, offset: int, length: int) -> bytes:
+        if offset > 0:
+            reading.set()
+            release.wait(5)
+        return real(self, offset, length)
+
+    monkeypatch.setattr(FileSource, "pread", slow_pread)
+    client = await open_client()
+    fds_before = sorted(os.listdir("/proc/self/fd"))
+    tftp = await start_tftp(root, HOST, 0, cache=FileCache(max_file_bytes=4096))
+    try:
+        fetching = asyncio.ensure_future(fetch_windowed(client, tftp.port, "big.bin", 1428, 64))
+        await wait_for(reading.is_set)
+        tftp.close()
+        closed = asyncio.ensure_future(tftp.wait_closed())
+        await asyncio.sleep(0.1)
+        assert not closed.done()  # the worker still reads from the descriptor: not closed yet
+        release.set()
+        await asyncio.wait_for(closed, 2)
+        assert sorted(os.listdir("/proc/self/fd")) == fds_before
+        fetching.cancel()
+    finally:
+        release.set()
+        tftp.close()
+        await tftp.wait_closed()
+        client.close()
