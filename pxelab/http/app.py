@@ -131,13 +131,19 @@ def image_stage(inventory: Inventory, mac: str, relative: str) -> str:
     return "image"
 
 
+async def _file_or_404(request: web.Request, root: Path, where: str) -> tuple[str, Path]:
+    """The request's {path} as a file confined to root (the shared rule), or a 404."""
+    relative = request.match_info["path"]
+    path = await confined_file(root, relative)
+    if path is None:
+        request[NOTE] = f"not a file inside the {where}"
+        raise web.HTTPNotFound(text=f"no file {relative} in the {where}\n")
+    return relative, path
+
+
 async def image_file(request: web.Request) -> web.StreamResponse:
     """GET/HEAD /images/…: a file from the images dir, with Range, by sendfile."""
-    relative = request.match_info["path"]
-    path = await confined_file(request.app[IMAGES_DIR], relative)
-    if path is None:
-        request[NOTE] = "not a file inside the images dir"
-        raise web.HTTPNotFound(text=f"no image {relative}\n")
+    relative, path = await _file_or_404(request, request.app[IMAGES_DIR], "images dir")
     if request.method == "GET":
         timeline, ip = request.app[TIMELINE], remote(request)
         stage = image_stage(request.app[INVENTORY], timeline.mac_at(ip), relative)
@@ -147,14 +153,9 @@ async def image_file(request: web.Request) -> web.StreamResponse:
 
 async def tftp_file(request: web.Request) -> web.StreamResponse:
     """GET/HEAD /tftp/…: a file from the TFTP root (for UEFI HTTP boot clients), by sendfile."""
-    relative = request.match_info["path"]
-    path = await confined_file(request.app[TFTP_ROOT], relative)
-    if path is None:
-        request[NOTE] = "not a file inside the TFTP root"
-        raise web.HTTPNotFound(text=f"no file {relative} in the TFTP root\n")
+    relative, path = await _file_or_404(request, request.app[TFTP_ROOT], "TFTP root")
     if request.method == "GET":
-        ip = remote(request)
-        event = Event(time.time(), "http-boot", ip=ip, path=f"/tftp/{relative}")
+        event = Event(time.time(), "http-boot", ip=remote(request), path=f"/tftp/{relative}")
         request.app[TIMELINE].record(event)
     return web.FileResponse(path, chunk_size=256 * 1024)
 
