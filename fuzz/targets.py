@@ -13,8 +13,10 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import ClassVar
 
 from pxelab.dhcp import packet as dhcp
-from pxelab.dhcp.leases import LeaseTable
-from pxelab.dhcp.policy import DhcpContext, DhcpMode, DhcpReply, evaluate
+from pxelab.dhcp.context import DhcpContext, DhcpMode, Sender
+from pxelab.dhcp.leases import LeaseState, LeaseTable
+from pxelab.dhcp.policy import DhcpCore, Pool, evaluate
+from pxelab.dhcp.reply import DhcpReply
 from pxelab.errors import MalformedPacket
 from pxelab.tftp import packet as tftp
 from pxelab.tftp.session import MemorySource, ReadSession, SessionConfig, check_request
@@ -62,6 +64,13 @@ _PROXY = DhcpContext(
     http_port=8080,
     mode=DhcpMode.PROXY,
 )
+_FAR = DhcpContext(
+    server_ip=IPv4Address("10.0.0.1"),
+    network=IPv4Network("10.9.0.0/24"),
+    pool_start=IPv4Address("10.9.0.10"),
+    pool_end=IPv4Address("10.9.0.11"),
+    relayed=True,
+)
 _HOSTS = _Hosts()
 
 
@@ -74,6 +83,8 @@ class _DhcpState:
     def reset(self) -> None:
         self.now = 1_000_000.0
         self.leases = LeaseTable(_FULL.pool_start, _FULL.pool_end, server_ip=_FULL.server_ip)
+        far = LeaseTable(_FAR.pool_start, _FAR.pool_end, server_ip=_FAR.server_ip)
+        self.core = DhcpCore([Pool(_FULL, self.leases, "eth0"), Pool(_FAR, far)], _HOSTS)
         self.count = 0
 
 
@@ -92,16 +103,30 @@ def dhcp_one(data: bytes) -> None:
     if _STATE.count % 10_000 == 0:
         _STATE.reset()  # keep the lease table small and the run fast
     _STATE.now += (data[0] if data else 1) * 7.0
-    for ctx, port in ((_FULL, 67), (_PROXY, 67), (_PROXY, 4011)):
+    for ctx, port in ((_PROXY, 67), (_PROXY, 4011)):
         outcome = evaluate(request, ctx, _HOSTS, _STATE.leases, _STATE.now, port=port)
+        assert outcome.changes == (), "proxyDHCP changed a lease"
         if isinstance(outcome, DhcpReply):
-            reply = outcome.packet
-            assert dhcp.parse(dhcp.build(reply)) == reply, "a reply does not survive our codec"
-            assert reply.op == dhcp.Op.BOOTREPLY and reply.xid == request.xid
-            if ctx is _PROXY:
-                assert reply.yiaddr == IPv4Address(0), "proxyDHCP handed out an address"
-            else:
-                assert reply.yiaddr == IPv4Address(0) or reply.yiaddr in _FULL.network
+            _check_reply(request, outcome.packet)
+            assert outcome.packet.yiaddr == IPv4Address(0), "proxyDHCP handed out an address"
+    sender = Sender("0.0.0.0", 68, "eth0" if data[-1:] != b"\x01" else "eth1")
+    full = _STATE.core.handle(request, sender, _STATE.now)
+    networks = (_FULL.network, _FAR.network)
+    assert all(any(c.ip in n for n in networks) for c in full.changes), "a change off the subnets"
+    if isinstance(full, DhcpReply):
+        reply = full.packet
+        _check_reply(request, reply)
+        if reply.yiaddr != IPv4Address(0):
+            assert any(reply.yiaddr in n for n in networks), "an address off the subnets"
+            held = next(p for p in _STATE.core.pools if reply.yiaddr in p.ctx.network)
+            lease = held.leases.holder(reply.yiaddr, _STATE.now)
+            assert lease is not None and lease.mac == request.mac, "offered but not held"
+            assert lease.state in (LeaseState.OFFERED, LeaseState.BOUND)
+
+
+def _check_reply(request: dhcp.DhcpPacket, reply: dhcp.DhcpPacket) -> None:
+    assert dhcp.parse(dhcp.build(reply)) == reply, "a reply does not survive our codec"
+    assert reply.op == dhcp.Op.BOOTREPLY and reply.xid == request.xid
 
 
 _KINDS = 4

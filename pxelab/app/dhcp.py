@@ -8,17 +8,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 from typing import Protocol
 
 from pxelab.app.config import Config
 from pxelab.dhcp.arch import BootFiles
+from pxelab.dhcp.context import DhcpContext, DhcpMode, HostLookup, UnknownMacs
 from pxelab.dhcp.interface import interface_ipv4
-from pxelab.dhcp.policy import DhcpContext, DhcpMode, HostLookup, UnknownMacs
 from pxelab.dhcp.server import start_dhcp
-from pxelab.dhcp.store import FILE_NAME, LeaseStore, LeaseStoreError
+from pxelab.dhcp.store import FILE_NAME, LeaseStoreError, SqliteLeaseStore
 from pxelab.errors import ConfigError
 from pxelab.events import Timeline
 
@@ -34,7 +34,7 @@ class Closable(Protocol):
 
 
 class DhcpService:
-    """Everything DHCP runs (the DHCP sockets and, in full mode, the RA responder) as one."""
+    """Everything DHCP runs (the sockets and, in full mode, the lease store and the RA responder)."""
 
     def __init__(self, parts: list[Closable]) -> None:
         self.parts = parts
@@ -64,9 +64,32 @@ def contexts(
     """The local subnet's context and those of the subnets behind relays."""
     mode = DhcpMode(config.dhcp_mode)
     default_unknown = UnknownMacs.SERVE if mode is DhcpMode.FULL else UnknownMacs.IGNORE
-    unknown = UnknownMacs(config.unknown_macs) if config.unknown_macs else default_unknown
-    interface = config.interface
-    if mode is DhcpMode.FULL:
+    common = _Common(
+        http_port=http_port,
+        mode=mode,
+        unknown_macs=UnknownMacs(config.unknown_macs) if config.unknown_macs else default_unknown,
+        boot_files=boot_files_in(config.tftp_root),
+    )
+    return _local_context(config, server_if, common), _relayed_contexts(config, server_if, common)
+
+
+@dataclass(frozen=True)
+class _Common:
+    """The context fields every subnet shares."""
+
+    http_port: int
+    """pxelab's HTTP port, for the URLs in boot file names."""
+    mode: DhcpMode
+    """Full or proxy DHCP."""
+    unknown_macs: UnknownMacs
+    """Whether clients missing from the inventory are answered."""
+    boot_files: BootFiles
+    """Boot file per firmware family."""
+
+
+def _local_context(config: Config, server_if: IPv4Interface, common: _Common) -> DhcpContext:
+    """The context of the subnet on `interface`; ConfigError names the key."""
+    if common.mode is DhcpMode.FULL:
         if config.dhcp_range is None:
             raise ConfigError("key 'dhcp_range' is required in full mode")
         first, last = config.dhcp_range
@@ -75,16 +98,10 @@ def contexts(
     for key, ip in (("dhcp_range", first), ("dhcp_range", last), ("router", config.router)):
         if isinstance(ip, IPv4Address) and ip not in server_if.network:
             raise ConfigError(
-                f"key {key!r}: {ip} is not in {interface}'s network {server_if.network}"
+                f"key {key!r}: {ip} is not in {config.interface}'s network {server_if.network}"
             )
-    common = {
-        "http_port": http_port,
-        "mode": mode,
-        "unknown_macs": unknown,
-        "boot_files": boot_files_in(config.tftp_root),
-    }
     try:
-        local = DhcpContext(
+        return DhcpContext(
             server_ip=server_if.ip,
             network=server_if.network,
             pool_start=first,
@@ -92,15 +109,21 @@ def contexts(
             router=config.router,
             dns=config.dns,
             lease_time=config.lease_time,
-            **common,  # type: ignore[arg-type]
+            **vars(common),
         )
     except ConfigError as exc:
         raise ConfigError(f"key 'dhcp_range': {exc}") from None
+
+
+def _relayed_contexts(
+    config: Config, server_if: IPv4Interface, common: _Common
+) -> list[DhcpContext]:
+    """The contexts of the subnets in `subnets`; ConfigError names the key and the subnet."""
     relayed = []
     for subnet in config.subnets:
         if subnet.network.overlaps(server_if.network):
             raise ConfigError(
-                f"key 'subnets': {subnet.network} overlaps {interface}'s network "
+                f"key 'subnets': {subnet.network} overlaps {config.interface}'s network "
                 f"{server_if.network}"
             )
         try:
@@ -114,12 +137,12 @@ def contexts(
                     dns=subnet.dns if subnet.dns is not None else config.dns,
                     lease_time=subnet.lease_time or config.lease_time,
                     relayed=True,
-                    **common,  # type: ignore[arg-type]
+                    **vars(common),
                 )
             )
         except ConfigError as exc:
             raise ConfigError(f"key 'subnets': {subnet.network}: {exc}") from None
-    return local, relayed
+    return relayed
 
 
 def split_interfaces(
@@ -161,7 +184,7 @@ async def start_from_config(
     store = None
     if local.mode is DhcpMode.FULL:
         try:
-            store = LeaseStore(config.state_dir / FILE_NAME)
+            store = await SqliteLeaseStore.open(config.state_dir / FILE_NAME)
         except LeaseStoreError as exc:
             raise ConfigError(f"key 'state_dir': {exc}") from None
     try:
@@ -177,15 +200,17 @@ async def start_from_config(
         )
     except OSError as exc:
         if store is not None:
-            store.close()
+            await store.wait_closed()
         raise ConfigError(
             f"key 'dhcp_port': cannot start DHCP on port {config.dhcp_port}: {exc.strerror or exc}"
         ) from None
     except LeaseStoreError as exc:
         if store is not None:
-            store.close()
+            await store.wait_closed()
         raise ConfigError(f"key 'state_dir': {exc}") from None
-    parts: list[Closable] = [dhcp]
+    parts: list[Closable] = [dhcp]  # closed in order: the store after the server that feeds it
+    if store is not None:
+        parts.append(store)
     if local.mode is DhcpMode.FULL and config.router_advertisements:
         from pxelab.dhcp.ra import start_ra
 

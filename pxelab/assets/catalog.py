@@ -15,9 +15,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from pxelab.assets import AssetError
-
-ARCH_ALIASES = {"amd64": "amd64", "x86_64": "amd64", "arm64": "arm64", "aarch64": "arm64"}
-"""Accepted architecture names -> Debian's name, which is the directory under the images dir."""
+from pxelab.dhcp.arch import ARCH_ALIASES, IMAGE_ARCH
 
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _BSD_LINE = re.compile(r"^SHA256 \((?P<name>.+)\) = (?P<hex>[0-9a-fA-F]{64})$")
@@ -70,7 +68,7 @@ class Catalog:
 def normalize_arch(arch: str) -> str:
     """`amd64`/`x86_64` -> `amd64`, `arm64`/`aarch64` -> `arm64`; AssetError otherwise."""
     try:
-        return ARCH_ALIASES[arch.strip().lower()]
+        return IMAGE_ARCH[ARCH_ALIASES[arch.strip().lower()]]
     except KeyError:
         raise AssetError(f"unknown architecture {arch!r} (use amd64 or arm64)") from None
 

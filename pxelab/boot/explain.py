@@ -14,8 +14,9 @@ from typing import Any
 
 from pxelab.boot.render import INSTALL_DATA, INSTALL_DATA_FOR, Renderer, RenderError, host_urls
 from pxelab.dhcp.arch import BootFiles
+from pxelab.dhcp.context import DhcpContext
 from pxelab.dhcp.packet import DhcpPacket, MessageType, Op, OptionCode
-from pxelab.dhcp.policy import DhcpContext, choose_boot
+from pxelab.dhcp.reply import choose_boot
 from pxelab.hosts.install import HostState
 from pxelab.hosts.inventory import Host
 

@@ -12,10 +12,10 @@ import sys
 import time
 from dataclasses import dataclass
 from ipaddress import IPv4Address
-from pathlib import Path
 from typing import Any
 
 from pxelab.dhcp.arch import iana_name
+from pxelab.dhcp.interface import interface_mac
 from pxelab.dhcp.packet import (
     BROADCAST_FLAG,
     DhcpPacket,
@@ -25,7 +25,7 @@ from pxelab.dhcp.packet import (
     build,
     parse,
 )
-from pxelab.errors import MalformedPacket
+from pxelab.errors import ConfigError, MalformedPacket
 
 ADDRESS_OPTIONS = {1, 3, 6, 28, 42, 44, 50, 54}
 TEXT_OPTIONS = {12, 15, 17, 56, 60, 66, 67, 77}
@@ -161,18 +161,14 @@ def run_probe(interface: str, mac: bytes, found: list[Probe], wait: float) -> in
     return 0 if pxe_offers else 1
 
 
-def interface_mac(interface: str) -> bytes:
-    """The interface's MAC from sysfs; a clear error when the interface does not exist."""
-    path = Path(f"/sys/class/net/{interface}/address")
-    try:
-        return bytes.fromhex(path.read_text().strip().replace(":", ""))
-    except OSError:
-        raise SystemExit(f"pxelab probe: interface {interface!r} does not exist") from None
-
-
 def cmd_probe(args: argparse.Namespace) -> int:
     mac = bytes.fromhex(args.mac.replace(":", "").replace("-", "")) if args.mac else None
-    mac = mac or interface_mac(args.interface)
+    if mac is None:
+        try:
+            mac = interface_mac(args.interface)
+        except ConfigError as exc:
+            print(f"pxelab probe: {exc}", file=sys.stderr)
+            return 2
     if len(mac) != 6:
         print(f"pxelab probe: --mac {args.mac!r} is not a 6-byte MAC", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""Client architecture (DHCP option 93, RFC 4578 and the IANA registry) -> firmware -> boot file.
+"""Client architecture (DHCP option 93, RFC 4578 and the IANA registry) -> firmware -> boot file,
+and the spellings of a machine architecture (host files, the asset catalog, the images cache).
 
 Unknown codes map to None: the caller logs them and serves no boot file, it never fails.
 """
@@ -7,6 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+
+ARCH_ALIASES = {
+    "x86_64": "x86_64",
+    "amd64": "x86_64",
+    "x64": "x86_64",
+    "aarch64": "aarch64",
+    "arm64": "aarch64",
+}
+"""Accepted spellings of a machine architecture, mapped to the one pxelab uses (pvmlab's)."""
+
+IMAGE_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+"""pxelab's architecture name -> Debian's, used by the images cache and the asset catalog."""
 
 
 class Firmware(StrEnum):

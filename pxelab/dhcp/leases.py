@@ -1,14 +1,16 @@
 """In-memory DHCP lease table: offer, bind, release, decline and expiry, all driven by `now`.
 
-Persistence seam: journal each `on_change` record; replay them through the `leases` argument.
+Every mutating method returns the records it changed; the adapter hands them to a `LeaseStore`
+and replays the stored ones through the `leases` argument at start.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from ipaddress import IPv4Address
+from typing import Protocol
 
 
 class LeaseState(StrEnum):
@@ -38,6 +40,30 @@ class Lease:
         return self.state is not LeaseState.FREE and now < self.expires
 
 
+@dataclass(frozen=True)
+class Grant:
+    """What `offer` or `bind` gave, and every record the call changed."""
+
+    lease: Lease
+    """The client's lease after the call (OFFERED or BOUND)."""
+    changes: tuple[Lease, ...]
+    """The changed records in order (a MAC that moves frees its old address first); empty when
+    nothing changed (a bound address offered again)."""
+
+
+class LeaseStore(Protocol):
+    """Where leases outlive the process: the SQLite file in `state_dir`, or the shared state store."""
+
+    async def load_leases(self) -> list[Lease]:
+        """Every stored lease (expired ones too: the table forgets them on its next sweep)."""
+        ...
+
+    async def commit_leases(self, changes: Sequence[Lease], now: float) -> list[Lease]:
+        """Apply changes, each atomically. Returns, for each change refused because another MAC
+        holds that address in the store, the lease held there; [] when all were applied."""
+        ...
+
+
 class LeaseTable:
     """Leases of one pool, at most one live address per MAC; reservations always win."""
 
@@ -50,7 +76,6 @@ class LeaseTable:
         offer_hold: float = 60.0,
         decline_hold: float = 600.0,
         leases: Iterable[Lease] = (),
-        on_change: Callable[[Lease], None] | None = None,
     ) -> None:
         if pool_end < pool_start:
             raise ValueError(f"pool end {pool_end} is before pool start {pool_start}")
@@ -59,13 +84,11 @@ class LeaseTable:
         self.server_ip = server_ip
         self.offer_hold = offer_hold
         self.decline_hold = decline_hold
-        self._on_change: Callable[[Lease], None] | None = None
         self._by_ip: dict[IPv4Address, Lease] = {}
         self._by_mac: dict[str, IPv4Address] = {}
         self._cursor = 0
         for lease in leases:
-            self._store(lease)
-        self._on_change = on_change
+            self._apply(lease)
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -88,7 +111,7 @@ class LeaseTable:
         """Whether `ip` lies in the dynamic range."""
         return self.pool_start <= ip <= self.pool_end
 
-    # -- transitions --------------------------------------------------------------------------
+    # -- transitions (each returns the records it changed) -------------------------------------
 
     def offer(
         self,
@@ -98,7 +121,7 @@ class LeaseTable:
         reserved: Mapping[IPv4Address, str],
         reservation: IPv4Address | None = None,
         requested: IPv4Address | None = None,
-    ) -> Lease | None:
+    ) -> Grant | None:
         """Hold an address for `mac` for `offer_hold` seconds; None when none can be given.
 
         Order: its reservation (only that), its current lease, the address it asked for, then the
@@ -110,13 +133,12 @@ class LeaseTable:
         current = self.holder(candidate, now)
         mine = current if current is not None and current.mac == mac else None
         if mine is not None and mine.state is LeaseState.BOUND:
-            return mine  # re-offering a bound address keeps the binding as it is
+            return Grant(mine, ())  # re-offering a bound address keeps the binding as it is
         if mine is not None and mine.state is LeaseState.OFFERED:
             lease = replace(mine, expires=max(mine.expires, now + self.offer_hold))
         else:
             lease = Lease(candidate, mac, LeaseState.OFFERED, now + self.offer_hold)
-        self._commit(lease)
-        return lease
+        return Grant(lease, tuple(self._apply(lease)))
 
     def bind(
         self,
@@ -127,41 +149,52 @@ class LeaseTable:
         *,
         reserved: Mapping[IPv4Address, str],
         reservation: IPv4Address | None = None,
-    ) -> Lease | None:
+    ) -> Grant | None:
         """Bind `ip` to `mac` for `lease_time` seconds (the ACK); None when it may not (NAK)."""
         if not self._allowed(mac, ip, now, reserved, reservation):
             return None
         lease = Lease(ip, mac, LeaseState.BOUND, now + lease_time)
-        self._commit(lease)
-        return lease
+        return Grant(lease, tuple(self._apply(lease)))
 
-    def release(self, mac: str, ip: IPv4Address, now: float) -> Lease | None:
-        """Free `ip` if `mac` holds it (RELEASE, or a REQUEST that chose another server)."""
+    def release(self, mac: str, ip: IPv4Address, now: float) -> list[Lease]:
+        """Free `ip` if `mac` holds it (RELEASE, or a REQUEST that chose another server);
+        [] when it does not."""
         lease = self._by_ip.get(ip)
         if lease is None or lease.mac != mac or lease.state is LeaseState.DECLINED:
-            return None
-        freed = Lease(ip, mac, LeaseState.FREE, now)
-        self._commit(freed)
-        return freed
+            return []
+        return self._apply(Lease(ip, mac, LeaseState.FREE, now))
 
-    def decline(self, mac: str, ip: IPv4Address, now: float) -> Lease | None:
-        """Keep `ip` away from everyone for `decline_hold` seconds: `mac` found it in use."""
+    def decline(self, mac: str, ip: IPv4Address, now: float) -> list[Lease]:
+        """Keep `ip` away from everyone for `decline_hold` seconds: `mac` found it in use;
+        [] when `mac` does not hold it."""
         lease = self._by_ip.get(ip)
         if lease is None or lease.mac != mac or not lease.active(now):
-            return None
-        declined = Lease(ip, mac, LeaseState.DECLINED, now + self.decline_hold)
-        self._commit(declined)
-        return declined
+            return []
+        return self._apply(Lease(ip, mac, LeaseState.DECLINED, now + self.decline_hold))
 
     def expire(self, now: float) -> list[Lease]:
         """Forget records whose time is up and return them as FREE (addresses are free anyway)."""
         gone = [lease for lease in self._by_ip.values() if not lease.active(now)]
         freed = []
         for lease in gone:
-            free = Lease(lease.ip, lease.mac, LeaseState.FREE, lease.expires)
-            self._commit(free)
-            freed.append(free)
+            freed += self._apply(Lease(lease.ip, lease.mac, LeaseState.FREE, lease.expires))
         return freed
+
+    def learn(self, lease: Lease) -> list[Lease]:
+        """Take in a lease granted elsewhere (another instance sharing the store), replacing what
+        the table had for its address and its MAC. Returns the records it displaced, which are
+        not to be written back: the store already holds `lease`."""
+        displaced = []
+        on_ip = self._by_ip.get(lease.ip)
+        if on_ip is not None and on_ip != lease:
+            displaced.append(on_ip)
+        previous = self._by_mac.get(lease.mac)
+        if previous is not None and previous != lease.ip and lease.state is not LeaseState.DECLINED:
+            moved = self._by_ip.get(previous)
+            if moved is not None:
+                displaced.append(moved)
+        self._apply(lease)
+        return displaced
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -216,28 +249,21 @@ class LeaseTable:
             return ip
         return None
 
-    def _commit(self, lease: Lease) -> None:
-        """Store a new record and tell the persistence hook."""
-        self._store(lease)
-        if self._on_change is not None:
-            self._on_change(lease)
-
-    def _store(self, lease: Lease) -> None:
-        """Apply one record: FREE removes, anything else replaces what was on its address and MAC."""
+    def _apply(self, lease: Lease) -> list[Lease]:
+        """Store one record and return the changes: FREE removes its address; anything else
+        replaces what was on its address and, when the MAC moves, frees the MAC's old address."""
+        changes: list[Lease] = []
         old = self._by_ip.pop(lease.ip, None)
         if old is not None and self._by_mac.get(old.mac) == old.ip:
             del self._by_mac[old.mac]
-        if lease.state is LeaseState.FREE:
-            return
-        if lease.state is not LeaseState.DECLINED:
-            previous = self._by_mac.get(lease.mac)
-            if previous is not None and previous != lease.ip:
-                self._evict(previous)
-            self._by_mac[lease.mac] = lease.ip
-        self._by_ip[lease.ip] = lease
-
-    def _evict(self, ip: IPv4Address) -> None:
-        """Drop a MAC's previous address when it moves to another one."""
-        old = self._by_ip.pop(ip, None)
-        if old is not None and self._on_change is not None:
-            self._on_change(Lease(ip, old.mac, LeaseState.FREE, old.expires))
+        if lease.state is not LeaseState.FREE:
+            if lease.state is not LeaseState.DECLINED:
+                previous = self._by_mac.get(lease.mac)
+                if previous is not None and previous != lease.ip:
+                    moved = self._by_ip.pop(previous, None)
+                    if moved is not None:
+                        changes.append(Lease(previous, moved.mac, LeaseState.FREE, moved.expires))
+                self._by_mac[lease.mac] = lease.ip
+            self._by_ip[lease.ip] = lease
+        changes.append(lease)
+        return changes

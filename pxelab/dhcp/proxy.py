@@ -7,20 +7,10 @@ Pure: a DISCOVER on port 67 or a REQUEST on port 4011 from a PXE client -> OFFER
 
 from __future__ import annotations
 
+from pxelab.dhcp.context import PXE_PORT, DhcpContext, HostLookup
 from pxelab.dhcp.options import encode_ip, vendor_class
-from pxelab.dhcp.packet import ZERO_IP, DhcpPacket, MessageType, OptionCode
-from pxelab.dhcp.policy import (
-    CLIENT_PORT,
-    LIMITED_BROADCAST,
-    PXE_PORT,
-    SERVER_PORT,
-    DhcpContext,
-    DhcpReply,
-    HostLookup,
-    NoReply,
-    boot_options,
-    bootreply,
-)
+from pxelab.dhcp.packet import DhcpPacket, MessageType, OptionCode
+from pxelab.dhcp.reply import DhcpReply, NoReply, boot_options, bootreply, proxy_destination
 
 PXE_DISCOVERY_CONTROL = 6
 """PXE vendor option (inside option 43) that says how to find a boot server."""
@@ -31,9 +21,15 @@ PXE_VENDOR_OPTIONS = bytes((PXE_DISCOVERY_CONTROL, 1, SKIP_DISCOVERY, 0xFF))
 
 
 def proxy_reply(
-    request: DhcpPacket, kind: MessageType, ctx: DhcpContext, hosts: HostLookup, port: int
+    request: DhcpPacket,
+    kind: MessageType,
+    ctx: DhcpContext,
+    hosts: HostLookup,
+    port: int,
+    source: tuple[str, int] | None = None,
 ) -> DhcpReply | NoReply:
-    """The proxyDHCP answer to one request (`port` is where it arrived: 67 or 4011)."""
+    """The proxyDHCP answer to one request (`port` is where it arrived: 67 or 4011; `source` is
+    the (address, port) it came from, which a reply to port 4011 goes back to)."""
     vendor = vendor_class(request)
     if not vendor.startswith((b"PXEClient", b"HTTPClient")):
         return NoReply("proxy mode: not a PXE or HTTP boot client (option 60)")
@@ -61,10 +57,5 @@ def proxy_reply(
         options.append((OptionCode.CLIENT_UUID, uuid))
     options.extend(boot_opts)
     packet = bootreply(request, answer, options, siaddr=ctx.server_ip, file=file)
-    if request.giaddr != ZERO_IP:
-        destination = (str(request.giaddr), SERVER_PORT)
-    elif port == PXE_PORT and request.ciaddr != ZERO_IP:
-        destination = (str(request.ciaddr), CLIENT_PORT)  # the adapter answers the source port
-    else:
-        destination = (LIMITED_BROADCAST, CLIENT_PORT)
+    destination = proxy_destination(request, port, source)
     return DhcpReply(packet, destination, f"proxyDHCP; {boot.note}" if boot.note else "proxyDHCP")

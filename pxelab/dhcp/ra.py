@@ -12,7 +12,9 @@ import logging
 import socket
 import struct
 import time
-from pathlib import Path
+
+from pxelab.dhcp.interface import interface_mac
+from pxelab.errors import ConfigError
 
 log = logging.getLogger("pxelab.dhcp")
 
@@ -41,12 +43,6 @@ def build_ra(mac: bytes) -> bytes:
     header = struct.pack("!BBHBBHII", ICMPV6_ROUTER_ADVERTISEMENT, 0, 0, 0, 0, 0, 0, 0)
     option = struct.pack("!BB6s", OPTION_SOURCE_LINK_LAYER, 1, mac[:6].ljust(6, b"\0"))
     return header + option
-
-
-def interface_mac(interface: str) -> bytes:
-    """The interface's hardware address from sysfs (the current network namespace)."""
-    text = Path(f"/sys/class/net/{interface}/address").read_text().strip()
-    return bytes.fromhex(text.replace(":", ""))
 
 
 class RaResponder:
@@ -110,6 +106,9 @@ async def start_ra(interface: str) -> RaResponder:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, group)
         sock.setblocking(False)
         mac = interface_mac(interface)
+    except ConfigError as exc:
+        sock.close()
+        raise OSError(f"router advertisements on {interface!r}: {exc}") from None
     except BaseException:
         sock.close()
         raise

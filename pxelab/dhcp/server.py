@@ -1,7 +1,8 @@
-"""The DHCP transport: UDP sockets on one interface, bytes in -> `evaluate` -> bytes out.
+"""The DHCP transport: UDP sockets on one interface, bytes in -> `DhcpCore.handle` -> bytes out.
 
-All decisions live in policy.py and proxy.py; this module receives, picks the subnet (by giaddr),
-logs, records the timeline, adds the ARP entry for unicast replies and sends.
+All decisions live in the core (policy.py); this module receives, stores the lease changes the
+core made (awaiting the store before sending a reply that depends on them), logs, records the
+timeline, adds the ARP entry for unicast replies and sends.
 """
 
 from __future__ import annotations
@@ -12,48 +13,39 @@ import logging
 import socket
 import struct
 import time
+import traceback
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from pxelab.dhcp.leases import LeaseTable
-from pxelab.dhcp.options import message_type
-from pxelab.dhcp.packet import ZERO_IP, DhcpPacket, MessageType, OptionCode, build, parse
-from pxelab.dhcp.policy import (
+from pxelab.dhcp.context import (
     CLIENT_PORT,
     LIMITED_BROADCAST,
     PXE_PORT,
     DhcpContext,
     DhcpMode,
-    DhcpReply,
     HostInfo,
     HostLookup,
-    NoReply,
-    describe_arch,
-    evaluate,
+    Sender,
 )
-from pxelab.dhcp.store import LeaseStore
+from pxelab.dhcp.leases import Lease, LeaseStore, LeaseTable
+from pxelab.dhcp.options import message_type
+from pxelab.dhcp.packet import ZERO_IP, DhcpPacket, MessageType, OptionCode, build, parse
+from pxelab.dhcp.policy import DhcpCore, Pool
+from pxelab.dhcp.reply import DhcpReply, NoReply, describe_arch
 from pxelab.errors import MalformedPacket
 from pxelab.events import Event, Timeline
 
 log = logging.getLogger("pxelab.dhcp")
 
-EXPIRE_EVERY = 60.0
-"""Seconds between sweeps that forget expired leases (expired ones are free even before)."""
 SIOCSARP = 0x8955
 ATF_COM = 0x02
 ARPHRD_ETHER = 1
-
-
-class Pool:
-    """One served subnet: its context and its lease table."""
-
-    def __init__(self, ctx: DhcpContext, leases: LeaseTable) -> None:
-        self.ctx = ctx
-        self.leases = leases
-
-
 RESERVED_TTL = 0.5
 """Seconds the inventory's reserved-address map is reused (the inventory rescans as often)."""
+MAX_DISTINCT_ERRORS = 256
+"""Distinct internal errors whose traceback is logged; later ones are only counted."""
 
 
 class CachedHosts:
@@ -81,77 +73,34 @@ class CachedHosts:
         return self._reserved
 
 
-class _Dhcp:
-    """The state shared by the sockets of one DHCP server: subnets, inventory, clock, timeline."""
+@dataclass(frozen=True)
+class _Pending:
+    """A decision waiting for its lease changes to be stored."""
 
-    def __init__(
-        self,
-        pools: Sequence[Pool],
-        hosts: HostLookup,
-        clock: Callable[[], float],
-        timeline: Timeline | None,
-    ) -> None:
-        self.pools = pools
-        self.hosts = CachedHosts(hosts)
-        self.clock = clock
-        self.timeline = timeline
-        self._next_sweep = 0.0
-
-    def pool_for(self, request: DhcpPacket, local: Pool) -> Pool | None:
-        """`local` (the receiving interface's subnet) for a direct request, else giaddr's subnet."""
-        if request.giaddr == ZERO_IP:
-            return local
-        for pool in self.pools:
-            if request.giaddr in pool.ctx.network:
-                return pool
-        return None
-
-    def handle(self, request: DhcpPacket, port: int, local: Pool) -> DhcpReply | NoReply:
-        now = self.clock()
-        if now >= self._next_sweep:
-            for pool in self.pools:
-                pool.leases.expire(now)
-            self._next_sweep = now + EXPIRE_EVERY
-        chosen = self.pool_for(request, local)
-        if chosen is None:
-            return NoReply(f"relayed by {request.giaddr}, which is in no configured subnet")
-        outcome = evaluate(request, chosen.ctx, self.hosts, chosen.leases, now, port=port)
-        if isinstance(outcome, DhcpReply) and self.timeline is not None:
-            self._record(now, outcome)
-        return outcome
-
-    def _record(self, now: float, reply: DhcpReply) -> None:
-        """One timeline event per OFFER/ACK/NAK ("ACK 10.0.0.5 ipxe.efi"); an ACK binds ip -> mac."""
-        packet = reply.packet
-        kind = _kind(packet)
-        ip = str(packet.yiaddr) if packet.yiaddr != ZERO_IP else ""
-        bootfile = packet.option(OptionCode.BOOTFILE_NAME)
-        file = bootfile.decode(errors="replace") if bootfile is not None else ""
-        assert self.timeline is not None
-        mac = packet.mac
-        event = Event(now, "dhcp", mac=mac, ip=ip, message_type=kind, address=ip, file=file)
-        self.timeline.record(event)
-        if kind == MessageType.ACK.name and ip:
-            self.timeline.bind(ip, mac)
+    endpoint: _Endpoint
+    """The socket that received the request (and sends the reply)."""
+    request: DhcpPacket
+    """The request, for the log line and the ARP entry."""
+    outcome: DhcpReply | NoReply
+    """What the core decided."""
+    now: float
+    """When it was decided."""
 
 
 class _Endpoint:
-    """One socket: drain every queued datagram per wake-up, decide, send; one bad datagram never
-    stops the server. (A loop reader instead of a DatagramProtocol: one epoll wake-up serves a
-    whole burst, which roughly halves the per-request cost under load.)
+    """One socket: drain every queued datagram per wake-up and hand it to the server. (A loop
+    reader instead of a DatagramProtocol: one epoll wake-up serves a whole burst, which roughly
+    halves the per-request cost under load.)
     """
 
     BURST = 64
     """Datagrams read per wake-up at most, so other tasks still get their turn."""
 
-    def __init__(
-        self, server: _Dhcp, sock: socket.socket, port: int, interface: str, local: Pool
-    ) -> None:
+    def __init__(self, server: DhcpServer, sock: socket.socket, port: int, interface: str) -> None:
         self.server = server
         self.sock = sock
         self.port = port
         self.interface = interface
-        self.local = local
         self.bound_port: int = sock.getsockname()[1]
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
@@ -172,46 +121,17 @@ class _Endpoint:
             except OSError as exc:
                 log.debug("DHCP socket error: %s", exc)
                 return
-            self.datagram_received(data, addr)
+            self.server.datagram_received(self, data, addr)
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        try:
-            request = parse(data)
-        except MalformedPacket as exc:
-            log.warning("malformed DHCP datagram from %s:%s: %s", addr[0], addr[1], exc)
-            return
-        try:
-            self._handle(request, addr)
-        except Exception:
-            log.exception("DHCP request from %s:%s (%s) failed", addr[0], addr[1], request.mac)
-
-    def _handle(self, request: DhcpPacket, sender: tuple[str, int]) -> None:
-        outcome = self.server.handle(request, self.port, self.local)
-        logging_info = log.isEnabledFor(logging.INFO)  # the log line costs as much as the reply
-        head = ""
-        if logging_info:
-            head = f"{_kind(request)} from {request.mac} (arch {describe_arch(request)})"
-            if self.port == PXE_PORT:
-                head += f" on port {PXE_PORT}"
-        if not isinstance(outcome, DhcpReply):
-            if logging_info:
-                log.info("%s: no reply: %s", head, outcome.reason)
-            return
-        destination = outcome.destination
-        if self.port == PXE_PORT and request.giaddr == ZERO_IP:
-            destination = sender  # PXE spec: a boot server answers the request's source
-        elif outcome.link_unicast and not self._map_address(destination[0], request):
-            destination = (LIMITED_BROADCAST, CLIENT_PORT)
-        if logging_info:
-            log.info("%s: %s", head, _summary(outcome, destination))
+    def send(self, packet: DhcpPacket, destination: tuple[str, int]) -> None:
         if self.closed.done():
             return
         try:
-            self.sock.sendto(build(outcome.packet), destination)
+            self.sock.sendto(build(packet), destination)
         except OSError as exc:  # a full send buffer or an unreachable relay: the client retries
-            log.warning("cannot send %s to %s:%s: %s", _kind(outcome.packet), *destination, exc)
+            log.warning("cannot send %s to %s:%s: %s", _kind(packet), *destination, exc)
 
-    def _map_address(self, ip: str, request: DhcpPacket) -> bool:
+    def map_address(self, ip: str, request: DhcpPacket) -> bool:
         """Add the ARP entry ip -> chaddr, so a unicast reaches a client without an address."""
         try:
             set_arp(self.sock.fileno(), self.interface, IPv4Address(ip), request.chaddr[:6])
@@ -219,6 +139,195 @@ class _Endpoint:
             log.debug("cannot add ARP entry %s -> %s: %s; broadcasting", ip, request.mac, exc)
             return False
         return True
+
+
+class DhcpServer:
+    """A running DHCP listener: its sockets, the core, and the lease store the core's changes go
+    to. `close()` stops it, `wait_closed()` waits for the sockets to go."""
+
+    def __init__(
+        self,
+        core: DhcpCore,
+        store: LeaseStore | None,
+        clock: Callable[[], float],
+        timeline: Timeline | None,
+    ) -> None:
+        self.core = core
+        self.store = store
+        self.clock = clock
+        self.timeline = timeline
+        self.errors = 0
+        """Requests the core or the store failed on (also recorded as "error" timeline events)."""
+        self._endpoints: list[_Endpoint] = []
+        self._seen_errors: set[tuple[str, str, int]] = set()
+        self._pending: deque[_Pending] = deque()
+        self._committing = False
+        self._wake = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        if store is not None:
+            self._worker = asyncio.get_running_loop().create_task(self._commit_loop())
+
+    @property
+    def leases(self) -> LeaseTable:
+        """The local subnet's live lease table (do not mutate from outside the loop)."""
+        return self.core.pools[0].leases
+
+    @property
+    def pools(self) -> Sequence[Pool]:
+        """Every served subnet, the local one first."""
+        return self.core.pools
+
+    @property
+    def endpoints(self) -> Sequence[_Endpoint]:
+        """The sockets, one per interface and port."""
+        return self._endpoints
+
+    def add_endpoint(self, endpoint: _Endpoint) -> None:
+        """Serve one more socket (start_dhcp adds them)."""
+        self._endpoints.append(endpoint)
+
+    @property
+    def port(self) -> int:
+        """The UDP port actually bound (useful with port=0 in tests)."""
+        return self._endpoints[0].bound_port
+
+    def close(self) -> None:
+        """Stop receiving; replies still waiting for the store are dropped. Safe to call twice."""
+        for endpoint in self._endpoints:
+            endpoint.close()
+        if self._worker is not None:
+            self._worker.cancel()
+
+    async def wait_closed(self) -> None:
+        """Return once the sockets are closed and no lease commit is under way."""
+        for endpoint in self._endpoints:
+            await asyncio.shield(endpoint.closed)
+        if self._worker is not None:
+            await asyncio.gather(self._worker, return_exceptions=True)
+
+    # -- receive, decide, store, send -------------------------------------------------------
+
+    def datagram_received(self, endpoint: _Endpoint, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            request = parse(data)
+        except MalformedPacket as exc:
+            log.warning("malformed DHCP datagram from %s:%s: %s", addr[0], addr[1], exc)
+            return
+        now = self.clock()
+        sender = Sender(addr[0], addr[1], endpoint.interface, endpoint.port)
+        try:
+            outcome = self.core.handle(request, sender, now)
+        except Exception as exc:  # a bug in the core: keep serving, say it once, count it
+            what = f"{_kind(request)} from {request.mac} ({addr[0]}:{addr[1]})"
+            self._failed(exc, what, now, request.mac)
+            return
+        item = _Pending(endpoint, request, outcome, now)
+        if self.store is None or not (outcome.changes or self._pending or self._committing):
+            self._finish(item)  # nothing to store, nothing queued before it: send right away
+        else:
+            self._pending.append(item)  # in order: a client's replies are never reordered
+            self._wake.set()
+
+    async def _commit_loop(self) -> None:
+        """Store the queued decisions' lease changes in one commit per batch, then send them."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = list(self._pending)
+                self._pending.clear()
+                self._committing = True
+                try:
+                    await self._commit(batch)
+                except Exception as exc:  # a bug here must not stop every later reply
+                    self._failed(exc, f"committing {len(batch)} decision(s)", self.clock())
+                finally:
+                    self._committing = False
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        changes = [lease for item in batch for lease in item.outcome.changes]
+        taken: set[IPv4Address] = set()
+        if changes and self.store is not None:
+            try:
+                refused = await self.store.commit_leases(changes, self.clock())
+            except Exception as exc:
+                self._failed(exc, f"storing {len(changes)} lease change(s)", self.clock())
+                refused = None
+            if refused is None:  # not stored: send nothing that depends on it
+                batch = [item for item in batch if not item.outcome.changes]
+            else:
+                for held in dict.fromkeys(refused):  # once per lease, in order
+                    log.info("%s is held by %s in the lease store; learned", held.ip, held.mac)
+                    self.core.learn(held)
+                    taken.add(held.ip)
+        for item in batch:
+            lost = [lease for lease in item.outcome.changes if lease.ip in taken]
+            if lost:
+                log.info(
+                    "%s from %s: reply dropped: %s is taken in the lease store",
+                    _kind(item.request),
+                    item.request.mac,
+                    lost[0].ip,
+                )
+                continue
+            self._finish(item)
+
+    def _finish(self, item: _Pending) -> None:
+        """Log the outcome; for a reply, record it in the timeline and send it."""
+        try:
+            self._send(item)
+        except Exception as exc:  # e.g. a reply the codec cannot build: a bug, not the client's
+            what = f"{_kind(item.request)} from {item.request.mac}: sending the outcome"
+            self._failed(exc, what, item.now, item.request.mac)
+
+    def _send(self, item: _Pending) -> None:
+        request, outcome, endpoint = item.request, item.outcome, item.endpoint
+        logging_info = log.isEnabledFor(logging.INFO)  # the log line costs as much as the reply
+        head = ""
+        if logging_info:
+            head = f"{_kind(request)} from {request.mac} (arch {describe_arch(request)})"
+            if endpoint.port == PXE_PORT:
+                head += f" on port {PXE_PORT}"
+        if isinstance(outcome, NoReply):
+            if logging_info:
+                log.info("%s: no reply: %s", head, outcome.reason)
+            return
+        destination = outcome.destination
+        if outcome.link_unicast and not endpoint.map_address(destination[0], request):
+            destination = (LIMITED_BROADCAST, CLIENT_PORT)
+        if logging_info:
+            log.info("%s: %s", head, _summary(outcome, destination))
+        if self.timeline is not None:
+            _record(self.timeline, item.now, outcome)
+        endpoint.send(outcome.packet, destination)
+
+    def _failed(self, exc: Exception, what: str, now: float, mac: str = "") -> None:
+        """Count an internal error; log its traceback the first time this error is seen."""
+        self.errors += 1
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = (frames[-1].filename, frames[-1].lineno or 0) if frames else ("", 0)
+        key = (type(exc).__name__, *where)
+        if key not in self._seen_errors and len(self._seen_errors) < MAX_DISTINCT_ERRORS:
+            self._seen_errors.add(key)
+            log.error("DHCP: %s failed (logged once, counted after):", what, exc_info=exc)
+        else:
+            log.debug("DHCP: %s failed again: %s: %s", what, type(exc).__name__, exc)
+        if self.timeline is not None:
+            error = f"DHCP: {what} failed: {type(exc).__name__}"
+            self.timeline.record(Event(now, "error", mac=mac, error=error))
+
+
+def _record(timeline: Timeline, now: float, reply: DhcpReply) -> None:
+    """One timeline event per OFFER/ACK/NAK ("ACK 10.0.0.5 ipxe.efi"); an ACK binds ip -> mac."""
+    packet = reply.packet
+    kind = _kind(packet)
+    ip = str(packet.yiaddr) if packet.yiaddr != ZERO_IP else ""
+    bootfile = packet.option(OptionCode.BOOTFILE_NAME)
+    file = bootfile.decode(errors="replace") if bootfile is not None else ""
+    mac = packet.mac
+    timeline.record(Event(now, "dhcp", mac=mac, ip=ip, message_type=kind, address=ip, file=file))
+    if kind == MessageType.ACK.name and ip:
+        timeline.bind(ip, mac)
 
 
 def set_arp(fd: int, interface: str, ip: IPv4Address, mac: bytes) -> None:
@@ -256,43 +365,6 @@ def _summary(reply: DhcpReply, destination: tuple[str, int] | None = None) -> st
     return " ".join(parts)
 
 
-class DhcpServer:
-    """A running DHCP listener; `close()` stops it, `wait_closed()` waits for the sockets to go."""
-
-    def __init__(self, server: _Dhcp, endpoints: list[_Endpoint], store: LeaseStore | None) -> None:
-        self._server = server
-        self._endpoints = endpoints
-        self._store = store
-
-    @property
-    def leases(self) -> LeaseTable:
-        """The local subnet's live lease table (do not mutate from outside the loop)."""
-        return self._server.pools[0].leases
-
-    @property
-    def pools(self) -> Sequence[Pool]:
-        """Every served subnet, the local one first."""
-        return self._server.pools
-
-    @property
-    def port(self) -> int:
-        """The UDP port actually bound (useful with port=0 in tests)."""
-        return self._endpoints[0].bound_port
-
-    def close(self) -> None:
-        """Stop receiving; safe to call more than once."""
-        for endpoint in self._endpoints:
-            endpoint.close()
-
-    async def wait_closed(self) -> None:
-        """Return once the sockets are closed (and the lease database is checkpointed)."""
-        for endpoint in self._endpoints:
-            await asyncio.shield(endpoint.closed)
-        if self._store is not None:
-            self._store.close()
-            self._store = None
-
-
 def open_dhcp_socket(interface: str, port: int) -> socket.socket:
     """A UDP socket on 0.0.0.0:`port` that sends and receives broadcasts on `interface` only."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -319,21 +391,21 @@ def open_dhcp_socket(interface: str, port: int) -> socket.socket:
     return sock
 
 
-def make_pools(contexts: Sequence[DhcpContext], store: LeaseStore | None = None) -> list[Pool]:
-    """A lease table per subnet, filled from `store` (each lease goes to its subnet's table)."""
-    stored = store.load() if store is not None else []
+def make_pools(
+    contexts: Sequence[tuple[str | None, DhcpContext]], stored: Sequence[Lease] = ()
+) -> list[Pool]:
+    """A lease table per (interface or None behind relays, subnet), each filled with the stored
+    leases in its subnet."""
     pools = []
-    for ctx in contexts:
-        mine = [lease for lease in stored if lease.ip in ctx.network]
+    for interface, ctx in contexts:
         table = LeaseTable(
             ctx.pool_start,
             ctx.pool_end,
             server_ip=ctx.server_ip,
             offer_hold=ctx.offer_hold,
-            leases=mine,
-            on_change=store.save if store is not None else None,
+            leases=[lease for lease in stored if lease.ip in ctx.network],
         )
-        pools.append(Pool(ctx, table))
+        pools.append(Pool(ctx, table, interface))
     return pools
 
 
@@ -354,40 +426,39 @@ async def start_dhcp(
     """Serve DHCP on `interface` (subnet `ctx`) and on `more_interfaces` (each with its subnet);
     `relayed` are the subnets behind relays. One socket per interface and port.
 
-    Leases come from `leases` (local subnet only), else from `store` (persisted), else memory.
+    Leases come from `leases` (local subnet only), else from `store` (persisted), else memory;
+    every change goes to `store`, which the caller opened and closes after this server.
     In proxy mode a second socket per interface serves `pxe_port` (4011 by default).
     """
-    local_ctxs = [ctx, *(c for _, c in more_interfaces)]
-    pools = make_pools([*local_ctxs, *relayed], store)
+    local = [(interface, ctx), *more_interfaces]
+    stored = await store.load_leases() if store is not None else []
+    pools = make_pools([*local, *((None, r) for r in relayed)], stored)
     if leases is not None:
-        pools[0] = Pool(ctx, leases)
-    server = _Dhcp(pools, hosts, clock, timeline)
+        pools[0] = Pool(ctx, leases, interface)
+    server = DhcpServer(DhcpCore(pools, CachedHosts(hosts)), store, clock, timeline)
     ports = [port]
     if ctx.mode is DhcpMode.PROXY:
         ports.append(PXE_PORT if pxe_port is None else pxe_port)
-    names = [interface, *(name for name, _ in more_interfaces)]
-    endpoints: list[_Endpoint] = []
     try:
-        for name, pool in zip(names, pools, strict=False):
+        for name, _ in local:
             for index, number in enumerate(ports):
                 sock = open_dhcp_socket(name, number)
                 logical = PXE_PORT if index == 1 else number
-                endpoints.append(_Endpoint(server, sock, logical, name, pool))
+                server.add_endpoint(_Endpoint(server, sock, logical, name))
     except BaseException:
-        for endpoint in endpoints:
-            endpoint.close()
+        server.close()
         raise
-    for name, pool in zip(names, pools, strict=False):
-        bound = [str(e.bound_port) for e in endpoints if e.interface == name]
+    for name, sub in local:
+        bound = [str(e.bound_port) for e in server.endpoints if e.interface == name]
         log.info(
             "DHCP (%s) on %s port %s: server %s, pool %s-%s",
             ctx.mode.value,
             name,
             "+".join(bound),
-            pool.ctx.server_ip,
-            pool.ctx.pool_start,
-            pool.ctx.pool_end,
+            sub.server_ip,
+            sub.pool_start,
+            sub.pool_end,
         )
     for r in relayed:
         log.info("DHCP for relayed subnet %s: pool %s-%s", r.network, r.pool_start, r.pool_end)
-    return DhcpServer(server, endpoints, store)
+    return server

@@ -15,21 +15,10 @@ from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 from typing import Any
 
+from pxelab.dhcp.arch import ARCH_ALIASES, IMAGE_ARCH
 from pxelab.errors import HostFileError
 
 log = logging.getLogger("pxelab.inventory")
-
-ARCH_ALIASES = {
-    "x86_64": "x86_64",
-    "amd64": "x86_64",
-    "x64": "x86_64",
-    "aarch64": "aarch64",
-    "arm64": "aarch64",
-}
-"""Accepted spellings of an architecture, mapped to the one pxelab uses (pvmlab's)."""
-
-IMAGE_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
-"""Directory name of an architecture in the images cache (Debian's names)."""
 
 KNOWN_KEYS = frozenset(
     {"name", "arch", "mac", "ip", "distro", "pxeboot", "kernel", "initrd", "ssh_key", "kernel_args"}

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any
 
+from pxelab.dhcp.context import DhcpContext
 from pxelab.dhcp.interface import interface_ipv4
-from pxelab.dhcp.policy import DhcpContext
 from pxelab.dhcp.server import start_dhcp
 
 

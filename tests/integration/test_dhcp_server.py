@@ -9,17 +9,19 @@ import asyncio
 import errno
 import logging
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import pytest
 
+from pxelab.dhcp.context import DhcpContext, HostInfo
+from pxelab.dhcp.leases import Lease, LeaseState
 from pxelab.dhcp.packet import DhcpPacket, MessageType, Op, OptionCode, build, parse
-from pxelab.dhcp.policy import DhcpContext, HostInfo
 from pxelab.dhcp.server import DhcpServer, start_dhcp
-from pxelab.dhcp.store import LeaseStore
+from pxelab.dhcp.store import SqliteLeaseStore
 from pxelab.events import Timeline
+from pxelab.http.metrics import Metrics
 from tests.netns import require_root
 
 pytestmark = pytest.mark.netns
@@ -127,13 +129,28 @@ async def test_malformed_and_ignored_datagrams_never_stop_the_server(
     assert unknown and "unknown client architecture 42 unassigned" in unknown[0]
 
 
+def port_is_free(port: int) -> bool:
+    """Whether a plain socket (no SO_REUSEADDR) can bind 0.0.0.0:`port`."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError as exc:
+            assert exc.errno == errno.EADDRINUSE, exc
+            return False
+    return True
+
+
 async def test_close_is_idempotent() -> None:
     require_root()
     srv = await start_dhcp(CTX, NoHosts(), "lo", port=0)
+    port = srv.port
+    assert not port_is_free(port)
     srv.close()
     srv.close()
     await asyncio.wait_for(srv.wait_closed(), 2)
     await asyncio.wait_for(srv.wait_closed(), 2)
+    assert all(endpoint.sock.fileno() == -1 for endpoint in srv.endpoints)
+    assert port_is_free(port)  # the socket is gone, not only unread
 
 
 async def test_unknown_interface_is_named_in_the_error() -> None:
@@ -160,7 +177,7 @@ async def test_relayed_subnet_pool_timeline_and_store(tmp_path: Path) -> None:
         relayed=True,
     )
     timeline = Timeline()
-    store = LeaseStore(tmp_path / "leases.db")
+    store = await SqliteLeaseStore.open(tmp_path / "leases.db")
     srv = await start_dhcp(
         local, NoHosts(), "lo", port=0, relayed=[far], store=store, timeline=timeline
     )
@@ -194,9 +211,99 @@ async def test_relayed_subnet_pool_timeline_and_store(tmp_path: Path) -> None:
     finally:
         srv.close()
         await srv.wait_closed()
+        await store.wait_closed()
     details = [event.detail.split()[0] for event in timeline.events(mac)]
     assert details == ["OFFER", "ACK"]
     assert timeline.mac_at("127.0.5.10") == mac
-    assert [(lease.ip, lease.mac) for lease in LeaseStore(tmp_path / "leases.db").load()] == [
+    reopened = await SqliteLeaseStore.open(tmp_path / "leases.db")
+    assert [(lease.ip, lease.mac) for lease in await reopened.load_leases()] == [
         (IPv4Address("127.0.5.10"), mac)
     ]
+    await reopened.wait_closed()
+
+
+class RefusingStore:
+    """A LeaseStore in which another instance holds one address for another MAC."""
+
+    def __init__(self, held: Lease) -> None:
+        self.held = held
+        self.commits: list[list[Lease]] = []
+
+    async def load_leases(self) -> list[Lease]:
+        return []
+
+    async def commit_leases(self, changes: Sequence[Lease], now: float) -> list[Lease]:
+        self.commits.append(list(changes))
+        return [self.held for lease in changes if lease.ip == self.held.ip]
+
+
+async def test_a_change_the_store_refuses_is_learned_and_its_reply_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    require_root()
+    caplog.set_level(logging.INFO, logger="pxelab.dhcp")
+    held = Lease(IPv4Address("127.0.0.100"), "52:54:00:cc:00:99", LeaseState.BOUND, 2e9)
+    store = RefusingStore(held)
+    srv = await start_dhcp(CTX, NoHosts(), "lo", port=0, store=store)
+    loop = asyncio.get_running_loop()
+    try:
+        with relay_socket() as relay:
+            await loop.sock_sendto(relay, discover(1), ("127.0.0.1", srv.port))
+            for _ in range(100):  # until the first commit was refused
+                if store.commits:
+                    break
+                await asyncio.sleep(0.02)
+            await loop.sock_sendto(relay, discover(2), ("127.0.0.1", srv.port))  # the retry
+            offer = parse(await asyncio.wait_for(loop.sock_recv(relay, 2048), 5))
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(loop.sock_recv(relay, 2048), 0.5)
+    finally:
+        srv.close()
+        await srv.wait_closed()
+    assert offer.xid == 2 and offer.yiaddr == IPv4Address("127.0.0.101")
+    assert srv.leases.holder(held.ip, 0) == held
+    assert srv.leases.get("52:54:00:cc:00:01", 0) is not None
+    assert [[(c.ip, c.state) for c in batch] for batch in store.commits] == [
+        [(held.ip, LeaseState.OFFERED)],
+        [(IPv4Address("127.0.0.101"), LeaseState.OFFERED)],
+    ]
+    assert any("reply dropped: 127.0.0.100 is taken" in r.getMessage() for r in caplog.records)
+
+
+class BrokenHosts(NoHosts):
+    """An inventory that fails for one MAC: stands in for a bug in the core."""
+
+    def lookup(self, mac: str) -> HostInfo | None:
+        if mac == "52:54:00:cc:00:01":
+            raise RuntimeError(f"bug while looking up {mac}")
+        return None
+
+
+async def test_a_bug_in_the_core_is_logged_once_counted_and_the_server_keeps_serving(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    require_root()
+    timeline = Timeline()
+    metrics = Metrics()
+    timeline.subscribe(metrics.on_event)
+    srv = await start_dhcp(CTX, BrokenHosts(), "lo", port=0, timeline=timeline)
+    loop = asyncio.get_running_loop()
+    good = DhcpPacket(**{**parse(discover(9)).__dict__, "chaddr": bytes.fromhex("525400cc0002")})
+    try:
+        with relay_socket() as relay:
+            for xid in (7, 8):
+                await loop.sock_sendto(relay, discover(xid), ("127.0.0.1", srv.port))
+            await loop.sock_sendto(relay, build(good), ("127.0.0.1", srv.port))
+            offer = parse(await asyncio.wait_for(loop.sock_recv(relay, 2048), 5))
+    finally:
+        srv.close()
+        await srv.wait_closed()
+    assert offer.xid == 9 and offer.mac == "52:54:00:cc:00:02"
+    assert srv.errors == 2
+    tracebacks = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(tracebacks) == 1 and tracebacks[0].exc_info is not None
+    assert "DISCOVER from 52:54:00:cc:00:01" in tracebacks[0].getMessage()
+    assert "bug while looking up" in caplog.text
+    errors = [e for e in timeline.events("52:54:00:cc:00:01") if e.stage == "error"]
+    assert len(errors) == 2 and errors[0].detail.startswith("DHCP: DISCOVER from 52:54:00:cc:00:01")
+    assert 'pxelab_errors_total{service="event"} 2.0' in metrics.text().decode()

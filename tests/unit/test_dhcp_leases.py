@@ -1,11 +1,12 @@
-"""The lease table: offer hold, bind, release, decline, expiry, reservations, replay, all on fake `now`."""
+"""The lease table: offer hold, bind, release, decline, expiry, reservations, replay, learn, and
+the changes each call returns, all on fake `now`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from ipaddress import IPv4Address
 
-from pxelab.dhcp.leases import Lease, LeaseState, LeaseTable
+from pxelab.dhcp.leases import Grant, Lease, LeaseState, LeaseTable
 
 A, B, C = "52:54:00:00:00:0a", "52:54:00:00:00:0b", "52:54:00:00:00:0c"
 NONE: dict[IPv4Address, str] = {}
@@ -15,23 +16,21 @@ def ip(last: int) -> IPv4Address:
     return IPv4Address(f"10.0.0.{last}")
 
 
-def table(
-    first: int = 100,
-    last: int = 102,
-    *,
-    leases: Iterable[Lease] = (),
-    on_change: Callable[[Lease], None] | None = None,
-) -> LeaseTable:
-    return LeaseTable(
-        ip(first), ip(last), server_ip=ip(1), offer_hold=10, leases=leases, on_change=on_change
-    )
+def table(first: int = 100, last: int = 102, *, leases: Iterable[Lease] = ()) -> LeaseTable:
+    return LeaseTable(ip(first), ip(last), server_ip=ip(1), offer_hold=10, leases=leases)
+
+
+def lease_of(grant: Grant | None) -> Lease | None:
+    return grant.lease if grant is not None else None
 
 
 def test_offer_holds_an_address_briefly_then_frees_it() -> None:
     leases = table()
     offer = leases.offer(A, 0, reserved=NONE)
-    assert offer == Lease(ip(100), A, LeaseState.OFFERED, 10)
-    assert leases.offer(B, 5, reserved=NONE) == Lease(ip(101), B, LeaseState.OFFERED, 15)
+    assert offer == Grant(
+        Lease(ip(100), A, LeaseState.OFFERED, 10), (Lease(ip(100), A, LeaseState.OFFERED, 10),)
+    )
+    assert lease_of(leases.offer(B, 5, reserved=NONE)) == Lease(ip(101), B, LeaseState.OFFERED, 15)
     # After the hold, A's address goes to the next client... once the cursor wraps.
     assert leases.holder(ip(100), 10) is None
     assert leases.offer(C, 11, reserved=NONE) is not None
@@ -42,16 +41,18 @@ def test_same_client_gets_the_same_offer_and_the_hold_is_extended() -> None:
     first = leases.offer(A, 0, reserved=NONE)
     again = leases.offer(A, 8, reserved=NONE)
     assert first is not None and again is not None
-    assert again.ip == first.ip and again.expires == 18
+    assert again.lease.ip == first.lease.ip and again.lease.expires == 18
+    assert again.changes == (again.lease,)
 
 
 def test_bind_lasts_for_lease_time_and_expiry_frees() -> None:
     leases = table()
     leases.offer(A, 0, reserved=NONE)
-    bound = leases.bind(A, ip(100), 1, 3600, reserved=NONE)
+    bound = lease_of(leases.bind(A, ip(100), 1, 3600, reserved=NONE))
     assert bound == Lease(ip(100), A, LeaseState.BOUND, 3601)
     assert leases.get(A, 3600) == bound
-    assert leases.offer(A, 100, reserved=NONE) == bound  # rediscover keeps the binding
+    # Rediscover keeps the binding, and changes nothing.
+    assert leases.offer(A, 100, reserved=NONE) == Grant(bound, ())
     assert leases.bind(B, ip(100), 3000, 3600, reserved=NONE) is None
     assert leases.get(A, 3601) is None
     assert leases.bind(B, ip(100), 3601, 3600, reserved=NONE) is not None
@@ -61,16 +62,16 @@ def test_expired_client_gets_its_old_address_back_if_still_free() -> None:
     leases = table()
     leases.bind(A, ip(101), 0, 60, reserved=NONE)
     offer = leases.offer(A, 1000, reserved=NONE)
-    assert offer is not None and offer.ip == ip(101)
+    assert offer is not None and offer.lease.ip == ip(101)
 
 
 def test_requested_address_is_honoured_when_free() -> None:
     leases = table()
     offer = leases.offer(A, 0, reserved=NONE, requested=ip(102))
-    assert offer is not None and offer.ip == ip(102)
+    assert offer is not None and offer.lease.ip == ip(102)
     leases.bind(B, ip(101), 0, 60, reserved=NONE)
     offer = leases.offer(C, 0, reserved=NONE, requested=ip(101))
-    assert offer is not None and offer.ip == ip(100)
+    assert offer is not None and offer.lease.ip == ip(100)
     outside = leases.offer("52:54:00:00:00:0d", 0, reserved=NONE, requested=ip(50))
     assert outside is None  # pool exhausted; 10.0.0.50 is outside the pool
 
@@ -87,7 +88,7 @@ def test_pool_skips_server_and_addresses_reserved_for_others() -> None:
     leases = LeaseTable(ip(1), ip(4), server_ip=ip(1))
     reserved = {ip(2): B, ip(3): C}
     offer = leases.offer(A, 0, reserved=reserved)
-    assert offer is not None and offer.ip == ip(4)
+    assert offer is not None and offer.lease.ip == ip(4)
     assert leases.offer("52:54:00:00:00:0d", 0, reserved=reserved) is None
     assert leases.bind(A, ip(2), 0, 60, reserved=reserved) is None
     assert leases.bind(A, ip(1), 0, 60, reserved=reserved) is None
@@ -97,7 +98,7 @@ def test_reservation_always_wins() -> None:
     leases = table()
     reserved = {ip(50): A}
     leases.bind(B, ip(50), 0, 3600, reserved=NONE, reservation=ip(50))  # a stale binding
-    offer = leases.offer(A, 1, reserved=reserved, reservation=ip(50))
+    offer = lease_of(leases.offer(A, 1, reserved=reserved, reservation=ip(50)))
     assert offer == Lease(ip(50), A, LeaseState.OFFERED, 11)
     assert leases.get(B, 1) is None
     # A reserved host may not take any other address.
@@ -106,31 +107,30 @@ def test_reservation_always_wins() -> None:
 
 
 def test_moving_to_another_address_drops_the_old_one() -> None:
-    changes: list[Lease] = []
-    leases = table(on_change=changes.append)
+    leases = table()
     leases.bind(A, ip(100), 0, 60, reserved=NONE)
-    leases.bind(A, ip(102), 1, 60, reserved=NONE)
+    moved = leases.bind(A, ip(102), 1, 60, reserved=NONE)
     assert leases.holder(ip(100), 2) is None
-    assert changes[-2:] == [
+    assert moved is not None and moved.changes == (
         Lease(ip(100), A, LeaseState.FREE, 60),
         Lease(ip(102), A, LeaseState.BOUND, 61),
-    ]
+    )
 
 
 def test_release_frees_only_the_holders_address() -> None:
     leases = table()
     leases.bind(A, ip(100), 0, 60, reserved=NONE)
-    assert leases.release(B, ip(100), 1) is None
-    assert leases.release(A, ip(100), 1) == Lease(ip(100), A, LeaseState.FREE, 1)
+    assert leases.release(B, ip(100), 1) == []
+    assert leases.release(A, ip(100), 1) == [Lease(ip(100), A, LeaseState.FREE, 1)]
     assert leases.get(A, 1) is None and leases.holder(ip(100), 1) is None
 
 
 def test_decline_keeps_the_address_from_everyone() -> None:
     leases = LeaseTable(ip(100), ip(100), decline_hold=600)
     leases.offer(A, 0, reserved=NONE)
-    assert leases.decline(B, ip(100), 1) is None
+    assert leases.decline(B, ip(100), 1) == []
     declined = leases.decline(A, ip(100), 1)
-    assert declined == Lease(ip(100), A, LeaseState.DECLINED, 601)
+    assert declined == [Lease(ip(100), A, LeaseState.DECLINED, 601)]
     assert leases.get(A, 2) is None
     assert leases.offer(A, 2, reserved=NONE) is None
     assert leases.offer(B, 2, reserved=NONE) is None
@@ -138,26 +138,29 @@ def test_decline_keeps_the_address_from_everyone() -> None:
 
 
 def test_expire_collects_and_reports_dead_records() -> None:
-    changes: list[Lease] = []
-    leases = table(on_change=changes.append)
+    leases = table()
     leases.offer(A, 0, reserved=NONE)
     leases.bind(B, ip(101), 0, 100, reserved=NONE)
     assert leases.expire(50) == [Lease(ip(100), A, LeaseState.FREE, 10)]
-    assert changes[-1] == Lease(ip(100), A, LeaseState.FREE, 10)
     assert [lease.mac for lease in leases.leases()] == [B]
     assert leases.expire(200) == [Lease(ip(101), B, LeaseState.FREE, 100)]
     assert leases.leases() == []
 
 
+def grant_changes(grant: Grant | None) -> list[Lease]:
+    assert grant is not None
+    return list(grant.changes)
+
+
 def test_journal_replay_rebuilds_the_table() -> None:
-    journal: list[Lease] = []
-    leases = table(on_change=journal.append)
-    leases.bind(A, ip(100), 0, 600, reserved=NONE)
-    leases.offer(B, 1, reserved=NONE)
-    leases.bind(B, ip(101), 2, 600, reserved=NONE)
-    leases.offer(C, 3, reserved=NONE)
-    leases.release(A, ip(100), 4)
-    leases.bind(C, ip(100), 5, 600, reserved=NONE)
+    """The returned changes, replayed in order, give the same table (what the store relies on)."""
+    leases = table()
+    journal = grant_changes(leases.bind(A, ip(100), 0, 600, reserved=NONE))
+    journal += grant_changes(leases.offer(B, 1, reserved=NONE))
+    journal += grant_changes(leases.bind(B, ip(101), 2, 600, reserved=NONE))
+    journal += grant_changes(leases.offer(C, 3, reserved=NONE))
+    journal += leases.release(A, ip(100), 4)
+    journal += grant_changes(leases.bind(C, ip(100), 5, 600, reserved=NONE))
     replayed = table(leases=journal)
     assert sorted(replayed.leases(), key=lambda x: x.ip) == sorted(
         leases.leases(), key=lambda x: x.ip

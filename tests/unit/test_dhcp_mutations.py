@@ -8,9 +8,11 @@ from ipaddress import IPv4Address
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pxelab.dhcp.context import DhcpContext, DhcpMode
 from pxelab.dhcp.leases import LeaseTable
 from pxelab.dhcp.packet import DhcpPacket, MessageType, Op, build, parse
-from pxelab.dhcp.policy import DhcpContext, DhcpMode, DhcpReply, NoReply, evaluate
+from pxelab.dhcp.policy import evaluate
+from pxelab.dhcp.reply import DhcpReply, NoReply
 from pxelab.errors import MalformedPacket
 from tests.unit.test_dhcp_policy import CTX, HOSTS, KNOWN
 

@@ -72,6 +72,85 @@ def test_parse_inverts_build(packet: DhcpPacket) -> None:
     assert parse(data) == packet
 
 
+@given(packets)
+@settings(max_examples=200)
+def test_build_is_stable_across_a_round_trip(packet: DhcpPacket) -> None:
+    data = build(packet)
+    assert build(parse(data)) == data
+
+
+def padded(data: bytes) -> bytes:
+    """`data` padded with zeros to the 300 bytes `build` sends at least."""
+    return data + bytes(max(0, 300 - len(data)))
+
+
+ADDR = IPv4Address
+EXAMPLES: list[tuple[str, bytes, DhcpPacket]] = [
+    (
+        "PXE DISCOVER",
+        padded(
+            header(xid=0x12345678, flags=0x8000)
+            + bytes((53, 1, 1, 93, 2, 0, 7, 60, 9))
+            + b"PXEClient"
+            + b"\xff"
+        ),
+        DhcpPacket(
+            op=Op.BOOTREQUEST,
+            xid=0x12345678,
+            flags=0x8000,
+            chaddr=MAC,
+            options=((53, b"\x01"), (93, b"\x00\x07"), (60, b"PXEClient")),
+        ),
+    ),
+    (
+        "relayed OFFER with a boot file",
+        padded(
+            header(
+                op=2,
+                hops=1,
+                yiaddr=ADDR("10.1.0.10").packed,
+                siaddr=ADDR("10.0.0.1").packed,
+                giaddr=ADDR("10.1.0.1").packed,
+                file=b"ipxe.efi".ljust(128, b"\0"),
+            )
+            + bytes((53, 1, 2, 54, 4, 10, 0, 0, 1, 51, 4, 0, 0, 0x0E, 0x10))
+            + bytes((67, 8))
+            + b"ipxe.efi"
+            + b"\xff"
+        ),
+        DhcpPacket(
+            op=Op.BOOTREPLY,
+            hops=1,
+            xid=1,
+            yiaddr=ADDR("10.1.0.10"),
+            siaddr=ADDR("10.0.0.1"),
+            giaddr=ADDR("10.1.0.1"),
+            chaddr=MAC,
+            file=b"ipxe.efi",
+            options=((53, b"\x02"), (54, ADDR("10.0.0.1").packed), (51, b"\x00\x00\x0e\x10"),
+                     (67, b"ipxe.efi")),
+        ),
+    ),
+    (
+        "RENEWING REQUEST, longer than 300 bytes",
+        header(ciaddr=ADDR("10.0.0.5").packed) + bytes((53, 1, 3, 12, 100)) + b"h" * 100 + b"\xff",
+        DhcpPacket(
+            op=Op.BOOTREQUEST,
+            xid=1,
+            ciaddr=ADDR("10.0.0.5"),
+            chaddr=MAC,
+            options=((53, b"\x03"), (12, b"h" * 100)),
+        ),
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "wire", "packet"), EXAMPLES, ids=[e[0] for e in EXAMPLES])
+def test_examples_parse_and_build_exactly(case: str, wire: bytes, packet: DhcpPacket) -> None:
+    assert parse(wire) == packet, case
+    assert build(packet) == wire, case
+
+
 @given(st.binary(max_size=700))
 @settings(max_examples=500)
 def test_random_bytes_raise_only_malformed_packet(data: bytes) -> None:

@@ -10,6 +10,7 @@ from ipaddress import IPv4Address, IPv4Network
 import pytest
 
 from pxelab.dhcp.arch import BootFiles
+from pxelab.dhcp.context import DhcpContext, UnknownMacs
 from pxelab.dhcp.leases import LeaseState, LeaseTable
 from pxelab.dhcp.packet import (
     BROADCAST_FLAG,
@@ -20,15 +21,8 @@ from pxelab.dhcp.packet import (
     build,
     parse,
 )
-from pxelab.dhcp.policy import (
-    DhcpContext,
-    DhcpReply,
-    NoReply,
-    UnknownMacs,
-    decide,
-    describe_arch,
-    evaluate,
-)
+from pxelab.dhcp.policy import decide, evaluate
+from pxelab.dhcp.reply import DhcpReply, NoReply, describe_arch
 from pxelab.errors import ConfigError
 
 SERVER = IPv4Address("10.0.0.1")

@@ -6,9 +6,11 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
+from pxelab.dhcp.context import DhcpContext, DhcpMode, UnknownMacs
 from pxelab.dhcp.leases import LeaseTable
 from pxelab.dhcp.packet import DhcpPacket, MessageType, Op, OptionCode, build, parse
-from pxelab.dhcp.policy import DhcpContext, DhcpMode, DhcpReply, NoReply, UnknownMacs, evaluate
+from pxelab.dhcp.policy import evaluate
+from pxelab.dhcp.reply import DhcpReply, NoReply
 from tests.unit.test_dhcp_policy import HOSTS, KNOWN, NOBOOT, STRANGER, arch
 
 SERVER = IPv4Address("10.0.0.1")

@@ -9,7 +9,7 @@ import pytest
 
 from pxelab.app.config import build_config
 from pxelab.app.dhcp import contexts, split_interfaces
-from pxelab.dhcp.policy import DhcpMode, UnknownMacs
+from pxelab.dhcp.context import DhcpMode, UnknownMacs
 from pxelab.dhcp.subnets import RelaySubnet, parse_subnets
 from pxelab.errors import ConfigError
 

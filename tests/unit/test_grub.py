@@ -13,8 +13,9 @@ import pytest
 from pxelab.boot.grub import GrubFiles, host_config
 from pxelab.boot.render import Renderer, RenderError
 from pxelab.dhcp.arch import BootFiles, Firmware
+from pxelab.dhcp.context import DhcpContext
 from pxelab.dhcp.packet import DhcpPacket, MessageType, Op, OptionCode
-from pxelab.dhcp.policy import DhcpContext, choose_boot
+from pxelab.dhcp.reply import choose_boot
 from pxelab.errors import HostFileError
 from pxelab.hosts.install import InstallState, InstallStore
 from pxelab.hosts.inventory import Inventory, parse_host

@@ -13,7 +13,6 @@ import pytest
 
 from pxelab.app.config import Config, build_config
 from pxelab.dhcp.leases import Lease, LeaseState
-from pxelab.dhcp.store import LeaseStore
 from pxelab.errors import ConfigError
 from pxelab.events import Event
 from pxelab.hosts.install import HostState, InstallState, InstallStore
@@ -27,9 +26,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_first_open_imports_old_leases_and_install_files(tmp_path: Path) -> None:
-    old = LeaseStore(tmp_path / "dhcp-leases.sqlite3")
-    old.save(Lease(IPv4Address("10.0.0.5"), A, LeaseState.BOUND, 500.0))
-    old.save(Lease(IPv4Address("10.0.0.6"), B, LeaseState.DECLINED, 600.0))
+    # The lease database of pxelab before the state store: one row per address.
+    with sqlite3.connect(tmp_path / "dhcp-leases.sqlite3") as old:
+        old.execute(
+            "CREATE TABLE leases (ip INTEGER PRIMARY KEY, mac TEXT NOT NULL,"
+            " state TEXT NOT NULL, expires REAL NOT NULL)"
+        )
+        old.execute(
+            "INSERT INTO leases VALUES (?, ?, 'bound', 500.0)", (int(IPv4Address("10.0.0.5")), A)
+        )
+        old.execute(
+            "INSERT INTO leases VALUES (?, ?, 'declined', 600.0)", (int(IPv4Address("10.0.0.6")), B)
+        )
     old.close()
     InstallStore(tmp_path / "install").set(A, InstallState.INSTALLED, 3.0, "10.0.0.5")
     (tmp_path / "install" / "52-54-00-00-00-0b.json").write_text("{broken")  # skipped, logged
