@@ -2,11 +2,13 @@
 
 GRUB (Debian's signed network image, prefix /grub) reads /grub/grub.cfg, which sends it to
 /grub/grub.cfg-01-<mac>; kernels and initrds come over TFTP from /images/, because Secure Boot
-refuses GRUB's http module. `GrubFiles` is the TFTP server's `virtual` hook.
+refuses GRUB's http module. `GrubFiles` is the TFTP server's `virtual` hook: it renders and reads
+install states in a worker thread, never on the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -17,6 +19,7 @@ from pxelab.boot.rules import RenderError, boots_from_disk, image_path, is_url, 
 from pxelab.errors import PxelabError
 from pxelab.hosts.install import InstallStore
 from pxelab.hosts.inventory import Host, Inventory, normalize_mac
+from pxelab.paths import hidden
 
 log = logging.getLogger("pxelab.grub")
 
@@ -73,20 +76,27 @@ class GrubFiles:
         self.inventory, self.renderer, self.installs = inventory, renderer, installs
         self.images_root = Path(os.path.realpath(images_dir))
 
-    def __call__(self, name: str, client_ip: str) -> Found:
+    async def __call__(self, name: str, client_ip: str) -> Found:
+        """The answer for one TFTP filename; rendering and file reads run in a worker thread."""
         path = name.lstrip("/")
-        if path == GRUB_CFG:
-            return self.renderer.render("grub/grub.cfg.j2", "GRUB").encode()
         if path.startswith(IMAGES):
             relative = path[len(IMAGES) :]
-            if any(part.startswith(".") for part in relative.split("/")):
-                return None  # hidden: unverified partial downloads wait in .incoming/
-            return self.images_root, relative
+            return None if hidden(relative) else (self.images_root, relative)
+        if path == GRUB_CFG:
+            return await asyncio.to_thread(self._generic)
         per_mac = _PER_MAC.fullmatch(path)
         if per_mac is None:
             return None
         mac = normalize_mac(per_mac.group(1))
         host = self.inventory.lookup(mac)
+        return await asyncio.to_thread(self._per_mac, mac, host, client_ip)
+
+    def _generic(self) -> bytes:
+        """/grub/grub.cfg (blocking: Jinja checks the template file)."""
+        return self.renderer.render("grub/grub.cfg.j2", "GRUB").encode()
+
+    def _per_mac(self, mac: str, host: Host | None, client_ip: str) -> bytes:
+        """The per-MAC config (blocking: reads the install state and templates)."""
         if host is None:
             reason = f"no host with MAC {mac}"
             return self.renderer.render("grub/unknown.cfg.j2", reason, reason=reason).encode()

@@ -7,9 +7,10 @@ page (`/`) in `pxelab.http.status`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -36,6 +37,7 @@ from pxelab.http.keys import (
 )
 from pxelab.http.metrics import METRICS, Metrics, metrics_page, route_name
 from pxelab.http.status import add_routes as add_status_routes
+from pxelab.paths import PathRefused, regular_file
 from pxelab.state import StateStore
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "AccessLogger",
     "base_url",
     "confined",
+    "confined_file",
     "make_app",
 ]
 
@@ -104,21 +107,20 @@ async def chain_script(request: web.Request) -> web.Response:
 
 
 def confined(root: Path, relative: str) -> Path | None:
-    """The file `relative` names under root, or None if it is not a regular file inside root."""
-    parts = PurePosixPath(relative).parts
-    # hidden names too: partial downloads wait in <images>/.incoming/ until they are verified
-    if not parts or any(p.startswith(".") or not p or "\x00" in p or "\\" in p for p in parts):
-        return None
-    if relative.startswith("/"):
-        return None
+    """The regular file `relative` names inside root, or None (blocking: stats the path).
+
+    The rule TFTP applies too (`pxelab.paths`): no `..`, NUL, backslash, hidden component
+    (partial downloads wait in <images>/.incoming/), over-long name or symlink that leads out.
+    """
     try:
-        real_root = root.resolve()
-        candidate = (real_root / relative).resolve()
-        if not candidate.is_relative_to(real_root) or not candidate.is_file():
-            return None
-    except (OSError, RuntimeError):  # a name too long, a symlink loop: not a file we serve
+        return regular_file(root, relative)
+    except (PathRefused, OSError, ValueError):
         return None
-    return candidate
+
+
+async def confined_file(root: Path, relative: str) -> Path | None:
+    """`confined`, run in a worker thread: nothing stats files on the event loop."""
+    return await asyncio.to_thread(confined, root, relative)
 
 
 def image_stage(inventory: Inventory, mac: str, relative: str) -> str:
@@ -132,13 +134,19 @@ def image_stage(inventory: Inventory, mac: str, relative: str) -> str:
     return "image"
 
 
+async def _file_or_404(request: web.Request, root: Path, where: str) -> tuple[str, Path]:
+    """The request's {path} as a file confined to root (the shared rule), or a 404."""
+    relative = request.match_info["path"]
+    path = await confined_file(root, relative)
+    if path is None:
+        request[NOTE] = f"not a file inside the {where}"
+        raise web.HTTPNotFound(text=f"no file {relative} in the {where}\n")
+    return relative, path
+
+
 async def image_file(request: web.Request) -> web.StreamResponse:
     """GET/HEAD /images/…: a file from the images dir, with Range, by sendfile."""
-    relative = request.match_info["path"]
-    path = confined(request.app[IMAGES_DIR], relative)
-    if path is None:
-        request[NOTE] = "not a file inside the images dir"
-        raise web.HTTPNotFound(text=f"no image {relative}\n")
+    relative, path = await _file_or_404(request, request.app[IMAGES_DIR], "images dir")
     if request.method == "GET":
         timeline, ip = request.app[TIMELINE], remote(request)
         stage = image_stage(request.app[INVENTORY], timeline.mac_at(ip), relative)
@@ -148,14 +156,9 @@ async def image_file(request: web.Request) -> web.StreamResponse:
 
 async def tftp_file(request: web.Request) -> web.StreamResponse:
     """GET/HEAD /tftp/…: a file from the TFTP root (for UEFI HTTP boot clients), by sendfile."""
-    relative = request.match_info["path"]
-    path = confined(request.app[TFTP_ROOT], relative)
-    if path is None:
-        request[NOTE] = "not a file inside the TFTP root"
-        raise web.HTTPNotFound(text=f"no file {relative} in the TFTP root\n")
+    relative, path = await _file_or_404(request, request.app[TFTP_ROOT], "TFTP root")
     if request.method == "GET":
-        ip = remote(request)
-        event = Event(time.time(), "http-boot", ip=ip, path=f"/tftp/{relative}")
+        event = Event(time.time(), "http-boot", ip=remote(request), path=f"/tftp/{relative}")
         request.app[TIMELINE].record(event)
     return web.FileResponse(path, chunk_size=256 * 1024)
 

@@ -1,6 +1,7 @@
 """Open files for TFTP transfers: confined to the root, hot files from memory, big ones by pread.
 
-Runs in a worker thread (`open_source`); the sources it returns are read on the event loop.
+`open_source` runs in a worker thread. The sources it returns are read on the event loop from
+memory only: a large file's next chunk is read by `FileSource.pread` in a worker thread first.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from pxelab.tftp.paths import PathRefused, resolve
+from pxelab.paths import NotAFileError, PathRefused, resolve
 from pxelab.tftp.session import MemorySource, to_netascii
 
 __all__ = [
+    "READ_AHEAD",
     "FileCache",
     "FileSource",
     "NotAFileError",
@@ -28,33 +30,71 @@ _PROC_FD = Path("/proc/self/fd")
 """Where Linux shows the real path of an open descriptor."""
 
 
-class NotAFileError(OSError):
-    """The path exists but is not a regular file (directory, FIFO, device)."""
+READ_AHEAD = 256 << 10
+"""Bytes of a large file read per worker-thread call (more when a session's span is larger)."""
 
 
 class FileSource:
-    """A large file read block by block with pread; `close()` releases the descriptor."""
+    """A large file, read a chunk ahead by pread in a worker thread; `close()` frees the descriptor.
 
-    def __init__(self, fd: int, size: int) -> None:
+    Before each session event the adapter asks `wanted(*session.span())`; when that names a
+    range, it runs `pread` on it in a worker thread and hands the bytes to `load` on the loop.
+    `read` (the session's) then only slices memory.
+    """
+
+    def __init__(self, fd: int, size: int, first: bytes | None = None) -> None:
         self._fd = fd
         self._size = size
+        self._offset = 0
+        self._buffer = first or b""
+        # `first` is what open_source read of the file's start: shorter, the file shrank.
+        self._end = size if first is None or len(first) >= min(size, READ_AHEAD) else len(first)
+        self.blocking_reads = 0
+        """Reads `read` had to do itself because the bytes were not loaded (should stay 0)."""
 
     @property
     def size(self) -> int:
         """File size in bytes, as it was when the transfer started."""
         return self._size
 
+    def wanted(self, offset: int, length: int) -> tuple[int, int] | None:
+        """What to pread so that [offset, offset + length) is in memory; None when it already is."""
+        end = min(offset + length, self._end)
+        if end <= offset or (self._offset <= offset and end <= self._offset + len(self._buffer)):
+            return None
+        return offset, min(max(end - offset, READ_AHEAD), self._end - offset)
+
+    def pread(self, offset: int, length: int) -> bytes:
+        """Read `length` bytes from `offset` (blocking: call it in a worker thread)."""
+        return _read_range(self._fd, offset, length)
+
+    def load(self, offset: int, length: int, data: bytes) -> None:
+        """Keep what `pread(offset, length)` returned; a short read means the file shrank."""
+        self._offset, self._buffer = offset, data
+        if len(data) < length:
+            self._end = min(self._end, offset + len(data))
+
     def read(self, offset: int, length: int) -> bytes:
-        """Up to `length` bytes from `offset` (the file may have shrunk: then fewer)."""
-        if offset >= self._size:
+        """Up to `length` bytes from `offset`, from memory (fewer if the file shrank)."""
+        end = min(offset + length, self._end)
+        if end <= offset:
             return b""
-        return os.pread(self._fd, min(length, self._size - offset), offset)
+        start = offset - self._offset
+        if start < 0 or end > self._offset + len(self._buffer):
+            self.blocking_reads += 1  # not loaded first: correct, but blocks the caller
+            return self.pread(offset, end - offset)
+        return self._buffer[start : end - self._offset]
 
     def close(self) -> None:
         """Close the descriptor; calling it again does nothing."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+    @property
+    def closed(self) -> bool:
+        """True once `close()` has run."""
+        return self._fd < 0
 
 
 @dataclass(frozen=True)
@@ -127,11 +167,12 @@ def open_source(real_root: Path, filename: str, netascii: bool, cache: FileCache
         _check_confined(fd, real_root)
         key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
         if not netascii and info.st_size > cache.max_file_bytes:
-            return Opened(FileSource(fd, info.st_size), cached=False)
+            first = _read_range(fd, 0, min(info.st_size, READ_AHEAD))
+            return Opened(FileSource(fd, info.st_size, first), cached=False)
         if not netascii and (hit := cache.get(key)) is not None:
             os.close(fd)
             return Opened(hit, cached=True)
-        data = _read_all(fd, info.st_size)
+        data = _read_range(fd, 0, info.st_size)
     except BaseException:
         os.close(fd)
         raise
@@ -153,12 +194,13 @@ def _check_confined(fd: int, real_root: Path) -> None:
         raise PathRefused("filename resolves outside the TFTP root (changed while opening)")
 
 
-def _read_all(fd: int, size: int) -> bytes:
-    chunks, offset = [], 0
-    while offset < size:
-        chunk = os.pread(fd, size - offset, offset)
+def _read_range(fd: int, offset: int, length: int) -> bytes:
+    """`length` bytes from `offset`, or fewer if the file ends (or shrank) before."""
+    chunks, done = [], 0
+    while done < length:
+        chunk = os.pread(fd, length - done, offset + done)
         if not chunk:
             break  # the file shrank while we read it
         chunks.append(chunk)
-        offset += len(chunk)
-    return b"".join(chunks)
+        done += len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -244,6 +244,19 @@ class ReadSession:
         """File bytes the client has acknowledged so far."""
         return min(self._acked * self.negotiated.blksize, self.size)
 
+    def span(self) -> tuple[int, int]:
+        """(offset, length) of the source bytes the next `start`, `receive` or `expire` may read.
+
+        At most two windows: the unacknowledged blocks and a window after the last one sent.
+        An adapter reading files off the event loop has these bytes ready before each call.
+        """
+        if self.outcome is not None:
+            return (0, 0)
+        blksize = self.negotiated.blksize
+        offset = min(self._acked * blksize, self.size)
+        end = min((self._sent + self.negotiated.windowsize) * blksize, self.size)
+        return (offset, end - offset)
+
     def start(self, now: float) -> Step:
         """Send the OACK, or the first window when no option was granted."""
         if self._deadline is not None or self.outcome is not None:

@@ -9,7 +9,7 @@ import struct
 import sys
 from collections.abc import Callable
 
-__all__ = ["HEADERS", "Address", "Listener", "path_mtu", "peer", "udp_socket"]
+__all__ = ["Address", "Listener", "path_mtu", "peer", "udp_socket"]
 
 log = logging.getLogger("pxelab.tftp")
 
@@ -17,8 +17,6 @@ Address = tuple[str, int]
 
 _IP_MTU = 14
 """getsockopt(IPPROTO_IP, IP_MTU) from <linux/in.h>: path MTU of a connected socket."""
-HEADERS = 20 + 8 + 4
-"""IPv4 + UDP + TFTP DATA header bytes: blksize + HEADERS must fit in the path MTU."""
 
 
 def udp_socket(

@@ -1,21 +1,30 @@
-"""TFTP hardening on loopback: caps, repeated requests, reaping, the file cache, races, fuzzing, load."""
+"""TFTP hardening on loopback: caps, repeated requests, reaping, the file cache, races, fuzzing,
+load, and no file I/O on the event loop."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
+import json
 import logging
 import os
 import random
+import sys
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from pxelab.boot.grub import GrubFiles
+from pxelab.boot.render import Renderer
 from pxelab.events import Timeline
-from pxelab.tftp.files import FileCache
+from pxelab.hosts.install import InstallState, InstallStore
+from pxelab.hosts.inventory import Inventory
+from pxelab.paths import resolve
+from pxelab.tftp.files import FileCache, FileSource
 from pxelab.tftp.packet import Ack, Data, ErrorCode, ErrorPacket, OptionAck, ReadRequest
-from pxelab.tftp.paths import resolve
 from pxelab.tftp.server import TftpServer, start_tftp
 from pxelab.tftp.session import SessionConfig
 from tests.integration.test_tftp_server import HOST, RawClient, fetch
@@ -333,3 +342,139 @@ async def test_200_concurrent_transfers_complete(root: Path, servers: list[TftpS
     finally:
         for client in clients:
             client.close()
+
+
+# --- nothing read on the event loop -------------------------------------------------------
+
+
+class _FileAccess:
+    """Records opens (audit hook) and preads made on the event loop's thread while active."""
+
+    installed = False
+    current: _FileAccess | None = None
+
+    def __init__(self, loop_thread: int, under: Path) -> None:
+        self.loop_thread = loop_thread
+        self.under = str(under)
+        self.on_loop: list[str] = []
+        self.off_loop = 0
+
+    @classmethod
+    def hook(cls, event: str, args: tuple[object, ...]) -> None:
+        self = cls.current
+        if self is None or event != "open" or not str(args[0]).startswith(self.under):
+            return
+        if threading.get_ident() == self.loop_thread:
+            self.on_loop.append(f"open {args[0]}")
+        else:
+            self.off_loop += 1
+
+
+async def test_no_file_is_opened_or_read_on_the_event_loop(
+    root: Path, tmp_path: Path, servers: list[TftpServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small, big (pread a chunk at a time) and GRUB-generated files: all I/O in worker threads."""
+    hosts, images = tmp_path / "hosts", tmp_path / "images"
+    hosts.mkdir()
+    (images / "demo" / "amd64").mkdir(parents=True)
+    (images / "demo" / "amd64" / "vmlinuz").write_bytes(os.urandom(700_000))
+    host = {"name": "vm", "mac": "52:54:00:00:00:07", "distro": "demo", "arch": "x86_64"}
+    (hosts / "vm.json").write_text(json.dumps(host))
+    installs = InstallStore()
+    await installs.set(host["mac"], InstallState.INSTALL, 1.0, "test")
+    grub = GrubFiles(Inventory(hosts), Renderer(), images, installs)
+    # the test's own reads, before the recording starts
+    small, big = (root / "small.bin").read_bytes(), (root / "big.bin").read_bytes()
+    vmlinuz = (images / "demo" / "amd64" / "vmlinuz").read_bytes()
+
+    access = _FileAccess(threading.get_ident(), tmp_path)
+    if not _FileAccess.installed:
+        sys.addaudithook(_FileAccess.hook)  # audit hooks cannot be removed: it checks `current`
+        _FileAccess.installed = True
+    real_pread = os.pread
+
+    def pread(fd: int, length: int, offset: int) -> bytes:
+        if threading.get_ident() == access.loop_thread:
+            access.on_loop.append(f"pread {length} bytes at {offset}")
+        return real_pread(fd, length, offset)
+
+    monkeypatch.setattr(os, "pread", pread)
+    monkeypatch.setattr(_FileAccess, "current", access)
+    tftp = await start_tftp(
+        root, HOST, 0, cache=FileCache(max_file_bytes=4096), virtual=grub, timeline=None
+    )
+    servers.append(tftp)
+    client = await open_client()
+    try:
+        assert await fetch(client, tftp.port, "small.bin") == small
+        assert await fetch_windowed(client, tftp.port, "big.bin", 1428, 16) == big
+        kernel = await fetch_windowed(client, tftp.port, "/images/demo/amd64/vmlinuz", 1428, 4)
+        assert kernel == vmlinuz
+        config = await fetch(client, tftp.port, "grub/grub.cfg-01-52-54-00-00-00-07")
+        assert b"linux /images/demo/amd64/vmlinuz" in config
+        await wait_for(lambda: tftp.sessions == 0)
+    finally:
+        client.close()
+    assert access.on_loop == []
+    assert access.off_loop >= 4  # small.bin, big.bin, the kernel, the install state
+
+
+async def test_a_failing_read_ends_the_transfer_with_an_error(
+    root: Path, servers: list[TftpServer], monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    caplog.set_level(logging.INFO, "pxelab.tftp")
+    real = FileSource.pread
+
+    def pread(self: FileSource, offset: int, length: int) -> bytes:
+        if offset > 0:
+            raise OSError(errno.EIO, "Input/output error")
+        return real(self, offset, length)
+
+    monkeypatch.setattr(FileSource, "pread", pread)
+    tftp = await start_tftp(root, HOST, 0, cache=FileCache(max_file_bytes=4096))
+    servers.append(tftp)
+    client = await open_client()
+    try:
+        with pytest.raises(AssertionError, match="Input/output error"):
+            await fetch_windowed(client, tftp.port, "big.bin", 1428, 16)
+        await wait_for(lambda: tftp.sessions == 0)
+        assert "RRQ 'big.bin': stopped, cannot read the file: [Errno 5] Input/output error" in (
+            caplog.text
+        )
+    finally:
+        client.close()
+
+
+async def test_closing_during_a_read_closes_the_file_once_the_read_returns(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = FileSource.pread
+    reading, release = threading.Event(), threading.Event()
+
+    def slow_pread(self: FileSource, offset: int, length: int) -> bytes:
+        if offset > 0:
+            reading.set()
+            release.wait(5)
+        return real(self, offset, length)
+
+    monkeypatch.setattr(FileSource, "pread", slow_pread)
+    client = await open_client()
+    fds_before = sorted(os.listdir("/proc/self/fd"))
+    tftp = await start_tftp(root, HOST, 0, cache=FileCache(max_file_bytes=4096))
+    try:
+        fetching = asyncio.ensure_future(fetch_windowed(client, tftp.port, "big.bin", 1428, 64))
+        await wait_for(reading.is_set)
+        tftp.close()
+        closed = asyncio.ensure_future(tftp.wait_closed())
+        await asyncio.sleep(0.1)
+        assert not closed.done()  # the worker still reads from the descriptor: not closed yet
+        release.set()
+        await asyncio.wait_for(closed, 2)
+        assert sorted(os.listdir("/proc/self/fd")) == fds_before
+        fetching.cancel()
+    finally:
+        release.set()
+        tftp.close()
+        await tftp.wait_closed()
+        client.close()

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from pxelab.events import Timeline
+from pxelab.tftp.files import FileCache
 from pxelab.tftp.packet import (
     Ack,
     Data,
@@ -26,6 +28,7 @@ from pxelab.tftp.server import TftpServer, start_tftp
 from pxelab.tftp.session import SessionConfig
 
 HOST = "127.0.0.1"
+MAC = "52:54:00:00:00:01"
 Address = tuple[str, int]
 
 
@@ -55,6 +58,17 @@ class RawClient(asyncio.DatagramProtocol):
     async def recv(self, timeout: float = 2.0) -> tuple[Packet, Address]:
         data, addr = await asyncio.wait_for(self.inbox.get(), timeout)
         return parse(data), addr
+
+    @property
+    def port(self) -> int:
+        assert self.transport is not None
+        port: int = self.transport.get_extra_info("sockname")[1]
+        return port
+
+    def drain(self) -> None:
+        """Forget what has arrived so far."""
+        while not self.inbox.empty():
+            self.inbox.get_nowait()
 
     async def nothing_for(self, seconds: float) -> bool:
         try:
@@ -297,16 +311,65 @@ async def test_close_is_idempotent_stops_transfers_and_frees_the_port(
     root: Path, client: RawClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "pxelab.tftp")
-    tftp = await start_tftp(root, HOST, 0)
+    (root / "big.bin").write_bytes(os.urandom(300_000))  # read by pread: holds a descriptor
+    timeline = Timeline()
+    timeline.bind(HOST, MAC)
+    other = await RawClient.open()
+    fds_before = sorted(os.listdir("/proc/self/fd"))
+    config = SessionConfig(timeout=0.05, retries=1000, backoff=1.0)
+    tftp = await start_tftp(
+        root, HOST, 0, config=config, cache=FileCache(max_file_bytes=4096), timeline=timeline
+    )
     port = tftp.port
-    client.send(ReadRequest("small.bin", "octet"), (HOST, port))
-    await client.recv()
-    tftp.close()
-    tftp.close()
-    await tftp.wait_closed()
-    await tftp.wait_closed()
-    assert "stopped, server closing (0 of 1280 bytes acknowledged)" in caplog.text
-    again = await start_tftp(root, HOST, port)
+    try:
+        client.send(ReadRequest("small.bin", "octet"), (HOST, port))
+        other.send(ReadRequest("big.bin", "octet"), (HOST, port))
+        _, tid_small = await client.recv()
+        _, tid_big = await other.recv()
+        assert (tftp.sessions, tftp.transfers, tftp.closed) == (2, 2, False)
+        assert len(os.listdir("/proc/self/fd")) == len(fds_before) + 4  # listener, 2 sockets, file
+
+        tftp.close()
+        assert (tftp.sessions, tftp.transfers, tftp.closed) == (0, 0, True)
+        await tftp.wait_closed()
+        # Every socket and the open file are closed, and nothing of the server is left.
+        assert sorted(os.listdir("/proc/self/fd")) == fds_before
+        stopped = [r.getMessage() for r in caplog.records if "server closing" in r.getMessage()]
+        assert set(stopped) == {
+            f"{HOST}:{other.port} RRQ 'big.bin': stopped, server closing "
+            "(0 of 300000 bytes acknowledged)",
+            f"{HOST}:{client.port} RRQ 'small.bin': stopped, server closing "
+            "(0 of 1280 bytes acknowledged)",
+        }
+        assert len(stopped) == 2
+        details = [e.detail for e in timeline.events(MAC)]
+        assert sorted(details) == [
+            "big.bin: stopped, server closing (0 of 300000 bytes)",
+            "small.bin: stopped, server closing (0 of 1280 bytes)",
+        ]
+        # The retransmission timers are cancelled (one would fire every 50 ms) and the
+        # transfer sockets are gone: an ACK gets no DATA back.
+        client.drain()
+        other.drain()
+        client.send(Ack(1), tid_small)
+        other.send(Ack(1), tid_big)
+        client.send(ReadRequest("small.bin", "octet"), (HOST, port))
+        assert await client.nothing_for(0.3)
+        assert await other.nothing_for(0.05)
+
+        # A second close (and wait) changes nothing.
+        records = len(caplog.records)
+        tftp.close()
+        await asyncio.wait_for(tftp.wait_closed(), 1)
+        assert len(caplog.records) == records
+        assert len(timeline.events(MAC)) == 2
+        assert sorted(os.listdir("/proc/self/fd")) == fds_before
+        assert (tftp.sessions, tftp.transfers, tftp.closed) == (0, 0, True)
+    finally:
+        tftp.close()
+        await tftp.wait_closed()
+        other.close()
+    again = await start_tftp(root, HOST, port)  # the port is free again
     assert again.port == port
     again.close()
     await again.wait_closed()

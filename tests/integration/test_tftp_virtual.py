@@ -26,7 +26,7 @@ async def test_generated_and_mounted_files(tmp_path: Path) -> None:
     (tmp_path / "secret").write_text("outside both roots")
     asked: list[tuple[str, str]] = []
 
-    def virtual(name: str, client_ip: str) -> bytes | tuple[Path, str] | None:
+    async def virtual(name: str, client_ip: str) -> bytes | tuple[Path, str] | None:
         asked.append((name, client_ip))
         if name.lstrip("/") == "hello.cfg":
             return b"generated for " + client_ip.encode()

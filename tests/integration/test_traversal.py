@@ -36,6 +36,10 @@ TFTP_NAMES = [
     "sub/" + "b" * 300,
     "\u2025/secret",  # a lookalike of ..
     "loop",  # a symlink to itself
+    ".hidden",  # dot files are never served, as over HTTP
+    "sub/.hidden",
+    "images/.incoming/partial.iso",  # GRUB's view of the images dir: unverified downloads
+    "/images/sub/../.incoming/partial.iso",
 ]
 HTTP_PATHS = [
     "/images/../secret",
@@ -58,6 +62,8 @@ HTTP_PATHS = [
     "/images/%2fetc%2fpasswd",
     "/images/loop",
     "/images/.incoming/partial.iso",  # unverified downloads are not served
+    "/tftp/.hidden",
+    "/tftp/sub/.hidden",
 ]
 
 
@@ -75,7 +81,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     outside.mkdir()
     (top / "secret").write_text(TOKEN)
     (outside / "secret").write_text(TOKEN)
-    dirs = {name: top / name for name in ("hosts", "images", "tftp", "state")}
+    dirs = {name: top / name for name in ("hosts", "images", "tftp", "state_dir")}
     for path in dirs.values():
         path.mkdir()
     for root in (dirs["images"], dirs["tftp"]):
@@ -84,6 +90,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         os.symlink(top / "secret", root / "link")
         os.symlink(outside, root / "dirlink")
         os.symlink("loop", root / "loop")
+    for root in (dirs["tftp"], dirs["tftp"] / "sub"):
+        (root / ".hidden").write_text(TOKEN)
     (dirs["images"] / ".incoming").mkdir()
     (dirs["images"] / ".incoming" / "partial.iso").write_text(TOKEN)
     port = 20000 + os.getpid() % 20000

@@ -115,15 +115,15 @@ def files(tmp_path: Path) -> GrubFiles:
     return GrubFiles(Inventory(hosts), Renderer(), images)
 
 
-def test_generic_config_sends_grub_to_its_own(files: GrubFiles) -> None:
-    generic = files("/grub/grub.cfg", "10.0.0.64")
+async def test_generic_config_sends_grub_to_its_own(files: GrubFiles) -> None:
+    generic = await files("/grub/grub.cfg", "10.0.0.64")
     assert isinstance(generic, bytes)
     assert b"configfile $prefix/grub.cfg-01-$net_default_mac" in generic
 
 
 @pytest.mark.parametrize("spelling", [MAC, MAC.replace(":", "-"), MAC.upper().replace(":", "-")])
-def test_per_mac_config_boots_over_tftp(files: GrubFiles, spelling: str) -> None:
-    config = files(f"grub/grub.cfg-01-{spelling}", "10.0.0.64")
+async def test_per_mac_config_boots_over_tftp(files: GrubFiles, spelling: str) -> None:
+    config = await files(f"grub/grub.cfg-01-{spelling}", "10.0.0.64")
     assert isinstance(config, bytes)
     lines = config.decode().splitlines()
     assert "linux /images/demo/arm64/vmlinuz console=ttyAMA0 quiet t=1" in lines
@@ -138,10 +138,10 @@ def test_per_mac_config_boots_over_tftp(files: GrubFiles, spelling: str) -> None
         ("grub/grub.cfg-01-52-54-00-aa-64-02", "pxeboot is off for off"),
     ],
 )
-def test_unknown_and_pxeboot_off_go_to_the_next_device(
+async def test_unknown_and_pxeboot_off_go_to_the_next_device(
     files: GrubFiles, name: str, reason: str
 ) -> None:
-    config = files(name, "10.0.0.9")
+    config = await files(name, "10.0.0.9")
     assert isinstance(config, bytes)
     lines = config.decode().splitlines()
     assert f"# pxelab: {reason}" in lines
@@ -150,14 +150,16 @@ def test_unknown_and_pxeboot_off_go_to_the_next_device(
     assert not any(line.startswith(("linux", "initrd")) for line in lines)
 
 
-def test_images_are_mounted_and_other_names_fall_through(files: GrubFiles, tmp_path: Path) -> None:
-    assert files("/images/demo/arm64/vmlinuz", "10.0.0.64") == (
+async def test_images_are_mounted_and_other_names_fall_through(
+    files: GrubFiles, tmp_path: Path
+) -> None:
+    assert await files("/images/demo/arm64/vmlinuz", "10.0.0.64") == (
         (tmp_path / "images").resolve(),
         "demo/arm64/vmlinuz",
     )
-    assert files("grubnetaa64.efi", "10.0.0.64") is None
-    assert files("images/.incoming/x.iso", "10.0.0.64") is None  # unverified downloads
-    assert files("grub/grub.cfg-01-zz", "10.0.0.64") is None
+    assert await files("grubnetaa64.efi", "10.0.0.64") is None
+    assert await files("images/.incoming/x.iso", "10.0.0.64") is None  # unverified downloads
+    assert await files("grub/grub.cfg-01-zz", "10.0.0.64") is None
 
 
 def test_grub_cannot_boot_urls_or_expandable_args() -> None:
@@ -173,10 +175,10 @@ async def test_installed_hosts_boot_their_disk(files: GrubFiles, tmp_path: Path)
     store = InstallStore()
     with_state = GrubFiles(files.inventory, files.renderer, tmp_path / "images", store)
     name = f"grub/grub.cfg-01-{MAC}"
-    before = with_state(name, "10.0.0.64")
+    before = await with_state(name, "10.0.0.64")
     assert isinstance(before, bytes) and b"linux /images/" in before
     await store.set(MAC, InstallState.INSTALLED, 1.0, "test")
-    config = with_state(name, "10.0.0.64")
+    config = await with_state(name, "10.0.0.64")
     assert (
         isinstance(config, bytes)
         and b"arm is installed" in config

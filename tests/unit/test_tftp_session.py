@@ -24,6 +24,7 @@ from pxelab.tftp.packet import (
 from pxelab.tftp.session import (
     Ending,
     MemorySource,
+    Outcome,
     ReadSession,
     SessionConfig,
     Step,
@@ -427,13 +428,66 @@ def _link(items: list[T], rng: random.Random, loss: float, reorder: float) -> li
     return out
 
 
+class SpanCheckedSource:
+    """A source that records every read the session makes outside the span it announced."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.allowed = (0, 0)
+        self.reads = 0
+        self.outside: list[tuple[int, int, tuple[int, int]]] = []
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def read(self, offset: int, length: int) -> bytes:
+        self.reads += 1
+        start, span = self.allowed
+        end = min(offset + length, self.size)
+        if end > offset and not (start <= offset and end <= start + span):
+            self.outside.append((offset, length, self.allowed))
+        return self.data[offset : offset + length]
+
+
+class SpanChecked:
+    """Drives a session like an adapter that loads only `span()` before each event."""
+
+    def __init__(self, session: ReadSession, source: SpanCheckedSource) -> None:
+        self.session, self.source = session, source
+
+    @property
+    def outcome(self) -> Outcome | None:
+        return self.session.outcome
+
+    def start(self, now: float) -> Step:
+        self.source.allowed = self.session.span()
+        return self.session.start(now)
+
+    def receive(self, packet: Packet, now: float) -> Step:
+        self.source.allowed = self.session.span()
+        return self.session.receive(packet, now)
+
+    def expire(self, now: float) -> Step:
+        self.source.allowed = self.session.span()
+        return self.session.expire(now)
+
+
 def _simulate(
-    data: bytes, windowsize: int, seed: int, loss: float, reorder: float = 0.0
+    data: bytes,
+    windowsize: int,
+    seed: int,
+    loss: float,
+    reorder: float = 0.0,
+    source: SpanCheckedSource | None = None,
 ) -> tuple[Ending, bytes]:
     """Run a session against an RFC 7440 client over a link that drops, duplicates, reorders."""
     rng = random.Random(seed)
     config = SessionConfig(timeout=1.0, retries=60)
-    session = make(data, {"blksize": "8", "windowsize": str(windowsize)}, config)
+    options = {"blksize": "8", "windowsize": str(windowsize)}
+    session: ReadSession | SpanChecked = make(data, options, config)
+    if source is not None:
+        session = SpanChecked(ReadSession(source, options, config), source)
     received = bytearray()
     expected = 1  # absolute number of the next block the client wants
     since_ack = 0
@@ -498,3 +552,49 @@ def test_loss_reordering_and_duplicates_still_deliver_every_byte_once(
     ending, received = _simulate(data, windowsize, seed, loss=0.1, reorder=reorder)
     assert ending is Ending.COMPLETED
     assert received == data
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.binary(max_size=300),
+    st.integers(1, 8),
+    st.integers(0, 2**32),
+    st.sampled_from([0.0, 0.1, 0.3]),
+)
+def test_every_read_stays_inside_the_announced_span(
+    data: bytes, windowsize: int, seed: int, loss: float
+) -> None:
+    """An adapter that loads `span()` before each event never has the session read elsewhere."""
+    source = SpanCheckedSource(data)
+    ending, received = _simulate(data, windowsize, seed, loss, reorder=0.1, source=source)
+    assert ending is Ending.COMPLETED
+    assert received == data
+    assert source.reads > 0
+    assert source.outside == []
+
+
+@pytest.mark.parametrize(
+    ("size", "options", "events", "span"),
+    [
+        (1000, {}, [], (0, 512)),  # before start: the first block
+        (1000, {"windowsize": "4"}, [], (0, 1000)),  # the first window, cut at the end
+        (5000, {"blksize": "512", "windowsize": "2"}, ["start"], (0, 1024)),  # OACK sent
+        (5000, {"blksize": "512", "windowsize": "2"}, ["start", 0], (0, 2048)),
+        (5000, {"blksize": "512", "windowsize": "2"}, ["start", 0, 2], (1024, 2048)),
+        (5000, {"blksize": "512", "windowsize": "2"}, ["start", 0, 1], (512, 2048)),
+        (5000, {"blksize": "512", "windowsize": "2"}, ["start", 0, 2, 4, 6, 8], (4096, 904)),
+        (5000, {"blksize": "512", "windowsize": "2"}, ["start", 0, 2, 4, 6, 8, 10], (0, 0)),
+        (0, {}, [], (0, 0)),
+    ],
+)
+def test_span_names_the_bytes_the_next_event_may_read(
+    size: int, options: dict[str, str], events: list[str | int], span: tuple[int, int]
+) -> None:
+    session = make(bytes(size), options)
+    for event in events:
+        if event == "start":
+            session.start(0.0)
+        else:
+            assert isinstance(event, int)
+            session.receive(Ack(event), 0.0)
+    assert session.span() == span

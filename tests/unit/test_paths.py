@@ -1,4 +1,4 @@
-"""TFTP path confinement: what a client may name, and symlinks that leave the root."""
+"""Path confinement for TFTP and HTTP: what a client may name, and symlinks that leave the root."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pxelab.tftp.paths import (
+from pxelab.http.app import confined
+from pxelab.paths import (
     MAX_COMPONENT_BYTES,
     MAX_FILENAME_BYTES,
+    NotAFileError,
     PathRefused,
+    hidden,
+    regular_file,
     relative_path,
     resolve,
 )
@@ -26,7 +30,7 @@ from pxelab.tftp.paths import (
         ("//grub//x86_64-efi/./normal.mod", "grub/x86_64-efi/normal.mod"),
         ("./undionly.kpxe", "undionly.kpxe"),
         ("pxelinux.cfg/01-52-54-00-12-34-56", "pxelinux.cfg/01-52-54-00-12-34-56"),
-        ("a..b/..c/d..", "a..b/..c/d.."),
+        ("a..b/c..d/e..", "a..b/c..d/e.."),
         ("caf\u00e9.efi", "caf\u00e9.efi"),
         ("x" * MAX_COMPONENT_BYTES, "x" * MAX_COMPONENT_BYTES),
     ],
@@ -53,6 +57,11 @@ def test_accepted_names(filename: str, expected: str) -> None:
         ("a/" * 300, "bytes long"),
         ("a/" + "b" * (MAX_COMPONENT_BYTES + 1), "component is longer"),
         ("\u00e9" * (MAX_COMPONENT_BYTES // 2 + 1), "component is longer"),
+        ("a..b/..c/d..", "hidden component"),  # a dot name, though not '..'
+        (".incoming/partial.iso", "hidden component"),
+        ("/images/.incoming/x.iso", "hidden component"),
+        ("grub/.x", "hidden component"),
+        ("...", "hidden component"),
     ],
 )
 def test_refused_names(filename: str, reason: str) -> None:
@@ -121,3 +130,65 @@ def test_resolve_inside(root: Path, filename: str, expected: str) -> None:
 def test_resolve_refuses_symlinks_out_of_the_root(root: Path, filename: str) -> None:
     with pytest.raises(PathRefused):
         resolve(root, filename)
+
+
+@pytest.mark.parametrize(
+    ("filename", "expected"),
+    [
+        ("ipxe.efi", "ipxe.efi"),
+        ("/grub/grub.cfg", "grub/grub.cfg"),
+        ("link-in", "ipxe.efi"),
+        ("self/ipxe.efi", "ipxe.efi"),
+    ],
+)
+def test_regular_file_inside(root: Path, filename: str, expected: str) -> None:
+    assert regular_file(root, filename) == root / expected
+
+
+@pytest.mark.parametrize(
+    ("filename", "error"),
+    [
+        ("missing.efi", FileNotFoundError),
+        ("grub", NotAFileError),
+        ("link-out", PathRefused),
+        ("dir-out/x", PathRefused),
+        ("../secret", PathRefused),
+        ("grub/.hidden", PathRefused),
+        ("self", PathRefused),
+        ("loop", FileNotFoundError),  # a symlink to itself names no file
+    ],
+)
+def test_regular_file_refusals(root: Path, filename: str, error: type[Exception]) -> None:
+    (root / "grub" / ".hidden").write_text("partial\n")
+    (root / "loop").symlink_to("loop")
+    with pytest.raises(error):
+        regular_file(root, filename)
+
+
+@pytest.mark.parametrize(
+    ("filename", "is_hidden"),
+    [
+        (".incoming/x.iso", True),
+        ("demo/.incoming/x.iso", True),
+        ("demo/x86_64/.vmlinuz.part", True),
+        ("..", True),
+        ("demo/x86_64/vmlinuz", False),
+        ("./demo/vmlinuz", False),  # '.' is no name, it is dropped
+        ("a..b/c..", False),
+        ("", False),
+    ],
+)
+def test_hidden(filename: str, is_hidden: bool) -> None:
+    assert hidden(filename) is is_hidden
+
+
+def test_http_and_tftp_share_the_rule(root: Path) -> None:
+    """The HTTP file routes answer exactly what the shared rule allows."""
+    (root / "grub" / ".hidden").write_text("partial\n")
+    for name in ("ipxe.efi", "link-in", "grub/grub.cfg", "grub/.hidden", "link-out", "../secret"):
+        try:
+            expected: Path | None = regular_file(root, name)
+        except (PathRefused, OSError):
+            expected = None
+        assert confined(root, name) == expected, name
+    assert confined(root, "grub/.hidden") is None
