@@ -38,10 +38,13 @@ class Upstream:
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     body_bytes: int = 0  # ISO bytes sent
     url: str = ""
+    hold: asyncio.Event | None = None  # when set: ISO bodies wait for it
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         self.requests.append((name, request.headers.get("Range")))
+        if self.hold is not None and name.endswith(".iso"):
+            await self.hold.wait()
         path = self.files.get(name)
         if path is None:
             raise web.HTTPNotFound()
@@ -262,15 +265,16 @@ async def test_two_commands_on_one_distro_do_not_share_part_files(
     upstream: Upstream, tmp_path: Path
 ) -> None:
     images = tmp_path / "images"
-    upstream.mode, upstream.cut_at = "no-range", 0
-    first = asyncio.create_task(run_fetch(upstream, images))
+    upstream.mode, upstream.cut_at, upstream.hold = "no-range", 0, asyncio.Event()
+    first = asyncio.create_task(run_fetch(upstream, images))  # holds its lock until released
     lock = images / INCOMING / "testos" / "amd64" / ".lock"
-    for _ in range(100):
-        if lock.exists():
+    for _ in range(500):
+        if lock.exists() and any(name.endswith(".iso") for name, _ in upstream.requests):
             break
         await asyncio.sleep(0.01)
     with pytest.raises(AssetError, match=r"testos/amd64: another pxelab assets command"):
         await run_fetch(upstream, images)
+    upstream.hold.set()
     assert await first
     assert read_manifest(images / "testos" / "amd64") is not None
 
