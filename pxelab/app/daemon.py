@@ -33,8 +33,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pxelab")
 
-INVENTORY_POLL = 2.0
-"""Seconds between scans of the hosts dir, so changes are logged soon after they happen."""
+INVENTORY_POLL = 0.5
+"""Seconds between scans of the hosts dir (in a worker thread), so changes apply soon after they
+happen and no request waits on the disk."""
 
 
 class Service(Protocol):
@@ -122,7 +123,7 @@ async def prepare(config: Config) -> Parts:
     timeline.subscribe(events)
     return Parts(
         store,
-        Inventory(config.hosts_dir),
+        Inventory(config.hosts_dir, rescan_on_lookup=False),
         Renderer(config.templates_dir),
         InstallStore(store),
         timeline,
@@ -194,7 +195,7 @@ async def run_until(stop: asyncio.Event, inventory: Inventory) -> None:
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), INVENTORY_POLL)
-        inventory.refresh()
+        await asyncio.to_thread(inventory.refresh)
 
 
 async def close_all(services: list[Service], runner: web.AppRunner, parts: Parts) -> None:

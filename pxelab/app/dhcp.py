@@ -6,6 +6,8 @@ Called by the daemon; every problem is a ConfigError naming the key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -17,11 +19,10 @@ from pxelab.app.config import Config
 from pxelab.dhcp.arch import BootFiles
 from pxelab.dhcp.context import DhcpContext, DhcpMode, HostLookup, UnknownMacs
 from pxelab.dhcp.interface import interface_ipv4
-from pxelab.dhcp.leases import LeaseStore
-from pxelab.dhcp.server import start_dhcp
+from pxelab.dhcp.server import DhcpServer, start_dhcp
 from pxelab.errors import ConfigError
 from pxelab.events import Timeline
-from pxelab.state import StoreError
+from pxelab.state import Change, StateStore, StoreError
 
 log = logging.getLogger("pxelab.dhcp")
 
@@ -169,7 +170,7 @@ async def start_from_config(
     server_if: IPv4Interface,
     http_port: int,
     hosts: HostLookup,
-    store: LeaseStore,
+    store: StateStore,
     timeline: Timeline | None = None,
 ) -> DhcpService:
     """The DHCP sockets (leases kept in `store` in full mode); ConfigError names the key."""
@@ -184,6 +185,7 @@ async def start_from_config(
             raise ConfigError(f"key 'dhcp_interfaces': {exc}") from None
     relayed, more = split_interfaces(relayed, addresses)
     full = local.mode is DhcpMode.FULL
+    shared = full and config.state_url is not None
     try:
         dhcp = await start_dhcp(
             local,
@@ -194,6 +196,7 @@ async def start_from_config(
             store=store if full else None,
             timeline=timeline,
             more_interfaces=more,
+            spread=instance_spread(store) if shared else 0.0,
         )
     except OSError as exc:
         raise ConfigError(
@@ -202,6 +205,8 @@ async def start_from_config(
     except StoreError as exc:
         raise ConfigError(f"key 'state_url' or 'state_dir': cannot load leases: {exc}") from None
     parts: list[Closable] = [dhcp]
+    if shared:
+        parts.append(LeaseFollower(store, dhcp))
     if full and config.router_advertisements:
         from pxelab.dhcp.ra import start_ra
 
@@ -211,3 +216,48 @@ async def start_from_config(
             log.warning("router advertisements off: %s", exc)
     await asyncio.sleep(0)
     return DhcpService(parts)
+
+
+def instance_spread(store: StateStore) -> float:
+    """Where in each pool this instance starts looking for free addresses (0 to 1), from its
+    name: instances sharing one database offer different addresses first."""
+    name = store.instance
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4]) / 2**32
+
+
+class LeaseFollower:
+    """Keeps this instance's lease tables in step with leases other instances grant: on every
+    lease change in the shared store (NOTIFY), at most every `pause` seconds, it reads the
+    leases back and teaches the tables what they did not know. Without it the database still
+    refuses a second MAC on an address; with it such a refusal is rare."""
+
+    def __init__(self, store: StateStore, dhcp: DhcpServer, pause: float = 0.2) -> None:
+        self.store, self.dhcp, self.pause = store, dhcp, pause
+        self._due = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="lease-follower")
+        self._unsubscribe = store.subscribe(self._changed)
+
+    def _changed(self, change: Change) -> None:
+        if change.kind == "lease":
+            self._due.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._due.wait()
+            self._due.clear()
+            try:
+                news = self.dhcp.learn(await self.store.load_leases())
+            except StoreError as exc:
+                log.warning("cannot read the shared leases now: %s", exc)
+            else:
+                if news:
+                    log.debug("learned %d leases from other instances", news)
+            await asyncio.sleep(self.pause)
+
+    def close(self) -> None:
+        self._unsubscribe()
+        self._task.cancel()
+
+    async def wait_closed(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task

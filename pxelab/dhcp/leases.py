@@ -76,7 +76,10 @@ class LeaseTable:
         offer_hold: float = 60.0,
         decline_hold: float = 600.0,
         leases: Iterable[Lease] = (),
+        first: int = 0,
     ) -> None:
+        """`first`: the pool offset where the search for a free address starts (instances that
+        share one store start apart, so their offers seldom collide)."""
         if pool_end < pool_start:
             raise ValueError(f"pool end {pool_end} is before pool start {pool_start}")
         self.pool_start = pool_start
@@ -86,7 +89,7 @@ class LeaseTable:
         self.decline_hold = decline_hold
         self._by_ip: dict[IPv4Address, Lease] = {}
         self._by_mac: dict[str, IPv4Address] = {}
-        self._cursor = 0
+        self._cursor = first % (int(pool_end) - int(pool_start) + 1)
         for lease in leases:
             self._apply(lease)
 
@@ -195,6 +198,10 @@ class LeaseTable:
                 displaced.append(moved)
         self._apply(lease)
         return displaced
+
+    def differs(self, lease: Lease, now: float) -> bool:
+        """Whether the store's `lease` is news to this table: live, and not what it holds."""
+        return lease.active(now) and self._by_ip.get(lease.ip) != lease
 
     # -- internals ----------------------------------------------------------------------------
 

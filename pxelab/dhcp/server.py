@@ -167,6 +167,17 @@ class DhcpServer:
         if store is not None:
             self._worker = asyncio.get_running_loop().create_task(self._commit_loop())
 
+    def learn(self, stored: Sequence[Lease]) -> int:
+        """Take in what the shared store holds that the tables do not know (leases granted by
+        other instances); returns how many leases were news."""
+        now, news = self.clock(), 0
+        for lease in stored:
+            for pool in self.core.pools:
+                if lease.ip in pool.ctx.network and pool.leases.differs(lease, now):
+                    pool.leases.learn(lease)
+                    news += 1
+        return news
+
     @property
     def leases(self) -> LeaseTable:
         """The local subnet's live lease table (do not mutate from outside the loop)."""
@@ -392,18 +403,23 @@ def open_dhcp_socket(interface: str, port: int) -> socket.socket:
 
 
 def make_pools(
-    contexts: Sequence[tuple[str | None, DhcpContext]], stored: Sequence[Lease] = ()
+    contexts: Sequence[tuple[str | None, DhcpContext]],
+    stored: Sequence[Lease] = (),
+    spread: float = 0.0,
 ) -> list[Pool]:
     """A lease table per (interface or None behind relays, subnet), each filled with the stored
-    leases in its subnet."""
+    leases in its subnet; each table's search for free addresses starts `spread` (0 to 1) of the
+    way into its pool."""
     pools = []
     for interface, ctx in contexts:
+        size = int(ctx.pool_end) - int(ctx.pool_start) + 1
         table = LeaseTable(
             ctx.pool_start,
             ctx.pool_end,
             server_ip=ctx.server_ip,
             offer_hold=ctx.offer_hold,
             leases=[lease for lease in stored if lease.ip in ctx.network],
+            first=int(size * spread),
         )
         pools.append(Pool(ctx, table, interface))
     return pools
@@ -422,6 +438,7 @@ async def start_dhcp(
     pxe_port: int | None = None,
     timeline: Timeline | None = None,
     more_interfaces: Sequence[tuple[str, DhcpContext]] = (),
+    spread: float = 0.0,
 ) -> DhcpServer:
     """Serve DHCP on `interface` (subnet `ctx`) and on `more_interfaces` (each with its subnet);
     `relayed` are the subnets behind relays. One socket per interface and port.
@@ -432,7 +449,7 @@ async def start_dhcp(
     """
     local = [(interface, ctx), *more_interfaces]
     stored = await store.load_leases() if store is not None else []
-    pools = make_pools([*local, *((None, r) for r in relayed)], stored)
+    pools = make_pools([*local, *((None, r) for r in relayed)], stored, spread)
     if leases is not None:
         pools[0] = Pool(ctx, leases, interface)
     server = DhcpServer(DhcpCore(pools, CachedHosts(hosts)), store, clock, timeline)

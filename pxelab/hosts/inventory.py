@@ -291,10 +291,14 @@ class Inventory:
     """The hosts in a directory of `*.json` files, looked up by MAC, kept in step with the disk.
 
     A broken file is logged (file and reason) once per change and skipped; the others keep working.
+    By default a lookup rescans the directory when the last scan is over 0.5 s old (for the CLI
+    and tests); the daemon passes `rescan_on_lookup=False` and calls `refresh` from a worker
+    thread, so no lookup on its event loop touches the disk.
     """
 
-    def __init__(self, directory: Path | None) -> None:
+    def __init__(self, directory: Path | None, *, rescan_on_lookup: bool = True) -> None:
         self.directory = directory
+        self.rescan_on_lookup = rescan_on_lookup
         self._files: dict[Path, _Entry] = {}
         self._by_mac: dict[str, Host] = {}
         self._by_name: dict[str, Host] = {}
@@ -328,11 +332,14 @@ class Inventory:
         return {h.ip: h.mac for h in self._by_mac.values() if h.ip is not None}
 
     def _refresh_if_stale(self) -> None:
-        if time.monotonic() - self._last_scan >= _RELOAD_INTERVAL:
+        if self.rescan_on_lookup and time.monotonic() - self._last_scan >= _RELOAD_INTERVAL:
             self.refresh()
 
     def refresh(self) -> bool:
-        """Re-read changed, new and removed files; True if anything changed."""
+        """Re-read changed, new and removed files; True if anything changed.
+
+        Safe in a worker thread while the loop looks hosts up: the new state is built aside and
+        put in place by plain assignments."""
         self._last_scan = time.monotonic()
         if self.directory is None:
             return False
@@ -342,6 +349,7 @@ class Inventory:
             log.error("hosts dir %s: cannot list: %s", self.directory, exc)
             return False
         changed = False
+        files = dict(self._files)
         seen: set[Path] = set()
         for path in paths:
             try:
@@ -350,19 +358,20 @@ class Inventory:
                 continue  # removed between glob and stat
             seen.add(path)
             stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-            old = self._files.get(path)
+            old = files.get(path)
             if old is not None and old.stamp == stamp:
                 continue
             changed = True
             try:
-                self._files[path] = _Entry(stamp, load_host_file(path), None)
+                files[path] = _Entry(stamp, load_host_file(path), None)
             except HostFileError as exc:
                 log.error("host file skipped: %s", exc)
-                self._files[path] = _Entry(stamp, None, str(exc))
-        for gone in set(self._files) - seen:
+                files[path] = _Entry(stamp, None, str(exc))
+        for gone in set(files) - seen:
             changed = True
-            del self._files[gone]
+            del files[gone]
         if changed:
+            self._files = files
             self._reindex()
         return changed
 
