@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup install serve demo test unit lint format clean bench fuzz
+.PHONY: setup install serve demo test unit lint format clean bench fuzz golden
 
 setup:
 	@scripts/setup.sh
@@ -41,3 +41,6 @@ FUZZ_RUNS ?= 500000
 fuzz: setup  ## atheris on the DHCP and TFTP cores: FUZZ_RUNS inputs each (1,000,000 in all)
 	PYTHONPATH=. $(PY) fuzz/run.py dhcp -runs=$(FUZZ_RUNS)
 	PYTHONPATH=. $(PY) fuzz/run.py tftp -runs=$(FUZZ_RUNS)
+
+golden: setup  ## rewrite tests/unit/golden/ from the templates (review the diff; the tests only compare)
+	PYTHONPATH=. $(PY) -m tests.unit.test_render_golden

@@ -6,7 +6,7 @@ virtualenv and runs the copyable example test and `pxelab demo` as the unprivile
 
 from __future__ import annotations
 
-import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -61,6 +61,9 @@ def world_venv() -> Iterator[Path]:
         shutil.rmtree(top, ignore_errors=True)
 
 
+WHO_AM_I = "import os; print(os.getuid(), os.geteuid(), os.getegid())"
+
+
 def _as_nobody(top: Path, *argv: str, timeout: float) -> subprocess.CompletedProcess[str]:
     env = {"PATH": f"{top}/venv/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8"}
     return subprocess.run(
@@ -88,4 +91,8 @@ def test_no_step_needs_root(world_venv: Path) -> None:
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "network mode 'user'" in demo.stdout  # no root: the demo picks user-mode by itself
     assert re.search(r"booted in [\d.]+s: PXELAB-BOOT-OK mac=52:54:00:de:30:01", demo.stdout)
-    assert os.geteuid() == 0  # the outer test is root; what ran above ran as nobody
+    # What ran above ran through the same wrapper; show that it runs as nobody, not root.
+    who = _as_nobody(world_venv, f"{world_venv}/venv/bin/python", "-c", WHO_AM_I, timeout=60)
+    nobody = pwd.getpwnam("nobody")
+    assert who.stdout.split() == [str(nobody.pw_uid), str(nobody.pw_uid), str(nobody.pw_gid)]
+    assert nobody.pw_uid != 0 and nobody.pw_gid != 0

@@ -1,12 +1,12 @@
 """Golden texts: every boot template x architecture, the local-boot script and all install data.
 
-The expected files live in tests/unit/golden/; after a deliberate template change, rewrite them
-with `PXELAB_UPDATE_GOLDEN=1 pytest tests/unit/test_render_golden.py` and review the diff.
+The expected files live in tests/unit/golden/; the check only reads them. After a deliberate
+template change, rewrite them with `make golden` (this module run as a script) and review the diff.
 """
 
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,10 +42,7 @@ def _host(template: str, arch: str) -> Host:
 
 
 def _check(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("PXELAB_UPDATE_GOLDEN"):
-        path.write_text(text)
-    assert path.read_text() == text, f"{name} differs from the golden text"
+    assert (GOLDEN / name).read_text() == text, f"{name} differs from the golden text (make golden)"
 
 
 @pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
@@ -70,10 +67,29 @@ def test_local_boot_script_golden(arch: str) -> None:
     assert "kernel" not in script
 
 
-@pytest.mark.parametrize(
-    ("template", "name"),
-    sorted({(t, n) for t in DISTROS for n in INSTALL_DATA_FOR[t]} | {("ubuntu", "network-config")}),
+INSTALL_DATA_CASES = sorted(
+    {(t, n) for t in DISTROS for n in INSTALL_DATA_FOR[t]} | {("ubuntu", "network-config")}
 )
+
+
+def golden_texts() -> dict[str, str]:
+    """Every golden file's name and the text the renderer makes for it now."""
+    renderer, texts = Renderer(), {}
+    for arch in ("x86_64", "aarch64"):
+        for template in DISTROS:
+            texts[f"boot-{template}-{arch}.ipxe"] = renderer.boot_script(_host(template, arch), BASE)
+        local = renderer.boot_script(_host("ubuntu", arch), BASE, InstallState.INSTALLED)
+        texts[f"boot-local-{arch}.ipxe"] = local
+    for template, name in INSTALL_DATA_CASES:
+        texts[f"{name}-{template}"] = renderer.install_data(_host(template, "x86_64"), BASE, name)
+    return texts
+
+
+def test_every_golden_file_is_checked_and_none_is_missing() -> None:
+    assert sorted(p.name for p in GOLDEN.iterdir()) == sorted(golden_texts())
+
+
+@pytest.mark.parametrize(("template", "name"), INSTALL_DATA_CASES)
 def test_install_data_golden(template: str, name: str) -> None:
     text = Renderer().install_data(_host(template, "x86_64"), BASE, name)
     _check(f"{name}-{template}", text)
@@ -102,3 +118,9 @@ def test_cloud_init_data_is_valid_yaml_with_the_host_file_values() -> None:
     assert net["ethernets"]["boot"]["match"]["macaddress"] == "52:54:00:12:34:07"
     plain = yaml.safe_load(renderer.install_data(_host("generic", "x86_64"), BASE, "user-data"))
     assert plain["hostname"] == "node-7" and plain["users"][0]["ssh_authorized_keys"] == KEYS
+
+
+if __name__ == "__main__":  # `make golden`: the only writer of tests/unit/golden/
+    for golden_name, golden_text in golden_texts().items():
+        (GOLDEN / golden_name).write_text(golden_text)
+        print(f"wrote {GOLDEN / golden_name}", file=sys.stderr)
