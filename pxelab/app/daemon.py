@@ -131,6 +131,12 @@ async def prepare(config: Config) -> Parts:
     )
 
 
+HTTP_MAX_HEADERS = 128
+"""Header lines per HTTP request at most; more get 400 (tests/integration/test_http_load.py)."""
+HTTP_MAX_LINE = 8190
+"""Bytes in the request line or one header at most; longer gets 400 or 431."""
+
+
 def http_runner(config: Config, parts: Parts) -> web.AppRunner:
     """The HTTP app's runner (not yet listening)."""
     app = make_app(
@@ -148,6 +154,9 @@ def http_runner(config: Config, parts: Parts) -> web.AppRunner:
         access_log_class=AccessLogger,
         access_log=logging.getLogger("pxelab.http"),
         handle_signals=False,
+        max_headers=HTTP_MAX_HEADERS,
+        max_line_size=HTTP_MAX_LINE,
+        max_field_size=HTTP_MAX_LINE,
     )
 
 

@@ -96,8 +96,10 @@ async def test_relayed_discover_is_answered_and_logged(
     assert offer.yiaddr == IPv4Address("127.0.0.100")
     assert offer.file == b"ipxe.efi"
     assert offer.option(OptionCode.MESSAGE_TYPE) == bytes((MessageType.OFFER,))
-    lease = server.leases.get("52:54:00:cc:00:01", 0)
-    assert lease is None or lease.ip == IPv4Address("127.0.0.100")
+    # the OFFER holds the address for this MAC in the table before it is sent
+    lease = server.leases.get("52:54:00:cc:00:01", server.clock())
+    assert lease is not None
+    assert (lease.ip, lease.state) == (IPv4Address("127.0.0.100"), LeaseState.OFFERED)
     assert (
         "pxelab.dhcp",
         logging.INFO,
