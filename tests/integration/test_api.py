@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 from aiohttp.test_utils import TestClient, TestServer
 
 from pxelab.boot.render import Renderer
@@ -189,13 +190,22 @@ async def test_explain_over_http(setup: tuple[Client, Timeline, Path]) -> None:
     assert [a["boot_file"] for a in one["dhcp"]["answers"]] == ["ipxe-arm64.efi"]
 
 
+def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus text exposition, parsed by prometheus_client's own parser."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
 async def test_metrics_count_requests_bytes_and_timeline_events(
     setup: tuple[Client, Timeline, Path],
 ) -> None:
     client, timeline, _ = setup
-    await client.get("/images/ubuntu-24.04/amd64/vmlinuz")
-    await client.get("/images/nope")
-    await client.post(f"/api/hosts/{MAC}/installed", headers=AUTH)
+    assert len(await (await client.get("/images/ubuntu-24.04/amd64/vmlinuz")).read()) == 1000
+    missing = await (await client.get("/images/nope")).read()
+    assert (await client.post(f"/api/hosts/{MAC}/installed", headers=AUTH)).status == 200
     now, ip = time.time(), "10.0.0.21"
     timeline.record(Event(now, "dhcp", mac=MAC, message_type="ACK", address=ip, file="ipxe.efi"))
     done, stalled = TftpOutcome.COMPLETED, TftpOutcome.TIMED_OUT
@@ -203,20 +213,29 @@ async def test_metrics_count_requests_bytes_and_timeline_events(
     timeline.record(Event(now, "tftp", ip=ip, file="x.efi", outcome=stalled, bytes_acked=0))
     resp = await client.get("/metrics")
     assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain")
-    text = await resp.text()
-    for line in [
-        'pxelab_http_requests_total{route="/images/{path}",status="200"} 1.0',
-        'pxelab_http_requests_total{route="/images/{path}",status="404"} 1.0',
-        'pxelab_http_sent_bytes_total{route="/images/{path}"} 1',  # 1000 + the 404 text
-        'pxelab_dhcp_replies_total{type="ACK"} 1.0',
-        'pxelab_tftp_transfers_total{result="completed"} 1.0',
-        'pxelab_tftp_transfers_total{result="failed"} 1.0',
-        "pxelab_tftp_sent_bytes_total 1024.0",
-        'pxelab_errors_total{service="tftp"} 1.0',
-        "pxelab_installs_completed_total 1.0",
-        'pxelab_boot_events_total{stage="installed"} 1.0',
-    ]:
-        assert line in text, line
+    samples = metric_samples(await resp.text())
+    images = (("route", "/images/{path}"),)
+    expected = {
+        ("pxelab_http_requests_total", (*images, ("status", "200"))): 1.0,
+        ("pxelab_http_requests_total", (*images, ("status", "404"))): 1.0,
+        ("pxelab_http_sent_bytes_total", images): 1000.0 + len(missing),
+        ("pxelab_dhcp_replies_total", (("type", "ACK"),)): 1.0,
+        ("pxelab_tftp_transfers_total", (("result", "completed"),)): 1.0,
+        ("pxelab_tftp_transfers_total", (("result", "failed"),)): 1.0,
+        ("pxelab_tftp_sent_bytes_total", ()): 1024.0,
+        ("pxelab_errors_total", (("service", "tftp"),)): 1.0,
+        ("pxelab_installs_completed_total", ()): 1.0,
+        ("pxelab_boot_events_total", (("stage", "installed"),)): 1.0,
+    }
+    assert {key: samples.get(key) for key in expected} == expected
+    # nothing else was counted in these families: no other DHCP reply, TFTP result or error
+    for family in (
+        "pxelab_dhcp_replies_total",
+        "pxelab_tftp_transfers_total",
+        "pxelab_errors_total",
+    ):
+        counted = {k: v for k, v in samples.items() if k[0] == family and v}
+        assert counted == {k: v for k, v in expected.items() if k[0] == family}, family
 
 
 async def test_a_forged_host_header_cannot_reach_a_script(
