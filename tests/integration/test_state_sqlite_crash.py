@@ -56,6 +56,7 @@ async def test_writes_survive_kill_9(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+    assert proc.returncode == -signal.SIGKILL  # it died holding the store open, never closed it
     store = SqliteStore(tmp_path / FILE_NAME)
     await store.open()
     try:
