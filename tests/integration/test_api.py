@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 from aiohttp import web
-from prometheus_client.parser import text_string_to_metric_families
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
 
 from pxelab.boot.render import Renderer
 from pxelab.events import Event, TftpOutcome, Timeline

@@ -77,7 +77,9 @@ def golden_texts() -> dict[str, str]:
     renderer, texts = Renderer(), {}
     for arch in ("x86_64", "aarch64"):
         for template in DISTROS:
-            texts[f"boot-{template}-{arch}.ipxe"] = renderer.boot_script(_host(template, arch), BASE)
+            texts[f"boot-{template}-{arch}.ipxe"] = renderer.boot_script(
+                _host(template, arch), BASE
+            )
         local = renderer.boot_script(_host("ubuntu", arch), BASE, InstallState.INSTALLED)
         texts[f"boot-local-{arch}.ipxe"] = local
     for template, name in INSTALL_DATA_CASES:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -122,11 +124,35 @@ def test_install_data_templates_can_be_overridden(tmp_path: Path) -> None:
         Renderer(tmp_path).install_data(host, BASE, "kickstart")
 
 
-def _assert_one_command_per_line(data: dict[str, object]) -> None:
+UNSAFE = ["\n", "\r", "\t", "\x00", "\x1b", "\u2028", "\x7f", "${", "||", "&&"]
+"""What a host file must never get onto an iPXE line: line ends, control characters, iPXE syntax."""
+ALLOWED = "abcxyz019=.,:/" * 4 + "'\"<>;#-_\\@%+*!?~$&|{}"
+"""Printable characters a kernel argument may carry, plain ones more often (a single `$`, `|` or
+`&` is not iPXE syntax, but two in a row may be)."""
+NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}"
+"""The README's host name rule: letters, digits, '-', '_', '.'; at most 63; not a leading '-'."""
+
+
+def _unsafe(text: str) -> bool:
+    return any(not c.isprintable() for c in text) or any(b in text for b in ("${", "||", "&&"))
+
+
+@st.composite
+def _mostly_valid(draw: st.DrawFn, valid: st.SearchStrategy[str], targets: list[str]) -> str:
+    """A valid value, or (one time in four) that value with one targeted bad part put in."""
+    text = draw(valid)
+    if draw(st.sampled_from((False, False, False, True))):
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(st.sampled_from(targets)) + text[at:]
+    return text
+
+
+def _outcome(data: dict[str, object]) -> str:
+    """Parse the host file; when accepted, show every script keeps one command per line."""
     try:
         host = parse_host({**OK, **data}, "h.json")
     except HostFileError:
-        return  # refused before it could reach a script
+        return "refused"
     for template in ("generic", "ubuntu", "fedora", "debian"):
         script = Renderer().boot_script(replace(host, template=template), BASE)
         lines = script.splitlines()
@@ -139,17 +165,39 @@ def _assert_one_command_per_line(data: dict[str, object]) -> None:
         ]
         assert not any(bad in script for bad in ("${", "||", "&&"))
         assert host.kernel_args in lines[2]
+    return "accepted"
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.text(TRICKY + "abc=019 ", max_size=60))
-def test_any_accepted_kernel_args_stay_on_the_kernel_line(kernel_args: str) -> None:
-    _assert_one_command_per_line({"kernel_args": kernel_args})
+KERNEL_ARGS = st.lists(st.text(ALLOWED, min_size=1, max_size=12), max_size=6).map(" ".join)
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    st.text(TRICKY + "abcxyz019", min_size=1, max_size=20), st.text(TRICKY + "abc/:.", max_size=20)
-)
-def test_any_accepted_name_and_kernel_stay_on_their_lines(name: str, kernel: str) -> None:
-    _assert_one_command_per_line({"name": name, "kernel": kernel or "vmlinuz"})
+def test_kernel_args_are_refused_exactly_when_unsafe_else_stay_on_the_kernel_line() -> None:
+    seen: Counter[str] = Counter()
+
+    @settings(max_examples=200, deadline=None, database=None)
+    @given(_mostly_valid(KERNEL_ARGS, UNSAFE))
+    def check(kernel_args: str) -> None:
+        outcome = _outcome({"kernel_args": kernel_args})
+        assert outcome == ("refused" if _unsafe(kernel_args) else "accepted"), repr(kernel_args)
+        seen[outcome] += 1
+
+    check()
+    # both paths ran, and the accepted one most: the values are mostly valid on purpose
+    assert seen["accepted"] >= 100 and seen["refused"] >= 20, seen
+
+
+def test_names_and_kernels_are_refused_exactly_when_invalid_else_stay_on_their_lines() -> None:
+    seen: Counter[str] = Counter()
+    names = _mostly_valid(st.from_regex(NAME, fullmatch=True), [*UNSAFE, *TRICKY, "/", "x" * 63])
+    kernels = _mostly_valid(st.from_regex(r"[A-Za-z0-9_./:-]{1,30}", fullmatch=True), UNSAFE)
+
+    @settings(max_examples=200, deadline=None, database=None)
+    @given(names, kernels)
+    def check(name: str, kernel: str) -> None:
+        valid = re.fullmatch(NAME, name) and not _unsafe(kernel) and " " not in kernel
+        outcome = _outcome({"name": name, "kernel": kernel})
+        assert outcome == ("accepted" if valid else "refused"), (name, kernel)
+        seen[outcome] += 1
+
+    check()
+    assert seen["accepted"] >= 100 and seen["refused"] >= 20, seen
