@@ -12,17 +12,20 @@ import os
 import random
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from pxelab.app.config import Config
 from pxelab.boot.grub import GrubFiles
 from pxelab.boot.render import Renderer
 from pxelab.events import Timeline
 from pxelab.hosts.install import InstallState, InstallStore
 from pxelab.hosts.inventory import Inventory
 from pxelab.paths import resolve
+from pxelab.tftp.admission import MAX_PER_CLIENT, MAX_SESSIONS
 from pxelab.tftp.files import FileCache, FileSource
 from pxelab.tftp.packet import Ack, Data, ErrorCode, ErrorPacket, OptionAck, ReadRequest
 from pxelab.tftp.server import TftpServer, start_tftp
@@ -51,12 +54,19 @@ async def open_client(host: str = HOST) -> RawClient:
 
 
 async def fetch_windowed(
-    client: RawClient, port: int, name: str, blksize: int, windowsize: int
+    client: RawClient,
+    port: int,
+    name: str,
+    blksize: int,
+    windowsize: int,
+    times: list[tuple[float, float]] | None = None,
 ) -> bytes:
-    """Read a file as an RFC 7440 client: OACK, then ACK the last block of each window."""
+    """Read a file as an RFC 7440 client: OACK, then ACK the last block of each window.
+    With `times`, append (OACK received, last block received) on the monotonic clock."""
     options = {"blksize": str(blksize), "windowsize": str(windowsize)}
     client.send(ReadRequest(name, "octet", options), (HOST, port))
     packet, tid = await client.recv(timeout=10)
+    started = time.monotonic()
     assert packet == OptionAck(options), packet
     client.send(Ack(0), tid)
     content, expected, in_window = bytearray(), 1, 0
@@ -73,6 +83,8 @@ async def fetch_windowed(
             client.send(Ack(packet.block), tid)
             in_window = 0
         if last:
+            if times is not None:
+                times.append((started, time.monotonic()))
             return bytes(content)
 
 
@@ -323,21 +335,37 @@ async def test_random_datagrams_never_stop_the_server(
         client.close()
 
 
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    """The largest number of (start, end) spans that were open at the same moment."""
+    edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    return max(itertools.accumulate(step for _, step in edges))
+
+
 async def test_200_concurrent_transfers_complete(root: Path, servers: list[TftpServer]) -> None:
-    tftp = await start_tftp(
-        root, HOST, 0, config=SessionConfig(timeout=2), max_sessions=256, max_per_client=256
-    )
+    """200 transfers at once under the shipped caps (512 in all, 16 per client IP): 13 client
+    addresses, up to 16 transfers each, so every one is admitted at its first RRQ (the clients
+    here never retry) and they really run side by side (their spans overlap)."""
+    assert (
+        Config().tftp_max_sessions,
+        Config().tftp_max_per_client,
+    ) == (MAX_SESSIONS, MAX_PER_CLIENT)
+    tftp = await start_tftp(root, HOST, 0, config=SessionConfig(timeout=2))
     servers.append(tftp)
-    clients = [await open_client() for _ in range(200)]
+    addresses = [f"127.0.0.{10 + i // MAX_PER_CLIENT}" for i in range(200)]
+    clients = [await open_client(address) for address in addresses]
+    spans: list[tuple[float, float]] = []
     try:
         results = await asyncio.gather(
             *(
-                fetch_windowed(client, tftp.port, "big.bin", 1428, 1 + i % 16)
+                fetch_windowed(client, tftp.port, "big.bin", 1428, 1 + i % 16, spans)
                 for i, client in enumerate(clients)
             )
         )
         expected = (root / "big.bin").read_bytes()
         assert all(result == expected for result in results)
+        assert tftp.refused_busy == 0
+        # each transfer takes ~210 blocks; they overlap rather than run one after another
+        assert len(spans) == 200 and most_at_once(spans) >= 150, most_at_once(spans)
         await wait_for(lambda: tftp.sessions == 0)
     finally:
         for client in clients:
