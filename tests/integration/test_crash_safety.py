@@ -68,6 +68,11 @@ def _wait(ready: Callable[[], bool], what: str, log: Callable[[], str] = str) ->
         time.sleep(0.05)
 
 
+def _ack(line: str) -> tuple[str, str]:
+    ip, mac = line.split()
+    return ip, mac
+
+
 def _bound_count(db: Path) -> int:
     try:
         return len(_bound(db)) if db.exists() else 0
@@ -111,7 +116,7 @@ def test_kill_9_under_load_loses_no_lease(tmp_path: Path) -> None:
         finally:
             sniffer.kill()
             sniffer.wait()
-        acked = [tuple(line.split()) for line in acks.read_text().splitlines()[1:]]
+        acked = [_ack(line) for line in acks.read_text().splitlines()[1:]]
         # every ACK the clients received before the crash, seen on the wire, not in the database
         macs_of: dict[str, set[str]] = {}
         for ip, mac in acked:
