@@ -28,10 +28,13 @@ class Impairment:
     """Probability that a datagram is sent twice."""
     spare_handshake: bool = False
     """Never touch RRQ, OACK and ACK 0 (atftp 0.8 aborts on a repeated OACK: "unexpected OACK")."""
+    drop_handshake: frozenset[str] = frozenset()
+    """Of "RRQ", "OACK", "ACK 0": drop the first of each named here for each client, for certain,
+    so an end must recover the handshake itself (the random impairment applies to the rest)."""
 
 
-_HANDSHAKE = (b"\0\1", b"\0\6", b"\0\4\0\0")
-"""RRQ, OACK and ACK 0 (the first bytes of each)."""
+HANDSHAKE = {b"\0\1": "RRQ", b"\0\6": "OACK", b"\0\4\0\0": "ACK 0"}
+"""The first bytes of RRQ, OACK and ACK 0, and their names."""
 
 
 class _Socket(asyncio.DatagramProtocol):
@@ -59,6 +62,8 @@ class LossyRelay:
         """The port clients send their requests to."""
         self.stats = {"relayed": 0, "dropped": 0, "delayed": 0, "duplicated": 0}
         """Datagrams per fate."""
+        self.handshake_dropped: set[tuple[Address, str]] = set()
+        """(client, name) of each handshake datagram dropped by `drop_handshake`."""
         self._rng = random.Random(seed)
         self._loop = asyncio.get_running_loop()
         self._sockets: list[_Socket] = []
@@ -96,7 +101,7 @@ class LossyRelay:
         upstream = await self._socket(
             ("up", client), lambda: self._open(lambda d, tid: self._from_server(d, tid, client))
         )
-        self._impair(upstream, data, target)
+        self._impair(upstream, data, target, client)
 
     def _from_server(self, data: bytes, server_tid: Address, client: Address) -> None:
         self._spawn(self._forward_down(data, server_tid, client))
@@ -111,7 +116,7 @@ class LossyRelay:
             ("down", client, server_tid),
             lambda: self._open(lambda d, c: self._from_client(d, c, server_tid)),
         )
-        self._impair(downstream, data, client)
+        self._impair(downstream, data, client, client)
 
     async def _socket(self, key: object, factory: Callable[[], Awaitable[_Socket]]) -> _Socket:
         """One relay socket per key, opened once even when datagrams race to open it."""
@@ -120,9 +125,15 @@ class LossyRelay:
             task = self._opening[key] = self._loop.create_task(_wrap(factory))
         return await task
 
-    def _impair(self, sock: _Socket, data: bytes, target: Address) -> None:
+    def _impair(self, sock: _Socket, data: bytes, target: Address, client: Address) -> None:
         rng, imp = self._rng, self.impairment
-        if imp.spare_handshake and data.startswith(_HANDSHAKE):
+        kind = next((name for k, name in HANDSHAKE.items() if data.startswith(k)), None)
+        once = (client, kind or "")
+        if kind in imp.drop_handshake and once not in self.handshake_dropped:
+            self.handshake_dropped.add(once)
+            self.stats["dropped"] += 1
+            return
+        if imp.spare_handshake and kind is not None:
             self._send(sock, data, target)
             return
         if rng.random() < imp.loss:
