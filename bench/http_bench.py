@@ -6,6 +6,8 @@ Scenarios (`--only NAME`, default all):
             same script pre-rendered to a file
   ready     `pxelab serve` with DHCP, TFTP and HTTP in a namespace: start to its ready line
   rss       pxelab's RSS, sampled while 16 clients stream a 4 GiB sparse file
+  slow      a normal client's wait for its script while 1,000 slow or idle connections are open
+            (the test, tests/integration/test_http_load.py, checks that it is served at all)
 Not a test: bench/run.py (`make bench`) runs it as root and gathers its rows.
 """
 
@@ -232,11 +234,58 @@ def rss(work: Path) -> list[Row]:
     ]
 
 
+def slow(work: Path, connections: int = 1000, requests: int = 20) -> list[Row]:
+    """A normal client's request time while `connections` slowloris or idle connections are open."""
+    import resource
+    import socket
+    import urllib.request
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * connections)), hard))
+    layout(work)
+    waits: list[float] = []
+    with pxelab(work, free_port()) as px:
+        url = f"http://127.0.0.1:{px.port}/boot?mac={MAC}"
+        held: list[socket.socket] = []
+        try:
+            for i in range(connections):
+                sock = socket.create_connection(("127.0.0.1", px.port), timeout=10)
+                if i % 2:  # half slowloris: a request line and a header, never finished
+                    sock.sendall(b"GET /boot.ipxe HTTP/1.1\r\nHost: x\r\nX-a: ")
+                held.append(sock)
+            for _ in range(requests):
+                for sock in held[1::2][:200]:
+                    sock.sendall(b"a")  # trickle, as slowloris does
+                start = time.monotonic()
+                with urllib.request.urlopen(url, timeout=30) as resp:
+                    resp.read()
+                waits.append(time.monotonic() - start)
+        finally:
+            for sock in held:
+                sock.close()
+    worst, median = max(waits), statistics.median(waits)
+    print(f"  normal client beside {connections} slow ones: median {median * 1000:.1f} ms, "
+          f"worst {worst * 1000:.1f} ms", flush=True)  # fmt: skip
+    return [
+        Row(
+            f"HTTP script for a normal client beside {connections} slow/idle connections",
+            f"worst {worst * 1000:.0f} ms",
+            "",
+            None,
+            "< 2 s",
+            worst < 2.0,
+            f"{requests} requests, median {median * 1000:.1f} ms; half the connections trickle "
+            "an unfinished header (slowloris), half are silent",
+        )
+    ]
+
+
 SCENARIOS: dict[str, Callable[[Path], list[Row]]] = {
     "bigfile": bigfile,
     "script": script,
     "ready": ready,
     "rss": rss,
+    "slow": slow,
 }
 
 
