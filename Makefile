@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup install serve demo test unit lint format clean bench fuzz golden
+.PHONY: setup install serve demo test unit lint format clean bench fuzz golden docs
 
 setup:
 	@scripts/setup.sh
@@ -44,3 +44,6 @@ fuzz: setup  ## atheris on the DHCP and TFTP cores: FUZZ_RUNS inputs each (1,000
 
 golden: setup  ## rewrite tests/unit/golden/ from the templates (review the diff; the tests only compare)
 	PYTHONPATH=. $(PY) -m tests.unit.test_render_golden
+
+docs: setup  ## renew docs/status.png: the status page test, its screenshot kept (tests write none)
+	PXELAB_STATUS_SCREENSHOT=$(CURDIR)/docs/status.png $(PY) -m pytest tests/e2e/test_status_browser.py
