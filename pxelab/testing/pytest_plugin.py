@@ -110,16 +110,21 @@ def pxelab_server(
 def qemu_vm(
     pxelab_server: PxelabServer, request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Callable[..., QemuVm]]:
-    """A factory: `qemu_vm(mac, arch="x86_64"|"aarch64", firmware="uefi"|"bios"|"uefi-secure")`
-    boots a VM from pxelab_server (aarch64 and Secure Boot need network="netns").
+    """A factory: `qemu_vm(mac, arch="x86_64"|"aarch64", firmware="uefi"|"bios"|"uefi-secure",
+    disk=None)` boots a VM from pxelab_server (aarch64 and Secure Boot need network="netns");
+    x86-64 VMs can have a directory as a read-only FAT disk, next in the boot order.
 
     Every VM is stopped afterwards.
     """
     vms: list[QemuVm] = []
 
-    def start(mac: str, arch: str = "x86_64", firmware: str = "uefi") -> QemuVm:
+    def start(
+        mac: str, arch: str = "x86_64", firmware: str = "uefi", disk: Path | None = None
+    ) -> QemuVm:
         workdir = tmp_path / f"vm{len(vms)}"
         the_lab = pxelab_server.lab
+        if disk is not None and arch != "x86_64":
+            raise ValueError("qemu_vm: a disk is for x86-64 VMs only")
         if arch == "aarch64" and firmware == "uefi":
             if the_lab is None:
                 raise ValueError(
@@ -132,14 +137,16 @@ def qemu_vm(
             # UEFI: the firmware's own PXE client (romfile=); SeaBIOS has none: QEMU's iPXE ROM
             netdev = tap_netdev(the_lab.add_tap())
             vm = start_x86(workdir, mac, netdev, firmware=firmware, ns=the_lab.server,
-                           nic_rom=firmware == "bios")  # fmt: skip
+                           nic_rom=firmware == "bios", disk=disk)  # fmt: skip
         elif firmware == "uefi-secure":
             raise ValueError(
                 "qemu_vm: Secure Boot goes through shim and GRUB over TFTP: use network='netns'"
             )
         else:
             url = f"http://10.0.2.2:{pxelab_server.daemon.http_port}/boot.ipxe"
-            vm = start_x86(workdir, mac, user_netdev(url), firmware=firmware, nic_rom=True)
+            vm = start_x86(
+                workdir, mac, user_netdev(url), firmware=firmware, nic_rom=True, disk=disk
+            )
         vms.append(vm)
         return vm
 

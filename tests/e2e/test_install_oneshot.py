@@ -2,18 +2,25 @@
 
 QEMU user-mode network, no root. Boot 1: the generic script runs the test initrd with
 `pxelab.install=1`; the initrd gets an address and POSTs to `pxelab.installed_url`. Boot 2, the
-same MAC: pxelab serves the local-boot script (iPXE `exit`); the VM has no disk, so the test
-checks the served script, the console and the timeline rather than a booted system.
+same MAC, now with a disk: pxelab serves the local-boot script (iPXE `exit`), and the firmware
+goes on to the disk and boots the system "installed" there, whose console says so.
+
+The disk is a FAT image QEMU makes from a directory: the test kernel and initrd, and a
+`startup.nsh`. Debian's OVMF (OVMF_CODE_4M.fd; not the Secure Boot builds) ends its boot order
+with the UEFI Shell, which runs `startup.nsh` from the first FAT file system it finds: that
+script boots the kernel from the disk with `pxelab.disk=1`, so the marker line the initrd prints
+can only come from the disk (pxelab never serves that argument).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import sqlite3
-import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,7 +46,7 @@ def _stages(server: PxelabServer) -> list[str]:
 @pytest.mark.e2e
 @pytest.mark.pxelab(network="user")
 def test_vm_installs_once_then_boots_from_disk(
-    pxelab_server: PxelabServer, qemu_vm: Callable[..., QemuVm]
+    pxelab_server: PxelabServer, qemu_vm: Callable[..., QemuVm], tmp_path: Path
 ) -> None:
     pxelab_server.add_host("inst1", MAC, kernel_args="quiet pxelab.install=1")
     first = qemu_vm(MAC)
@@ -61,13 +68,26 @@ def test_vm_installs_once_then_boots_from_disk(
     assert row == ("installed",)
     assert f"audit: allowed installed {MAC} by signed callback from 127.0.0.1" in pxelab_server.log
 
-    second = qemu_vm(MAC)
+    second = qemu_vm(MAC, disk=_installed_disk(pxelab_server, tmp_path / "disk"))
     second.wait_for(r"inst1 \(52:54:00:00:1e:01\) is installed: booting from its local disk", 240)
-    deadline = time.monotonic() + 30
-    while "local-boot" not in _stages(pxelab_server) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _stages(pxelab_server)[-1] == "local-boot"
-    assert MARKER not in second.text()  # no kernel was served this time
+    booted = second.wait_for(rf"{MARKER} mac=(\S+) cmdline=(.*)", timeout=240)
+    assert booted.group(1) == MAC
+    assert "pxelab.disk=1" in booted.group(2).split(), booted.group(2)  # the disk's own system
+    assert "pxelab.installed_url" not in booted.group(2)
+    stages = _stages(pxelab_server)
+    assert stages[-1] == "local-boot", stages  # and nothing was fetched from pxelab after it
+    assert stages.count("kernel") == 1 and stages.count("initrd") == 1, stages
     script = _get(pxelab_server, f"/boot?mac={MAC}")
     assert script.splitlines()[-1] == "exit" and "kernel" not in script
     assert "(host inst1, installed: local boot)" in pxelab_server.log
+
+
+def _installed_disk(server: PxelabServer, disk: Path) -> Path:
+    """A directory QEMU shows as a FAT disk: the test system and the shell script that boots it."""
+    (disk / "pxelab").mkdir(parents=True)
+    images = server.dirs.images / "demo" / "amd64"
+    for name in ("vmlinuz", "initrd"):
+        shutil.copyfile(images / name, disk / "pxelab" / name)
+    boot = r"fs0:\pxelab\vmlinuz initrd=\pxelab\initrd console=ttyS0 quiet pxelab.disk=1"
+    (disk / "startup.nsh").write_text(f"fs0:\r\n{boot}\r\n")
+    return disk

@@ -30,7 +30,7 @@ from pxelab.tftp.files import FileCache, FileSource
 from pxelab.tftp.packet import Ack, Data, ErrorCode, ErrorPacket, OptionAck, ReadRequest
 from pxelab.tftp.server import TftpServer, start_tftp
 from pxelab.tftp.session import SessionConfig
-from tests.integration.test_tftp_server import HOST, RawClient, fetch
+from tests.integration.test_tftp_server import HOST, QUIET, RawClient, fetch
 
 Address = tuple[str, int]
 
@@ -120,7 +120,8 @@ async def test_per_client_cap_drops_extra_requests_but_serves_other_clients(
         first.send(ReadRequest("small.bin", "octet"), (HOST, tftp.port))
         await first.recv()
         second.send(ReadRequest("small.bin", "octet"), (HOST, tftp.port))
-        assert await second.nothing_for(0.2)  # dropped: the client will retry
+        await wait_for(lambda: tftp.refused_busy == 1)  # judged and dropped ...
+        assert await second.nothing_for(QUIET)  # ... without an answer: the client will retry
         assert "dropped, 1 transfers in flight for 127.0.0.1 (tftp_max_per_client)" in caplog.text
         assert await fetch(other, tftp.port, "small.bin") == (root / "small.bin").read_bytes()
         assert tftp.refused_busy == 1
@@ -140,7 +141,8 @@ async def test_global_cap_and_slots_come_back(root: Path, servers: list[TftpServ
             tids.append((await client.recv())[1])
         assert tftp.sessions == 2
         clients[2].send(ReadRequest("small.bin", "octet"), (HOST, tftp.port))
-        assert await clients[2].nothing_for(0.2)
+        await wait_for(lambda: tftp.refused_busy == 1)
+        assert await clients[2].nothing_for(QUIET)
         # The first client gives up with an ERROR: its slot is free again.
         clients[0].send(ErrorPacket(ErrorCode.NOT_DEFINED, "bye"), tids[0])
         await wait_for(lambda: tftp.sessions == 1)
@@ -152,8 +154,9 @@ async def test_global_cap_and_slots_come_back(root: Path, servers: list[TftpServ
 
 
 async def test_a_repeated_rrq_does_not_start_a_second_transfer(
-    root: Path, servers: list[TftpServer]
+    root: Path, servers: list[TftpServer], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG, "pxelab.tftp")
     tftp = await start_tftp(root, HOST, 0, config=SessionConfig(timeout=5))
     servers.append(tftp)
     client = await open_client()
@@ -162,7 +165,8 @@ async def test_a_repeated_rrq_does_not_start_a_second_transfer(
             client.send(ReadRequest("small.bin", "octet"), (HOST, tftp.port))
         packet, tid = await client.recv()
         assert packet == Data(1, (root / "small.bin").read_bytes()[:512])
-        assert await client.nothing_for(0.2)
+        await wait_for(lambda: caplog.text.count("repeated RRQ 'small.bin'; ignored") == 2)
+        assert await client.nothing_for(QUIET)
         assert tftp.sessions == 1
         client.send(Ack(1), tid)
         assert (await client.recv())[0] == Data(2, (root / "small.bin").read_bytes()[512:1024])
