@@ -75,7 +75,10 @@ def test_vm_installs_once_then_boots_from_disk(
     assert "pxelab.disk=1" in booted.group(2).split(), booted.group(2)  # the disk's own system
     assert "pxelab.installed_url" not in booted.group(2)
     stages = _stages(pxelab_server)
-    assert stages[-1] == "local-boot", stages  # and nothing was fetched from pxelab after it
+    assert "local-boot" in stages[4:], stages
+    # no kernel or initrd from pxelab on boot 2: the system came from the disk. (After iPXE exits,
+    # OVMF's own HTTP boot client also tries pxelab's /boot.ipxe before the disk; it cannot run
+    # an iPXE script, so those requests fail in the firmware and only add `ipxe` events.)
     assert stages.count("kernel") == 1 and stages.count("initrd") == 1, stages
     script = _get(pxelab_server, f"/boot?mac={MAC}")
     assert script.splitlines()[-1] == "exit" and "kernel" not in script

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -78,6 +79,18 @@ def _wait_ready(proc: subprocess.Popen[str], log: Path, timeout: float = 20) -> 
     raise TimeoutError(log.read_text())
 
 
+def _until_served(url: str, timeout: float = 20) -> str:
+    """The body of url once it answers 200 (a new host file is picked up within 0.5 s or so)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url) as resp:
+                return str(resp.read().decode())
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 404 and time.monotonic() < deadline, exc
+        time.sleep(0.05)
+
+
 def test_http_only_serve_reload_and_clean_stop(tmp_path: Path) -> None:
     hosts = tmp_path / "hosts"
     hosts.mkdir()
@@ -101,12 +114,13 @@ def test_http_only_serve_reload_and_clean_stop(tmp_path: Path) -> None:
         (hosts / "b.json").write_text(
             json.dumps({"name": "b", "mac": "52:54:00:00:00:0b", "distro": "e"})
         )
-        time.sleep(0.6)
-        with urllib.request.urlopen(f"{base}/boot?mac=52:54:00:00:00:0b") as resp:
-            assert "images/e/amd64/vmlinuz" in resp.read().decode()
+        assert "images/e/amd64/vmlinuz" in _until_served(f"{base}/boot?mac=52:54:00:00:00:0b")
         # a broken file is reported and skipped; the others keep booting
         (hosts / "c.json").write_text("{")
-        time.sleep(0.6)
+        deadline = time.monotonic() + 20  # the inventory rescans at most every 0.5 s
+        while not re.search(r"c\.json: invalid JSON", log.read_text()):
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
         with urllib.request.urlopen(f"{base}/boot?mac=52:54:00:00:00:0a") as resp:
             assert resp.status == 200
     finally:
