@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from pxelab.testing.bootlab import Daemon, LabDirs, create_token, start_daemon_usernet
+from tests.integration.test_api import metric_samples
 
 MAC = "52:54:00:00:2a:01"
 
@@ -68,8 +69,11 @@ def test_installed_survives_a_restart_and_cli_reinstall_reaches_the_daemon(dirs:
             boots += 1
         hosts = json.loads(_http(daemon, "/api/hosts"))["hosts"]
         assert [(h["name"], h["state"], h["stage"]) for h in hosts] == [("d1", "install", "script")]
-        metrics = _http(daemon, "/metrics")
-        assert f'pxelab_http_requests_total{{route="/boot",status="200"}} {boots}.0' in metrics
+        samples = metric_samples(_http(daemon, "/metrics"))
+        assert (
+            samples[("pxelab_http_requests_total", (("route", "/boot"), ("status", "200")))]
+            == boots
+        )
     finally:
         assert daemon.stop() == 0
 
@@ -89,10 +93,19 @@ def test_metrics_count_real_tftp_transfers_through_the_timeline(dirs: LabDirs) -
             subprocess.run(
                 ["curl", "-s", "-o", "/dev/null", f"tftp://127.0.0.1:{port}/{name}"], timeout=20
             )
-        metrics = _http(daemon, "/metrics")
-        assert 'pxelab_tftp_transfers_total{result="completed"} 1.0' in metrics
-        assert 'pxelab_tftp_transfers_total{result="refused"} 1.0' in metrics
-        assert "pxelab_tftp_sent_bytes_total 5000.0" in metrics
-        assert 'pxelab_boot_events_total{stage="tftp"} 2.0' in metrics
+        # curl exits once it has sent its last ACK, maybe before the daemon has read it: wait
+        # for the transfer to be counted (a positive signal), then compare every value
+        completed = ("pxelab_tftp_transfers_total", (("result", "completed"),))
+        deadline = time.monotonic() + 10
+        while (samples := metric_samples(_http(daemon, "/metrics"))).get(completed) != 1.0:
+            assert time.monotonic() < deadline, samples
+            time.sleep(0.05)
+        expected = {
+            completed: 1.0,
+            ("pxelab_tftp_transfers_total", (("result", "refused"),)): 1.0,
+            ("pxelab_tftp_sent_bytes_total", ()): 5000.0,
+            ("pxelab_boot_events_total", (("stage", "tftp"),)): 2.0,
+        }
+        assert {key: samples.get(key) for key in expected} == expected
     finally:
         assert daemon.stop() == 0
