@@ -6,6 +6,7 @@ VM boots from the survivor; an install state set through one instance is served 
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -22,6 +23,8 @@ from pxelab.testing.netns import Lab, NetNs, lab
 from pxelab.testing.postgres import PostgresCluster
 from pxelab.testing.qemu import start_x86, tap_netdev
 
+ACKS = re.compile(r": ACK \d")
+"""A DHCPACK in a daemon's log."""
 CLIENTS = 200  # the pool (.20-.250) holds 231
 VM_MAC = "52:54:00:2b:00:01"
 BOOT_TIMEOUT = 240
@@ -93,7 +96,10 @@ def test_two_instances_share_leases_and_states(tmp_path: Path, pg_cluster: Postg
                 json.dumps({"count": CLIENTS, "seconds": 90, "stagger": 0.01}),
                 stdout=subprocess.PIPE, text=True,
             )  # fmt: skip
-            time.sleep(1.5)  # about half of the clients have started
+            # kill A once it has acknowledged some of the swarm (a positive signal, not a fixed
+            # sleep): both instances then really answered, and A dies partway
+            _wait_until("A acknowledges 20 clients", lambda: len(ACKS.findall(a.text())) >= 20, 60)
+            assert swarm.poll() is None, "the swarm ended before A was killed"
             a.proc.send_signal(signal.SIGKILL)
             assert a.proc.wait(timeout=10) == -signal.SIGKILL
             out, _ = swarm.communicate(timeout=150)
