@@ -268,10 +268,12 @@ async def test_two_commands_on_one_distro_do_not_share_part_files(
     upstream.mode, upstream.cut_at, upstream.hold = "no-range", 0, asyncio.Event()
     first = asyncio.create_task(run_fetch(upstream, images))  # holds its lock until released
     lock = images / INCOMING / "testos" / "amd64" / ".lock"
-    for _ in range(500):
+    for _ in range(3000):  # a positive signal, waited for up to 30 s on a loaded machine
         if lock.exists() and any(name.endswith(".iso") for name, _ in upstream.requests):
             break
         await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("the first fetch never held its lock while downloading")
     with pytest.raises(AssetError, match=r"testos/amd64: another pxelab assets command"):
         await run_fetch(upstream, images)
     upstream.hold.set()
