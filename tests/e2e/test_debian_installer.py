@@ -41,7 +41,10 @@ def test_debian_installer_fetches_its_preseed_and_asks_for_its_mirror(tmp_path: 
         bootlab.add_debian_installer(dirs)
         dns = bootlab.start_dns(the_lab.server, the_lab.server_ip, tmp_path / "dns")
         try:
-            daemon = bootlab.start_daemon(the_lab, dirs, "--dns", the_lab.server_ip)
+            # a router too: without one, the installer's DHCP script stops before it writes the
+            # DNS servers, and netcfg asks for them (and whether to go on without a route)
+            args = ("--dns", the_lab.server_ip, "--router", the_lab.server_ip)
+            daemon = bootlab.start_daemon(the_lab, dirs, *args)
             with bootlab.running(daemon, dns.log) as vms:
                 tap = tap_netdev(the_lab.add_tap())
                 vm = start_x86(tmp_path / "vm", mac, tap, ns=the_lab.server, memory_mib=1024)
