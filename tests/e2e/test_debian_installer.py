@@ -36,6 +36,7 @@ def test_debian_installer_fetches_its_preseed_and_asks_for_its_mirror(tmp_path: 
             "kernel": "linux",
             "initrd": "initrd.gz",
             "mirror": MIRROR,
+            "kernel_args": "ipv6.disable=1",  # skips netcfg's IPv6 autoconfiguration wait
         }
         dirs = bootlab.prepare(tmp_path / "lab", [host])
         bootlab.add_debian_installer(dirs)
