@@ -164,7 +164,8 @@ def _decide(
     ):
         return NoReply6(f"{kind.name} with a server identifier (RFC 8415 §16)")
     ias = [parse_ia_na(value) for code, value in msg.options if code == OptionCode.IA_NA]
-    reservation = host.ip6 if host is not None and host.ip6 in ctx.prefix else None
+    own = host.ip6 if host is not None else None
+    reservation = own if own is not None and own in ctx.prefix else None
     if kind is MessageType.CONFIRM:
         addrs = [a.address for ia in ias for a in ia.addresses()]
         if not addrs:
