@@ -7,7 +7,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fuzz.targets import dhcp6_one, dhcp_one, seed_inputs, tftp_one
+from fuzz.dhcp6_target import dhcp6_one
+from fuzz.targets import dhcp_one, seed_inputs, tftp_one
 
 
 def _mutations(seed: bytes) -> st.SearchStrategy[bytes]:
