@@ -172,6 +172,14 @@ async def start_http(config: Config, runner: web.AppRunner, tls: ssl.SSLContext 
     return where
 
 
+def _dhcp_summary(config: Config, server_if: IPv4Interface | None) -> str:
+    """What the ready line says about DHCP (and DHCPv6)."""
+    v4 = f"on {config.interface} ({server_if})" if server_if else "off"
+    if config.interface and config.ipv6_prefix is not None:
+        return f"{v4}, dhcpv6 on {config.interface} ({config.ipv6_prefix})"
+    return v4 if server_if or config.interface else "off (no --interface)"
+
+
 def _serves_ipv4(config: Config) -> bool:
     """Whether `--interface` gets IPv4 DHCP: not when only `ipv6_prefix` is set (IPv6 only)."""
     if not config.interface:
@@ -263,7 +271,7 @@ async def serve(config: Config) -> None:
             "pxelab ready: %s, tftp %s, dhcp %s; hosts from %s; state in %s",
             http,
             f"on port {tftp_port} from {config.tftp_root}" if tftp_port else "off",
-            f"on {config.interface} ({server_if})" if server_if else "off (no --interface)",
+            _dhcp_summary(config, server_if),
             config.hosts_dir,
             control.store_place(config),
         )
