@@ -262,9 +262,8 @@ async def serve(config: Config) -> None:
         if config.interface and config.ipv6_prefix is not None:
             from pxelab.app.dhcp6 import start_ipv6
 
-            services.append(
-                await start_ipv6(config, http_port, parts.inventory, None, parts.timeline)
-            )
+            v6 = await start_ipv6(config, http_port, parts.inventory, parts.store, parts.timeline)
+            services.append(v6)
         if config.user:
             await drop_privileges(config)
         log.info(

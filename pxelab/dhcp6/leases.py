@@ -154,6 +154,10 @@ class Lease6Table:
             freed += self._apply(Lease6(old.ip, old.client, old.iaid, LeaseState.FREE, old.expires))
         return freed
 
+    def learn(self, lease: Lease6) -> None:
+        """Take in a lease another instance granted (the shared store refused ours)."""
+        self._apply(lease)
+
     def _find_free(self, now: float, reserved: Mapping[IPv6Address, str]) -> IPv6Address | None:
         start, size = int(self.pool_start), int(self.pool_end) - int(self.pool_start) + 1
         for step in range(min(size, 1 << 16)):

@@ -47,8 +47,9 @@ class Lease6Store(Protocol):
         """Every stored IPv6 lease."""
         ...
 
-    async def commit_leases6(self, changes: Sequence[Lease6], now: float) -> None:
-        """Apply the changes."""
+    async def commit_leases6(self, changes: Sequence[Lease6], now: float) -> list[Lease6]:
+        """Apply the changes, each atomically; the leases (of other clients, granted by another
+        instance sharing the store) that refused some of them."""
         ...
 
 
@@ -188,10 +189,18 @@ class Dhcp6Server:
             item = await self._queue.get()
             if item.outcome.changes and self.store is not None:
                 try:
-                    await self.store.commit_leases6(item.outcome.changes, self.clock())
+                    refused = await self.store.commit_leases6(item.outcome.changes, self.clock())
                 except Exception:  # not stored: send nothing that depends on it
                     self.errors += 1
                     log.exception("DHCPv6: storing %d lease change(s)", len(item.outcome.changes))
+                    continue
+                if refused:  # another instance holds it: learn that, the client asks again
+                    for held in refused:
+                        log.info("%s is held by %s in the lease store", held.ip, held.client)
+                        for pool in self.core.pools:
+                            if held.ip in pool.ctx.prefix:
+                                pool.leases.learn(held)
+                    log.info("%s: reply dropped: its address is taken in the store", item.head)
                     continue
             self._send(item)
 

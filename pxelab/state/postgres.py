@@ -37,6 +37,7 @@ from pxelab.state.base import (
     log,
     public_url,
 )
+from pxelab.state.leases6 import Lease6, pg_commit6, pg_load6
 from pxelab.state.pg_schema import prepare
 
 CHANNEL = "pxelab"
@@ -271,6 +272,16 @@ class PostgresStore(Views):
             ),
         )
         return [(lease_from_row(r[0], r[1], r[2], r[3], self.name), r[4]) for r in rows]
+
+    async def load_leases6(self) -> list[Lease6]:
+        return await self._run("read IPv6 leases", lambda conn: pg_load6(conn, self.name))
+
+    async def commit_leases6(self, changes: Sequence[Lease6], now: float) -> list[Lease6]:
+        """Apply IPv6 lease changes, each atomically; the leases that refused them."""
+        return await self._run(
+            "write IPv6 leases",
+            lambda conn: pg_commit6(conn, changes, self.instance, now, self.name),
+        )
 
     # -- install states ---------------------------------------------------------------------
 

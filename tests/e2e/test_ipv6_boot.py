@@ -24,6 +24,7 @@ from pxelab.testing.qemu import OVMF_VARS, QemuVm, tap_netdev, x86_argv
 BOOT_TIMEOUT = 300  # TCG; OVMF's HTTP boot first tries IPv4 for ~60 s, iPXE its DHCPv4 ~15 s
 NO_PXE4 = ["-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n"]
 NO_PXE6 = ["-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n"]
+NO_IPV4 = ["-fw_cfg", "name=opt/org.tianocore/IPv4Support,string=n"]
 
 
 def start_vm(workdir: Path, mac: str, the_lab: Lab, fw_cfg: list[str]) -> QemuVm:
@@ -86,7 +87,12 @@ def test_ovmf_pxe_over_ipv6_boots_from_pxelab(tmp_path: Path) -> None:
 @pytest.mark.e2e
 def test_ovmf_http_boot_over_ipv6_from_pxelab(tmp_path: Path) -> None:
     log, prefix = boot(
-        tmp_path, "http6-vm", "52:54:00:12:36:02", [*NO_PXE4, *NO_PXE6], "--tftp-port", "0"
+        tmp_path,
+        "http6-vm",
+        "52:54:00:12:36:02",
+        [*NO_PXE4, *NO_PXE6, *NO_IPV4],
+        "--tftp-port",
+        "0",
     )
     server = re.escape(f"{prefix}1")
     url = rf"http://\[{server}\]:8080/tftp/ipxe\.efi"
