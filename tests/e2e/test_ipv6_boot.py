@@ -24,7 +24,9 @@ from pxelab.testing.qemu import OVMF_VARS, QemuVm, tap_netdev, x86_argv
 BOOT_TIMEOUT = 300  # TCG; OVMF's HTTP boot first tries IPv4 for ~60 s, iPXE its DHCPv4 ~15 s
 NO_PXE4 = ["-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n"]
 NO_PXE6 = ["-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n"]
-NO_IPV4 = ["-fw_cfg", "name=opt/org.tianocore/IPv4Support,string=n"]
+# Not `opt/org.tianocore/IPv4Support=n`, which would skip OVMF's ~70 s HTTPv4 attempt: then the
+# IPv6 stack's own DHCPv6 (started by the RA's M flag) ran when HTTP boot started its own, and
+# HTTP boot failed with "Unexpected network error" (seen once with Debian's OVMF 2022.11).
 
 
 def start_vm(workdir: Path, mac: str, the_lab: Lab, fw_cfg: list[str]) -> QemuVm:
