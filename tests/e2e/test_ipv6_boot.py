@@ -88,14 +88,8 @@ def test_ovmf_pxe_over_ipv6_boots_from_pxelab(tmp_path: Path) -> None:
 @pytest.mark.netns
 @pytest.mark.e2e
 def test_ovmf_http_boot_over_ipv6_from_pxelab(tmp_path: Path) -> None:
-    log, prefix = boot(
-        tmp_path,
-        "http6-vm",
-        "52:54:00:12:36:02",
-        [*NO_PXE4, *NO_PXE6, *NO_IPV4],
-        "--tftp-port",
-        "0",
-    )
+    fw_cfg = [*NO_PXE4, *NO_PXE6]
+    log, prefix = boot(tmp_path, "http6-vm", "52:54:00:12:36:02", fw_cfg, "--tftp-port", "0")
     server = re.escape(f"{prefix}1")
     url = rf"http://\[{server}\]:8080/tftp/ipxe\.efi"
     assert re.search(rf"REPLY {re.escape(prefix)}60 url={url} \[UEFI HTTP boot\]", log), log
