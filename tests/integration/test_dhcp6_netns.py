@@ -13,6 +13,7 @@ import re
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,37 +47,43 @@ class V6Lab:
         return f"{self.prefix}1"
 
 
-@pytest.fixture(scope="module")
-def v6lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[V6Lab]:
-    tmp = tmp_path_factory.mktemp("dhcp6")
+@contextmanager
+def serving(the_lab: Lab, tmp: Path, *extra: str) -> Iterator[V6Lab]:
+    """`pxelab serve --ipv6-prefix` on the lab's bridge (and `extra` flags) until the block ends."""
     hosts, tftp = tmp / "hosts", tmp / "tftp"
     hosts.mkdir()
     tftp.mkdir()
     (tftp / "ipxe.efi").write_bytes(bytes(range(256)) * 40)
-    with lab(ipv4=False, ipv6=True) as the_lab:
-        prefix = the_lab.ipv6_prefix
-        host = {"name": "v6known", "mac": KNOWN_MAC, "ip6": f"{prefix}50"}
-        (hosts / "v6known.json").write_text(json.dumps(host))
-        log = tmp / "server.log"
-        argv = [
-            sys.executable, "-m", "pxelab", "serve", "--interface", the_lab.bridge,
-            "--ipv6-prefix", f"{prefix}/64", "--ipv6-dns", f"{prefix}53",
-            "--http-port", str(HTTP_PORT), "--hosts-dir", str(hosts),
-            "--images-dir", str(tmp / "images"), "--tftp-root", str(tftp),
-            "--state-dir", str(tmp / "state"),
-        ]  # fmt: skip
-        with log.open("w") as out:
-            env = {**os.environ, "PYTHONPATH": str(ROOT)}
-            proc = the_lab.server.popen(*argv, cwd=ROOT, env=env, stdout=out, stderr=out)
-        try:
-            deadline = time.monotonic() + 20
-            while "pxelab ready" not in log.read_text():
-                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-                time.sleep(0.1)
-            yield V6Lab(the_lab, log, tmp)
-        finally:
-            stop_process(proc, timeout=5)
-        assert proc.returncode == 0, log.read_text()
+    prefix = the_lab.ipv6_prefix
+    host = {"name": "v6known", "mac": KNOWN_MAC, "ip6": f"{prefix}50"}
+    (hosts / "v6known.json").write_text(json.dumps(host))
+    log = tmp / "server.log"
+    argv = [
+        sys.executable, "-m", "pxelab", "serve", "--interface", the_lab.bridge,
+        "--ipv6-prefix", f"{prefix}/64", "--ipv6-dns", f"{prefix}53",
+        "--http-port", str(HTTP_PORT), "--hosts-dir", str(hosts),
+        "--images-dir", str(tmp / "images"), "--tftp-root", str(tftp),
+        "--state-dir", str(tmp / "state"), *extra,
+    ]  # fmt: skip
+    with log.open("w") as out:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        proc = the_lab.server.popen(*argv, cwd=ROOT, env=env, stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 20
+        while "pxelab ready" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        yield V6Lab(the_lab, log, tmp)
+    finally:
+        stop_process(proc, timeout=5)
+    assert proc.returncode == 0, log.read_text()
+
+
+@pytest.fixture(scope="module")
+def v6lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[V6Lab]:
+    tmp = tmp_path_factory.mktemp("dhcp6")
+    with lab(ipv4=False, ipv6=True) as the_lab, serving(the_lab, tmp) as served:
+        yield served
 
 
 DHCLIENT_SCRIPT = """#!/bin/sh
@@ -85,8 +92,9 @@ exit 0
 """
 
 
-def test_dhclient6_gets_its_reservation_and_dns(v6lab: V6Lab) -> None:
-    ns = v6lab.lab.add_client(KNOWN_MAC)
+def dhclient6(v6lab: V6Lab, mac: str) -> str:
+    """Run `dhclient -6 -1` in a new client namespace: its BOUND line (the script's)."""
+    ns = v6lab.lab.add_client(mac)
     out = v6lab.tmp / "dhclient.out"
     script = v6lab.tmp / "dhclient.sh"
     script.write_text(DHCLIENT_SCRIPT.format(out=out))
@@ -96,9 +104,13 @@ def test_dhclient6_gets_its_reservation_and_dns(v6lab: V6Lab) -> None:
         "-pf", str(v6lab.tmp / "dhclient.pid"), "eth0", timeout=40,
     )  # fmt: skip
     try:
-        assert f"BOUND {v6lab.prefix}50 dns={v6lab.prefix}53" in out.read_text()
+        return out.read_text()
     finally:
         ns.run("dhclient", "-6", "-x", "-pf", str(v6lab.tmp / "dhclient.pid"), check=False)
+
+
+def test_dhclient6_gets_its_reservation_and_dns(v6lab: V6Lab) -> None:
+    assert f"BOUND {v6lab.prefix}50 dns={v6lab.prefix}53" in dhclient6(v6lab, KNOWN_MAC)
     text = v6lab.log.read_text()
     assert re.search(rf"REQUEST from {KNOWN_MAC} .*: REPLY {re.escape(v6lab.prefix)}50", text), text
 
@@ -125,3 +137,28 @@ def test_tftp_and_http_over_ipv6(v6lab: V6Lab) -> None:
     assert f"http://[{v6lab.server}]:{HTTP_PORT}/boot?mac=" in script, script
     text = v6lab.log.read_text()
     assert "HTTP on [::]" in text or "http on [::]" in text, text
+
+
+UDHCPC_SCRIPT = """#!/bin/sh
+[ "$1" = bound ] && echo "BOUND ip=$ip bootfile=$boot_file"
+exit 0
+"""
+
+
+def test_dual_stack_ipv4_and_ipv6_on_one_bridge(tmp_path: Path) -> None:
+    """With dhcp_range and ipv6_prefix, IPv4 DHCP (udhcpc) and DHCPv6 (dhclient -6) both work."""
+    with lab(ipv4=True, ipv6=True) as the_lab:
+        first, last = the_lab.ip(100), the_lab.ip(120)
+        with serving(the_lab, tmp_path, "--dhcp-range", f"{first}-{last}") as served:
+            assert f"BOUND {served.prefix}50" in dhclient6(served, KNOWN_MAC)
+            ns = the_lab.add_client("52:54:00:66:00:04")
+            script = tmp_path / "udhcpc.sh"
+            script.write_text(UDHCPC_SCRIPT)
+            script.chmod(0o755)
+            run = ns.run(
+                "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "3", "-T", "1", "-A", "1",
+                "-s", str(script), "-x", "0x5d:0007", timeout=20, check=False,
+            )  # fmt: skip
+            assert f"BOUND ip={first} bootfile=ipxe.efi" in run.stdout, (run, served.log)
+            text = served.log.read_text()
+            assert f"dhcp on {the_lab.bridge}" in text and "dhcpv6 on" in text, text
