@@ -162,3 +162,18 @@ def test_dual_stack_ipv4_and_ipv6_on_one_bridge(tmp_path: Path) -> None:
             assert f"BOUND ip={first} bootfile=ipxe.efi" in run.stdout, (run, served.log)
             text = served.log.read_text()
             assert f"dhcp on {the_lab.bridge}" in text and "dhcpv6 on" in text, text
+
+
+def test_timeline_and_explain_over_ipv6(v6lab: V6Lab) -> None:
+    """After test_dhclient6: the host's events show the DHCPv6 REPLY; explain asked over IPv6
+    says what DHCPv6 hands it."""
+    ns = v6lab.lab.add_client("52:54:00:66:00:05")
+    ns.run("ip", "-6", "addr", "add", f"{v6lab.prefix}78/64", "dev", "eth0", "nodad")
+    base = f"http://[{v6lab.server}]:{HTTP_PORT}"
+    events = json.loads(ns.run("curl", "-sSf", "-g", f"{base}/api/hosts/{KNOWN_MAC}/events").stdout)
+    replies = [e for e in events["events"] if e.get("message_type") == "REPLY"]
+    assert replies and replies[-1]["address"] == f"{v6lab.prefix}50", events
+    explained = json.loads(ns.run("curl", "-sSf", "-g", f"{base}/api/explain/{KNOWN_MAC}").stdout)
+    assert explained["dhcp6"]["address"] == f"{v6lab.prefix}50", explained
+    answers = {a["client"]: a["boot_file_url"] for a in explained["dhcp6"]["answers"]}
+    assert answers["uefi-x64"] == f"tftp://[{v6lab.server}]/ipxe.efi", explained
