@@ -31,7 +31,9 @@ class SqliteLike(Protocol):
 SQLITE_LEASES6 = """CREATE TABLE leases6 (
     ip TEXT PRIMARY KEY, client TEXT NOT NULL, iaid INTEGER NOT NULL, state TEXT NOT NULL,
     expires REAL NOT NULL, instance TEXT NOT NULL DEFAULT '')"""
-"""The SQLite table: one row per address (its compressed text form), like `leases`."""
+"""The SQLite table: one row per address (its compressed text form), like `leases`. A write
+wins over the row of the same client (any IA: firmware and its network stack ask with different
+IAIDs for one reserved address) or over an expired one."""
 PG_LEASES6 = """CREATE TABLE leases6 (
     ip text PRIMARY KEY, client text NOT NULL, iaid bigint NOT NULL, state text NOT NULL,
     expires double precision NOT NULL, instance text NOT NULL DEFAULT '')"""
@@ -42,7 +44,7 @@ _UPSERT = """
 INSERT INTO leases6 AS l (ip, client, iaid, state, expires, instance) VALUES ({})
 ON CONFLICT (ip) DO UPDATE SET client = excluded.client, iaid = excluded.iaid,
     state = excluded.state, expires = excluded.expires, instance = excluded.instance
-WHERE (l.client = excluded.client AND l.iaid = excluded.iaid) OR l.expires <= {}
+WHERE l.client = excluded.client OR l.expires <= {}
 RETURNING ip
 """
 _UPSERT_SQLITE = _UPSERT.format("?, ?, ?, ?, ?, ?", "?")

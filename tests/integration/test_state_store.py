@@ -299,6 +299,9 @@ async def test_ipv6_leases_commit_load_and_refuse(store: StateStore, backend: Ba
     offered = Lease6(IPv6Address("2001:db8:77::1002"), C, 1, LeaseState.OFFERED, 60)
     assert await store.commit_leases6([offered], 0) == []  # offers are not written
     assert await store.commit_leases6([bound6(0x1000, B)], 10) == [bound6(0x1000, A)]
+    # the same client with another IA (firmware, then its network stack) takes it over
+    assert await store.commit_leases6([bound6(0x1000, A, iaid=2)], 10) == []
+    assert await store.commit_leases6([bound6(0x1000, A)], 10) == []
     other = await reopened(backend)
     try:  # another instance (or a restart) reads them back
         assert sorted(await other.load_leases6(), key=lambda lease: lease.ip) == [
