@@ -47,8 +47,9 @@ BRIDGE = "br0"
 POOL = ("10.250.1.1", "10.250.254.254")
 RATES = (250, 500, 750, 1000, 1250, 1500, 1750, 2000, 2500, 3000, 3500, 4000, 5000, 6000, 8000)
 CLIENTS = 50000
-PG1, PG2 = "pxelab postgres", "pxelab postgres x2"
-KINDS = ("pxelab", PG1, PG2, "dnsmasq", "dnsmasq --leasefile-ro")
+PG1, PG2, PGSYNC = "pxelab postgres", "pxelab postgres x2", "pxelab postgres sync"
+"""Configurations on PostgreSQL: one instance, two, and one with synchronous_commit on."""
+KINDS = ("pxelab", PG1, PG2, PGSYNC, "dnsmasq", "dnsmasq --leasefile-ro")
 DEFAULT_SERVERS = ("pxelab", "dnsmasq", "dnsmasq --leasefile-ro")
 
 
@@ -208,7 +209,14 @@ def start(argv: list[str], namespace: str, work: Path) -> subprocess.Popen[bytes
 @contextmanager
 def servers(kind: str, work: Path, cluster: PostgresCluster | None) -> Iterator[Running]:
     """Start the configuration `kind` (a fresh database for PostgreSQL) and stop it on exit."""
-    db_url = cluster.create_database() if cluster is not None and kind in (PG1, PG2) else None
+    db_url = db = None
+    if cluster is not None and kind in (PG1, PG2, PGSYNC):
+        db_url = cluster.create_database()
+        db = db_url.split("/")[3].split("?")[0]
+        # off: the durability of the SQLite store (WAL, synchronous=NORMAL): a crash of either
+        # process loses nothing, a power cut may lose the last fraction of a second
+        commit = "on" if kind == PGSYNC else "off"
+        cluster.psql(f"ALTER DATABASE {db} SET synchronous_commit = {commit}")
     count = 2 if kind == PG2 else 1
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -218,7 +226,7 @@ def servers(kind: str, work: Path, cluster: PostgresCluster | None) -> Iterator[
             argv = dnsmasq_argv(kind, where) if dnsmasq else pxelab_argv(where, db_url)
             procs.append(start(argv, SERVER_NS[i], where))
         time.sleep(0.5)
-        yield Running(procs, db_url.split("/")[3].split("?")[0] if db_url else None)
+        yield Running(procs, db)
     finally:
         for proc in procs:
             stop_process(proc)
@@ -369,12 +377,11 @@ def main() -> int:
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pxelab-bench-")))
         cluster = None
-        if PG1 in kinds or PG2 in kinds:
-            cluster = stack.enter_context(postgres_cluster())
-            version = cluster.psql("SHOW server_version")
-            print(
-                f"PostgreSQL {version}, throwaway cluster on a Unix socket, fsync off", flush=True
-            )
+        if {PG1, PG2, PGSYNC} & set(kinds):
+            cluster = stack.enter_context(postgres_cluster(fsync=True))
+            version = cluster.psql("SHOW server_version").split()[0]
+            print(f"PostgreSQL {version}: a throwaway cluster on a Unix socket in {tmp.parent}, "
+                  f"fsync on; synchronous_commit off except in '{PGSYNC}'", flush=True)  # fmt: skip
         stack.enter_context(lab())
         best = ramp(tmp, args.period, rates, kinds, cluster)
         two = best.get(PG2)

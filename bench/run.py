@@ -134,6 +134,59 @@ def dhcp_rows(out: str) -> list[Row]:
     return rows if by else []
 
 
+_PG_STEP = re.compile(
+    r"^\s+(pxelab postgres x2|pxelab postgres sync|pxelab postgres|pxelab|dnsmasq)\s+asked\s+"
+    r"(\d+)/s:\s+([\d.]+) DORA/s, drops\s+([\d.]+)%.*, cpu (.*)/DORA$",
+    re.M,
+)
+
+
+def dhcp_pg_rows(out: str) -> list[Row]:
+    """bench/dhcp_bench.py with PostgreSQL: one instance, two, and synchronous_commit on, each
+    against pxelab on SQLite in the same run; the two-instance duplicate check in the note."""
+    by = {r.get("server", ""): r for r in markdown_table(out)}
+    if not by:  # stopped early: the best step at <= 1% drops from the per-step lines
+        for name, asked, achieved, drops, cpu in _PG_STEP.findall(out):
+            if float(drops) <= 1.0:
+                by[name] = {
+                    "highest rate asked at <= 1% drops": f"{asked}/s",
+                    "DORA/s achieved": achieved,
+                    "server CPU per DORA": cpu,
+                }
+    sqlite, dnsmasq = by.get("pxelab", {}), by.get("dnsmasq", {})
+    base = number(sqlite.get("DORA/s achieved", ""))
+    check = re.search(r"^(check at .*)$", out, re.M)
+    rows = []
+    for name, label in (
+        ("pxelab postgres", "1 instance"),
+        ("pxelab postgres x2", "2 instances, one perfdhcp each at half the rate"),
+        ("pxelab postgres sync", "1 instance, synchronous_commit on"),
+    ):
+        row = by.get(name, {})
+        ours = number(row.get("DORA/s achieved", ""))
+        note = (
+            f"asked {row.get('highest rate asked at <= 1% drops', 'none at <= 1%')} "
+            f"(SQLite {sqlite.get('highest rate asked at <= 1% drops', '?')}); server CPU per "
+            f"DORA {row.get('server CPU per DORA', '?')} (SQLite "
+            f"{sqlite.get('server CPU per DORA', '?')}); dnsmasq with its lease file in the "
+            f"same run: {dnsmasq.get('DORA/s achieved', '?')} DORA/s"
+        )
+        if name == "pxelab postgres x2" and check:
+            note += f"; {check.group(1)}"
+        rows.append(
+            Row(
+                f"DHCP perfdhcp on PostgreSQL, {label}: vs pxelab on SQLite",
+                f"{ours:.0f} DORA/s" if ours is not None else "none at <= 1% drops",
+                f"{base:.0f} DORA/s" if base is not None else "none at <= 1% drops",
+                ratio(ours, base) if ours is not None and base else None,
+                "",
+                None,
+                note,
+            )
+        )
+    return rows if by else []
+
+
 def ra_rows(out: str) -> list[Row]:
     """bench/dhcp_boot_ra.py's table: boot time with pxelab's RAs on and off."""
     by = {r.get("router advertisements", ""): r for r in markdown_table(out)}
@@ -176,6 +229,20 @@ SCENARIOS = [
         300,
         ["--period", "5", "--rates", "250,500,1000,1250,1500,1750,2000,2500,3000,4000,6000,8000"],
         dhcp_rows,
+    ),
+    Scenario(
+        "dhcp-pg",
+        "dhcp_bench.py",
+        240,
+        [
+            "--period",
+            "5",
+            "--rates",
+            "250,500,1000,1500,2000,2500,3000",
+            "--servers",
+            "pxelab,pxelab postgres,pxelab postgres x2,pxelab postgres sync,dnsmasq",
+        ],
+        dhcp_pg_rows,
     ),
     Scenario("tftp", "tftp_bench.py", 240),
     Scenario("http", "http_bench.py", 240),
