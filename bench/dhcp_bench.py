@@ -47,9 +47,13 @@ BRIDGE = "br0"
 POOL = ("10.250.1.1", "10.250.254.254")
 RATES = (250, 500, 750, 1000, 1250, 1500, 1750, 2000, 2500, 3000, 3500, 4000, 5000, 6000, 8000)
 CLIENTS = 50000
-PG1, PG2, PGSYNC = "pxelab postgres", "pxelab postgres x2", "pxelab postgres sync"
-"""Configurations on PostgreSQL: one instance, two, and one with synchronous_commit on."""
-KINDS = ("pxelab", PG1, PG2, PGSYNC, "dnsmasq", "dnsmasq --leasefile-ro")
+PG1, PG2, PG2B = "pxelab postgres", "pxelab postgres x2", "pxelab postgres x2 both"
+PGSYNC = "pxelab postgres sync"
+"""Configurations on PostgreSQL: one instance; two, each sent half the clients (PG2) or both
+sent every packet (PG2B: perfdhcp broadcasts, so both answer every DISCOVER and the client takes
+the first OFFER, as behind a relay with both as helpers); one with synchronous_commit on."""
+PG = (PG1, PG2, PG2B, PGSYNC)
+KINDS = ("pxelab", *PG, "dnsmasq", "dnsmasq --leasefile-ro")
 DEFAULT_SERVERS = ("pxelab", "dnsmasq", "dnsmasq --leasefile-ro")
 
 
@@ -119,12 +123,15 @@ class Result:
         return f"{own + db:.0f} us" + (f" ({own:.0f} + PG {db:.0f})" if self.db_cpu else "")
 
 
-def start_perfdhcp(index: int, rate: int, period: int) -> subprocess.Popen[str]:
-    """perfdhcp number `index` (own relay address, own MACs) against server number `index`."""
-    target, base = SERVER_IPS[index], f"mac=00:0c:{index + 1:02x}:00:00:00"
+def start_perfdhcp(index: int, rate: int, period: int, both: bool) -> subprocess.Popen[str]:
+    """perfdhcp number `index` (own relay address, own MACs) against server number `index`;
+    with `both`, to the broadcast address from the bridge (every server gets every packet)."""
+    target = [] if both else [SERVER_IPS[index]]
+    local = BRIDGE if both else CLIENT_IPS[index]
     return subprocess.Popen(
-        ns(CLIENT_NS, "perfdhcp", "-4", "-l", CLIENT_IPS[index], "-r", str(rate), "-R", str(CLIENTS),
-           "-b", base, "-p", str(period), "-W", "1000000", "-d", "2", target),
+        ns(CLIENT_NS, "perfdhcp", "-4", "-l", local, "-r", str(rate), "-R", str(CLIENTS),
+           "-b", f"mac=00:0c:{index + 1:02x}:00:00:00", "-p", str(period), "-W", "1000000",
+           "-d", "2", *target),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
@@ -148,6 +155,8 @@ class Running:
     """One per instance, in server namespace order."""
     db: str | None
     """The PostgreSQL database name, or None."""
+    both: bool = False
+    """One perfdhcp, broadcasting to every instance (else one per instance)."""
 
 
 def measure(running: Running, rate: int, period: int, postmaster: int | None) -> Result:
@@ -155,8 +164,10 @@ def measure(running: Running, rate: int, period: int, postmaster: int | None) ->
     pids = [p.pid for p in running.procs]
     db_before = {pid: cpu_seconds([pid]) for pid in children(postmaster)} if postmaster else {}
     own_before = cpu_seconds(pids)
-    count = len(running.procs)
-    clients = [start_perfdhcp(i, max(1, round(rate / count)), period) for i in range(count)]
+    count = 1 if running.both else len(running.procs)
+    clients = [
+        start_perfdhcp(i, max(1, round(rate / count)), period, running.both) for i in range(count)
+    ]
     figures = [perfdhcp_figures(*c.communicate(timeout=period + 60)) for c in clients]
     own = cpu_seconds(pids) - own_before
     db = 0.0
@@ -210,14 +221,14 @@ def start(argv: list[str], namespace: str, work: Path) -> subprocess.Popen[bytes
 def servers(kind: str, work: Path, cluster: PostgresCluster | None) -> Iterator[Running]:
     """Start the configuration `kind` (a fresh database for PostgreSQL) and stop it on exit."""
     db_url = db = None
-    if cluster is not None and kind in (PG1, PG2, PGSYNC):
+    if cluster is not None and kind in PG:
         db_url = cluster.create_database()
         db = db_url.split("/")[3].split("?")[0]
         # off: the durability of the SQLite store (WAL, synchronous=NORMAL): a crash of either
         # process loses nothing, a power cut may lose the last fraction of a second
         commit = "on" if kind == PGSYNC else "off"
         cluster.psql(f"ALTER DATABASE {db} SET synchronous_commit = {commit}")
-    count = 2 if kind == PG2 else 1
+    count = 2 if kind in (PG2, PG2B) else 1
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for i in range(count):
@@ -226,7 +237,7 @@ def servers(kind: str, work: Path, cluster: PostgresCluster | None) -> Iterator[
             argv = dnsmasq_argv(kind, where) if dnsmasq else pxelab_argv(where, db_url)
             procs.append(start(argv, SERVER_NS[i], where))
         time.sleep(0.5)
-        yield Running(procs, db)
+        yield Running(procs, db, kind == PG2B)
     finally:
         for proc in procs:
             stop_process(proc)
@@ -285,12 +296,12 @@ def capture_acks(interface: str, out: Path) -> None:
             pass
 
 
-def wire_check(work: Path, cluster: PostgresCluster, rate: int, period: int) -> str:
+def wire_check(work: Path, cluster: PostgresCluster, kind: str, rate: int, period: int) -> str:
     """One more two-instance run with every ACK captured: addresses ACKed to two MACs, and ACKs
     the database disagrees with (no client releases and leases last an hour, so each ACK must
     still be the database's row for that address)."""
-    acks_file = work / "acks.txt"
-    with servers(PG2, work / "check", cluster) as running:
+    acks_file = work / f"acks-{kind.replace(' ', '_')}.txt"
+    with servers(kind, work / f"check-{kind.replace(' ', '_')}", cluster) as running:
         capture = subprocess.Popen(
             ns(CLIENT_NS, sys.executable, __file__, "--capture-acks", str(acks_file)), cwd=ROOT
         )
@@ -312,7 +323,7 @@ def wire_check(work: Path, cluster: PostgresCluster, rate: int, period: int) -> 
     doubles = sum(1 for macs in acked.values() if len(macs) > 1)
     disagree = sum(1 for ip, mac in pairs if rows.get(ip) != mac)
     return (
-        f"check at {rate}/s: {result.acks} ACKs received by perfdhcp, {len(pairs)} distinct "
+        f"at {rate}/s: {result.acks} ACKs received by perfdhcp, {len(pairs)} distinct "
         f"(address, MAC) ACKed on the wire, {doubles} addresses ACKed to two MACs, "
         f"{disagree} ACKs the database disagrees with; {database_check(cluster, db)}"
     )
@@ -336,7 +347,7 @@ def ramp(
             print(f"  {kind:24} asked {rate:6}/s: {result.achieved:8.1f} DORA/s, drops "
                   f"{result.drops:5.2f}%, offer {result.offer_ms:.3f} ms, ack {result.ack_ms:.3f} ms, "
                   f"cpu {result.cpu_text()}/DORA", flush=True)  # fmt: skip
-            if live.db and cluster is not None and kind == PG2:
+            if live.db and cluster is not None and kind in (PG2, PG2B):
                 print(f"    {database_check(cluster, live.db)}", flush=True)
             if result.drops > 1.0:
                 running.remove(kind)
@@ -373,21 +384,23 @@ def main() -> int:
             print(f"bench: {tool} is missing; run scripts/setup.sh", file=sys.stderr)
             return 1
     rates = tuple(int(r) for r in args.rates.split(","))
-    check = ""
+    checks: list[str] = []
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pxelab-bench-")))
         cluster = None
-        if {PG1, PG2, PGSYNC} & set(kinds):
+        if set(PG) & set(kinds):
             cluster = stack.enter_context(postgres_cluster(fsync=True))
             version = cluster.psql("SHOW server_version").split()[0]
             print(f"PostgreSQL {version}: a throwaway cluster on a Unix socket in {tmp.parent}, "
                   f"fsync on; synchronous_commit off except in '{PGSYNC}'", flush=True)  # fmt: skip
         stack.enter_context(lab())
         best = ramp(tmp, args.period, rates, kinds, cluster)
-        two = best.get(PG2)
-        if cluster is not None and PG2 in kinds:
-            check = wire_check(tmp, cluster, two.rate if two else rates[0], args.period)
-            print(check, flush=True)
+        for kind in (PG2, PG2B):
+            if cluster is not None and kind in kinds:
+                two = best[kind]
+                check = wire_check(tmp, cluster, kind, two.rate if two else rates[0], args.period)
+                checks.append(f"check ({kind}) {check}")
+                print(checks[-1], flush=True)
     print()
     print("| server | highest rate asked at <= 1% drops | DORA/s achieved | drops |"
           " DISCOVER-OFFER avg | REQUEST-ACK avg | server CPU per DORA |")  # fmt: skip
@@ -398,8 +411,8 @@ def main() -> int:
         else:
             print(f"| {kind} | {result.rate}/s | {result.achieved:.0f} | {result.drops:.2f}% | "
                   f"{result.offer_ms:.3f} ms | {result.ack_ms:.3f} ms | {result.cpu_text()} |")  # fmt: skip
-    if check:
-        print(f"\nTwo instances, {check}")
+    for check in checks:
+        print(f"\n{check}")
     return 0
 
 

@@ -135,7 +135,8 @@ def dhcp_rows(out: str) -> list[Row]:
 
 
 _PG_STEP = re.compile(
-    r"^\s+(pxelab postgres x2|pxelab postgres sync|pxelab postgres|pxelab|dnsmasq)\s+asked\s+"
+    r"^\s+(pxelab postgres x2 both|pxelab postgres x2|pxelab postgres sync|pxelab postgres|pxelab"
+    r"|dnsmasq)\s+asked\s+"
     r"(\d+)/s:\s+([\d.]+) DORA/s, drops\s+([\d.]+)%.*, cpu (.*)/DORA$",
     re.M,
 )
@@ -154,12 +155,14 @@ def dhcp_pg_rows(out: str) -> list[Row]:
                     "server CPU per DORA": cpu,
                 }
     sqlite, dnsmasq = by.get("pxelab", {}), by.get("dnsmasq", {})
+    dns = dnsmasq.get("DORA/s achieved", "")
+    dns_text = f"{dns} DORA/s" if dns else dnsmasq.get("highest rate asked at <= 1% drops", "?")
     base = number(sqlite.get("DORA/s achieved", ""))
-    check = re.search(r"^(check at .*)$", out, re.M)
     rows = []
     for name, label in (
         ("pxelab postgres", "1 instance"),
         ("pxelab postgres x2", "2 instances, one perfdhcp each at half the rate"),
+        ("pxelab postgres x2 both", "2 instances, both answer every client (broadcast)"),
         ("pxelab postgres sync", "1 instance, synchronous_commit on"),
     ):
         row = by.get(name, {})
@@ -169,10 +172,11 @@ def dhcp_pg_rows(out: str) -> list[Row]:
             f"(SQLite {sqlite.get('highest rate asked at <= 1% drops', '?')}); server CPU per "
             f"DORA {row.get('server CPU per DORA', '?')} (SQLite "
             f"{sqlite.get('server CPU per DORA', '?')}); dnsmasq with its lease file in the "
-            f"same run: {dnsmasq.get('DORA/s achieved', '?')} DORA/s"
+            f"same run: {dns_text}"
         )
-        if name == "pxelab postgres x2" and check:
-            note += f"; {check.group(1)}"
+        check = re.search(rf"^check \({name}\) (.*)$", out, re.M)
+        if check:
+            note += f"; duplicate check {check.group(1)}"
         rows.append(
             Row(
                 f"DHCP perfdhcp on PostgreSQL, {label}: vs pxelab on SQLite",
@@ -233,14 +237,15 @@ SCENARIOS = [
     Scenario(
         "dhcp-pg",
         "dhcp_bench.py",
-        240,
+        300,
         [
             "--period",
             "5",
             "--rates",
             "250,500,1000,1500,2000,2500,3000",
             "--servers",
-            "pxelab,pxelab postgres,pxelab postgres x2,pxelab postgres sync,dnsmasq",
+            "pxelab,pxelab postgres,pxelab postgres x2,pxelab postgres x2 both,"
+            "pxelab postgres sync,dnsmasq",
         ],
         dhcp_pg_rows,
     ),
