@@ -170,8 +170,8 @@ def dhcp_pg_rows(out: str) -> list[Row]:
         note = (
             f"asked {row.get('highest rate asked at <= 1% drops', 'none at <= 1%')} "
             f"(SQLite {sqlite.get('highest rate asked at <= 1% drops', '?')}); server CPU per "
-            f"DORA {row.get('server CPU per DORA', '?')} (SQLite "
-            f"{sqlite.get('server CPU per DORA', '?')}); dnsmasq with its lease file in the "
+            f"DORA {row.get('server CPU per DORA') or '?'} (SQLite "
+            f"{sqlite.get('server CPU per DORA') or '?'}); dnsmasq with its lease file in the "
             f"same run: {dns_text}"
         )
         check = re.search(rf"^check \({name}\) (.*)$", out, re.M)
