@@ -242,7 +242,7 @@ SCENARIOS = [
             "--period",
             "5",
             "--rates",
-            "250,500,1000,1500,2000,2500,3000",
+            "100,250,500,1000,1500,2000,3000",
             "--servers",
             "pxelab,pxelab postgres,pxelab postgres x2,pxelab postgres x2 both,"
             "pxelab postgres sync,dnsmasq",
