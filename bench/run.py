@@ -144,15 +144,18 @@ _PG_STEP = re.compile(
 
 def dhcp_pg_rows(out: str) -> list[Row]:
     """bench/dhcp_bench.py with PostgreSQL: one instance, two, and synchronous_commit on, each
-    against pxelab on SQLite in the same run; the two-instance duplicate check in the note."""
+    against pxelab on SQLite in the same run (CPU per DORA compared at the same step, since it
+    falls as the rate rises); the two-instance duplicate checks in the notes."""
+    steps = _PG_STEP.findall(out)
+    cpu_at = {(name, asked): cpu for name, asked, _, _, cpu in steps}
     by = {r.get("server", ""): r for r in markdown_table(out)}
     if not by:  # stopped early: the best step at <= 1% drops from the per-step lines
-        for name, asked, achieved, drops, cpu in _PG_STEP.findall(out):
+        for name, asked, achieved, drops, _ in steps:
+            by.setdefault(name, {})
             if float(drops) <= 1.0:
                 by[name] = {
                     "highest rate asked at <= 1% drops": f"{asked}/s",
                     "DORA/s achieved": achieved,
-                    "server CPU per DORA": cpu,
                 }
     sqlite, dnsmasq = by.get("pxelab", {}), by.get("dnsmasq", {})
     dns = dnsmasq.get("DORA/s achieved", "")
@@ -167,13 +170,15 @@ def dhcp_pg_rows(out: str) -> list[Row]:
     ):
         row = by.get(name, {})
         ours = number(row.get("DORA/s achieved", ""))
-        note = (
-            f"asked {row.get('highest rate asked at <= 1% drops', 'none at <= 1%')} "
-            f"(SQLite {sqlite.get('highest rate asked at <= 1% drops', '?')}); server CPU per "
-            f"DORA {row.get('server CPU per DORA') or '?'} (SQLite "
-            f"{sqlite.get('server CPU per DORA') or '?'}); dnsmasq with its lease file in the "
-            f"same run: {dns_text}"
-        )
+        asked = row.get("highest rate asked at <= 1% drops", "none at <= 1%")
+        note = f"asked {asked} (SQLite {sqlite.get('highest rate asked at <= 1% drops', '?')})"
+        step = asked.removesuffix("/s")
+        if (name, step) in cpu_at:
+            note += (
+                f"; server CPU per DORA at {asked}: {cpu_at[name, step]}, SQLite "
+                f"{cpu_at.get(('pxelab', step), '?')}"
+            )
+        note += f"; dnsmasq with its lease file in the same run: {dns_text}"
         check = re.search(rf"^check \({name}\) (.*)$", out, re.M)
         if check:
             note += f"; duplicate check {check.group(1)}"
