@@ -126,14 +126,22 @@ class PostgresStore(Views):
             self._pool = await asyncio.wait_for(
                 asyncpg.create_pool(
                     self.url,
-                    min_size=1,
+                    # No floor to maintain (asyncpg would log a traceback a second while the
+                    # database is away); the connections made are kept (no idle timeout).
+                    min_size=0,
                     max_size=4,
+                    max_inactive_connection_lifetime=0,
                     timeout=self.timeout,
                     command_timeout=self.timeout,
                 ),
                 self.timeout + 1,
             )
+            async with asyncio.timeout(self.timeout + 1), self._pool.acquire():
+                pass  # one connection now: an unreachable or refusing database fails here
         except Exception as exc:  # any failure to connect is one clear line
+            if self._pool is not None:
+                self._pool.terminate()
+                self._pool = None
             raise StoreError(f"{self.name}: cannot connect: {_describe(exc)}") from None
         try:
             await self._run("create the schema", lambda conn: prepare(conn, self.name))
