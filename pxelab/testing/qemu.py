@@ -84,13 +84,14 @@ def x86_argv(
     vars_file: Path | None,
     nic_rom: bool,
     disk: Path | None = None,
+    memory_mib: int = 512,
 ) -> list[str]:
     """An x86-64 VM booting from a virtio NIC, with OVMF (uefi) or SeaBIOS (bios).
 
     nic_rom=False (`romfile=`) makes the firmware's own PXE client do DHCP and TFTP, as real
     hardware does (UEFI only: SeaBIOS has no PXE client of its own); nic_rom=True keeps QEMU's
     iPXE ROM, which boots the DHCP boot file over HTTP. disk: a directory the VM sees as a FAT
-    disk after the NIC in the boot order (`disk_argv`).
+    disk after the NIC in the boot order (`disk_argv`). memory_mib: the guest's RAM.
     """
     if firmware not in FIRMWARES:
         raise ValueError(f"firmware must be one of {FIRMWARES}, not {firmware!r}")
@@ -115,7 +116,7 @@ def x86_argv(
         "qemu-system-x86_64",
         "-accel", accel(),
         "-M", machine,
-        "-m", "512",
+        "-m", str(memory_mib),
         *flash,
         "-netdev", netdev,
         "-device", device,
@@ -180,8 +181,10 @@ def start_x86(
     ns: NetNs | None = None,
     nic_rom: bool = False,
     disk: Path | None = None,
+    memory_mib: int = 512,
 ) -> QemuVm:
-    """Boot an x86-64 VM (in namespace ns, if given) from the network (then `disk`, if given)."""
+    """Boot an x86-64 VM (in namespace ns, if given) from the network (then `disk`, if given),
+    with memory_mib of RAM."""
     if shutil.which("qemu-system-x86_64") is None:
         raise FileNotFoundError("qemu-system-x86_64 is missing: install qemu-system-x86 and ovmf")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -192,7 +195,16 @@ def start_x86(
         shutil.copyfile(OVMF_VARS_SECURE if firmware == "uefi-secure" else OVMF_VARS, vars_file)
     serial = workdir / f"serial-{tag}.log"
     serial.write_bytes(b"")
-    argv = x86_argv(firmware, netdev, mac, serial, vars_file=vars_file, nic_rom=nic_rom, disk=disk)
+    argv = x86_argv(
+        firmware,
+        netdev,
+        mac,
+        serial,
+        vars_file=vars_file,
+        nic_rom=nic_rom,
+        disk=disk,
+        memory_mib=memory_mib,
+    )
     return _launch(argv, serial, workdir / f"qemu-{tag}.stderr", ns)
 
 
