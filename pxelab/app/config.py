@@ -64,9 +64,11 @@ class Config:
     tftp_port: int = 69
     """UDP port of the TFTP server; 0 turns TFTP off."""
     tftp_max_sessions: int = 512
-    """TFTP transfers in flight at most; further requests are dropped (clients retry)."""
+    """TFTP transfers in flight at most; further requests wait for a slot."""
     tftp_max_per_client: int = 16
-    """TFTP transfers in flight from one client IP address at most."""
+    """TFTP transfers in flight from one client IP address at most; further ones wait."""
+    tftp_max_queued: int = 1024
+    """TFTP requests waiting for a slot at most; further ones are dropped (clients retry)."""
     tftp_windowsize_max: int = 64
     """Largest TFTP windowsize (RFC 7440) granted to a client."""
     http_address: str = "0.0.0.0"
@@ -210,6 +212,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "tftp_port": _int(0, 65535),
     "tftp_max_sessions": _int(1, 65535),
     "tftp_max_per_client": _int(1, 65535),
+    "tftp_max_queued": _int(0, 65535),
     "tftp_windowsize_max": _int(1, 65535),
     "http_address": _str,
     "http_port": _int(0, 65535),

@@ -184,6 +184,7 @@ async def start_tftp(config: Config, parts: Parts, server_if: IPv4Interface | No
             config=SessionConfig(max_windowsize=config.tftp_windowsize_max),
             max_sessions=config.tftp_max_sessions,
             max_per_client=config.tftp_max_per_client,
+            max_queued=config.tftp_max_queued,
             timeline=parts.timeline,
             virtual=GrubFiles(parts.inventory, parts.renderer, config.images_dir, parts.installs),
         ),
