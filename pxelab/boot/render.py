@@ -1,11 +1,14 @@
 """Boot scripts and install data rendered from Jinja2 templates: shipped ones, overridable by file.
 
 Rendering is all-or-nothing: a template error raises RenderError and no partial text escapes.
+Boot scripts are cached, keyed on everything they are made from (see `Renderer.boot_script`).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,12 +125,43 @@ def _line(value: Any) -> str:
     return text
 
 
+TEMPLATE_CHECK_INTERVAL = 1.0
+"""Seconds between two looks at the template files for changes (a stat of each loaded one)."""
+SCRIPT_CACHE_SIZE = 16384
+"""Boot scripts kept at most; the cache starts afresh when it is full."""
+
+
+@dataclass(frozen=True)
+class _Cached:
+    """A rendered boot script and what it was made from, beyond its key."""
+
+    host: Host
+    """The host definition it was rendered for."""
+    credential: str | None
+    """The signed callback credential in it (install generation and server secret)."""
+    script: str
+    """The script."""
+
+
 class Renderer:
     """Renders the shipped templates, or same-named files from an override directory."""
 
-    def __init__(self, override_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        override_dir: Path | None = None,
+        *,
+        check_interval: float = TEMPLATE_CHECK_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.signer: Callable[[str], str | None] | None = None
         """MAC -> its signed callback credential; set by the HTTP app (None: unsigned URLs)."""
+        self.check_interval = check_interval
+        """Seconds between two checks of the template files for changes (0: every script)."""
+        self._clock = clock
+        self._override_dir = override_dir
+        self._scripts: dict[tuple[str, str, str, str], _Cached] = {}
+        self._checked = clock()
+        self._dir_stamp = self._override_stamp()
         dirs = [str(override_dir)] if override_dir else []
         dirs.append(str(shipped_dir("templates")))
         self.env = jinja2.Environment(
@@ -178,11 +212,54 @@ class Renderer:
     def boot_script(
         self, host: Host, base_url: str, state: InstallState = InstallState.INSTALL
     ) -> str:
-        """The host's iPXE script: its installer (or kernel) until installed, then local boot."""
+        """The host's iPXE script: its installer (or kernel) until installed, then local boot.
+
+        Cached on the host definition, base URL, install state, signed callback credential (it
+        names the install generation) and template; a changed template file (an override, or
+        one it includes) empties the cache within `check_interval` seconds."""
         template = self.boot_template(host, state)
-        return self.render(
-            template, f"host {host.name!r}", state=state.value, **self.context(host, base_url)
-        )
+        self._check_templates()
+        credential = self.signer(host.mac) if self.signer else None
+        key = (host.mac, base_url, state.value, template)
+        cached = self._scripts.get(key)
+        if cached is not None and cached.credential == credential:
+            if cached.host is host or cached.host == host:
+                return cached.script
+        context = self.context(host, base_url)
+        script = self.render(template, f"host {host.name!r}", state=state.value, **context)
+        if len(self._scripts) >= SCRIPT_CACHE_SIZE:
+            self._scripts.clear()
+        self._scripts[key] = _Cached(host, credential, script)
+        return script
+
+    def _check_templates(self) -> None:
+        """Empty the script cache when a loaded template changed or an override appeared."""
+        now = self._clock()
+        if now - self._checked < self.check_interval:
+            return
+        self._checked = now
+        stamp = self._override_stamp()
+        changed = stamp != self._dir_stamp
+        self._dir_stamp = stamp
+        cache = self.env.cache
+        if not changed and cache is not None:
+            changed = not all(t.is_up_to_date for t in list(cache.values()))
+        if changed:
+            self._scripts.clear()
+            if cache is not None:
+                cache.clear()
+
+    def _override_stamp(self) -> tuple[int, ...]:
+        """mtimes of the override directory and its subdirectories: a new override shows there."""
+        if self._override_dir is None:
+            return ()
+        stamps = []
+        for directory in (self._override_dir, *_subdirs(self._override_dir)):
+            try:
+                stamps.append(os.stat(directory).st_mtime_ns)
+            except OSError:
+                stamps.append(-1)
+        return tuple(stamps)
 
     def install_data(self, host: Host, base_url: str, name: str) -> str:
         """One piece of the host's install data (a key of INSTALL_DATA)."""
@@ -193,3 +270,12 @@ class Renderer:
     def chain_script(self, base_url: str) -> str:
         """The generic script that makes any iPXE fetch its own per-MAC script."""
         return self.render("chain.ipxe.j2", "/boot.ipxe", base_url=base_url)
+
+
+def _subdirs(directory: Path) -> list[Path]:
+    """The directories directly under `directory` (templates live one level deep at most)."""
+    try:
+        with os.scandir(directory) as entries:
+            return [Path(e.path) for e in entries if e.is_dir() and not e.name.startswith(".")]
+    except OSError:
+        return []

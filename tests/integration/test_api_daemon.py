@@ -96,3 +96,43 @@ def test_metrics_count_real_tftp_transfers_through_the_timeline(dirs: LabDirs) -
         assert 'pxelab_boot_events_total{stage="tftp"} 2.0' in metrics
     finally:
         assert daemon.stop() == 0
+
+
+def _until(daemon: Daemon, path: str, wanted: str, seconds: float = 5.0) -> str:
+    """GET path until its body contains wanted (the daemon follows files and the store)."""
+    deadline = time.monotonic() + seconds
+    while wanted not in (body := _http(daemon, path)):
+        assert time.monotonic() < deadline, body
+        time.sleep(0.1)
+    return body
+
+
+def test_cached_scripts_follow_templates_host_files_and_reinstalls(dirs: LabDirs) -> None:
+    """The daemon caches each /boot?mac= script; every thing it is made from invalidates it."""
+    templates = dirs.root / "templates"
+    templates.mkdir()
+    boot = templates / "boot.ipxe.j2"
+    boot.write_text("#!ipxe\n{% include 'part.j2' %}\nkernel {{ kernel_url }}\n")
+    (templates / "part.j2").write_text("echo one {{ host.name }}\n")
+    assert _pxelab(dirs, "hosts", "add", "d1", "--mac", MAC, "--distro", "demo").returncode == 0
+    token = create_token(dirs, "ops")
+    daemon = start_daemon_usernet(dirs, "--templates-dir", str(templates))
+    path = f"/boot?mac={MAC}"
+    try:
+        assert "echo one d1" in _http(daemon, path)
+        assert "echo one d1" in _http(daemon, path)  # from the cache
+        # an included template changes on disk
+        (templates / "part.j2").write_text("echo two {{ host.name }}\n")
+        _until(daemon, path, "echo two d1")
+        # the host file changes (its image directory)
+        host_file = next(dirs.hosts.glob("*.json"))
+        data = json.loads(host_file.read_text())
+        host_file.write_text(json.dumps({**data, "distro": "other"}))
+        _until(daemon, path, "/images/other/")
+        # installed (through the API), then `hosts reinstall` from another process
+        _http(daemon, f"/api/hosts/{MAC}/installed", "POST", token)
+        assert _http(daemon, path).splitlines()[-1] == "exit"
+        assert _pxelab(dirs, "hosts", "reinstall", "d1").returncode == 0
+        _until(daemon, path, "echo two d1")
+    finally:
+        assert daemon.stop() == 0
