@@ -222,9 +222,12 @@ class Renderer:
         credential = self.signer(host.mac) if self.signer else None
         key = (host.mac, base_url, state.value, template)
         cached = self._scripts.get(key)
-        if cached is not None and cached.credential == credential:
-            if cached.host is host or cached.host == host:
-                return cached.script
+        if (
+            cached is not None
+            and cached.credential == credential
+            and (cached.host is host or cached.host == host)
+        ):
+            return cached.script
         context = self.context(host, base_url)
         script = self.render(template, f"host {host.name!r}", state=state.value, **context)
         if len(self._scripts) >= SCRIPT_CACHE_SIZE:
