@@ -136,3 +136,19 @@ def test_cached_scripts_follow_templates_host_files_and_reinstalls(dirs: LabDirs
         _until(daemon, path, "echo two d1")
     finally:
         assert daemon.stop() == 0
+
+
+def test_no_access_log_line_is_lost_on_sigterm(dirs: LabDirs) -> None:
+    """The daemon writes its log from a queue in a thread; SIGTERM drains it before exiting."""
+    assert _pxelab(dirs, "hosts", "add", "d1", "--mac", MAC, "--distro", "demo").returncode == 0
+    daemon = start_daemon_usernet(dirs)
+    requests = 300
+    try:
+        for i in range(requests):
+            _http(daemon, f"/boot?mac={MAC}&n={i}")
+    finally:
+        assert daemon.stop() == 0
+    lines = daemon.text().splitlines()
+    for i in range(requests):
+        assert sum(f"GET /boot?mac={MAC}&n={i} 200 " in line for line in lines) == 1, i
+    assert "pxelab stopping" in daemon.text()
