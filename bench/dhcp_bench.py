@@ -21,6 +21,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import pin
+
 from pxelab.testing.netns import stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +81,7 @@ class Result:
 
 def perfdhcp(rate: int, period: int) -> Result:
     proc = subprocess.run(
-        ns(CLIENT_NS, "perfdhcp", "-4", "-l", "veth1", "-r", str(rate), "-R", str(CLIENTS),
+        ns(CLIENT_NS, *pin("load"), "perfdhcp", "-4", "-l", "veth1", "-r", str(rate), "-R", str(CLIENTS),
            "-p", str(period), "-W", "1000000", "-d", "2", SERVER_IP),
         capture_output=True, text=True, timeout=period + 60,
     )  # fmt: skip
@@ -110,7 +113,9 @@ def server(kind: str, work: Path) -> Iterator[None]:
         if kind == "dnsmasq --leasefile-ro":
             argv.append("--leasefile-ro")
     log = (work / "server.log").open("w")
-    proc = subprocess.Popen(ns(SERVER_NS, *argv), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        ns(SERVER_NS, *pin("server"), *argv), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + 30
         while ":67 " not in sh(*ns(SERVER_NS, "ss", "-Hlun", "sport", "=", "67")).stdout:

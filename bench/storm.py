@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import MIB, NGINX_CONF, ROOT, Row, cpu_seconds, emit, ratio, rss_bytes, stop
+from benchlib import MIB, NGINX_CONF, ROOT, Row, cpu_seconds, emit, pin, ratio, rss_bytes, stop
 
 SERVER_NS, CLIENT_NS = f"pxstorm{os.getpid()}s", f"pxstorm{os.getpid()}c"
 SERVER_IP, RELAY_IP, PREFIX = "10.251.0.1", "10.251.0.2", 16
@@ -503,7 +503,7 @@ def pxelab_stack(work: Path, run: Path) -> Iterator[Stack]:
         "--hosts-dir", str(work / "hosts"), "--images-dir", str(work / "images"),
         "--tftp-root", str(work / "tftp"), "--router-advertisements", "off",
     ]  # fmt: skip
-    proc = subprocess.Popen(ns(SERVER_NS, *argv), cwd=ROOT, stdout=log, stderr=log)
+    proc = subprocess.Popen(ns(SERVER_NS, *pin("server"), *argv), cwd=ROOT, stdout=log, stderr=log)
     try:
         _wait_udp(67, proc, "pxelab", log_path)
         _wait_tcp(HTTP_PORT, proc, "pxelab", log_path)
@@ -528,7 +528,9 @@ def reference_stack(work: Path, run: Path) -> Iterator[Stack]:
         "--dhcp-boot=tag:!ipxe,ipxe.efi",
         "--enable-tftp", f"--tftp-root={work / 'tftp'}", "--tftp-max=4096",
     ]  # fmt: skip
-    dnsmasq = subprocess.Popen(ns(SERVER_NS, *argv), stdout=dns_log, stderr=subprocess.STDOUT)
+    dnsmasq = subprocess.Popen(
+        ns(SERVER_NS, *pin("server"), *argv), stdout=dns_log, stderr=subprocess.STDOUT
+    )
     nginx_dir = run / "nginx"
     nginx_dir.mkdir(parents=True, exist_ok=True)
     conf = NGINX_CONF.format(work=nginx_dir, root=work, port=HTTP_PORT, address=SERVER_IP)
@@ -536,7 +538,7 @@ def reference_stack(work: Path, run: Path) -> Iterator[Stack]:
     ng_log_path = run / "nginx.out"
     ng_log = ng_log_path.open("wb")
     ng = subprocess.Popen(
-        ns(SERVER_NS, "nginx", "-c", str(nginx_dir / "nginx.conf"), "-p", str(nginx_dir)),
+        ns(SERVER_NS, *pin("server"), "nginx", "-c", str(nginx_dir / "nginx.conf"), "-p", str(nginx_dir)),
         stdout=ng_log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -582,7 +584,8 @@ def storm(stack: Stack, count: int) -> Storm:
     cpu0 = cpu_seconds(pids)
     sampler.start()
     gen = subprocess.Popen(
-        ns(CLIENT_NS, sys.executable, str(Path(__file__).resolve()), "--generate", str(count)),
+        ns(CLIENT_NS, *pin("load"), sys.executable, str(Path(__file__).resolve()), "--generate",
+           str(count)),
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     out, err = gen.communicate(timeout=900)

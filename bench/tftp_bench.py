@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import ROOT, Row, cpu_seconds, emit, ratio, stop
+from benchlib import ROOT, Row, cpu_seconds, emit, pin, ratio, stop
 
 sys.path.insert(0, str(ROOT))
 from pxelab.testing.netns import NetNs, lab
@@ -86,6 +86,7 @@ def server_argv(name: str, root: Path, work: Path) -> list[str]:
 def running(ns: NetNs, name: str, root: Path, work: Path) -> Iterator[subprocess.Popen[bytes]]:
     log = (work / f"{name}.log").open("wb")
     proc = ns.popen(
+        *pin("server"),
         *server_argv(name, root, work),
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
@@ -105,7 +106,9 @@ def running(ns: NetNs, name: str, root: Path, work: Path) -> Iterator[subprocess
 
 
 def fetch(ns: NetNs, argv: list[str], timeout: float = 30) -> int:
-    return subprocess.run(ns.argv(*argv), capture_output=True, timeout=timeout).returncode
+    return subprocess.run(
+        ns.argv(*pin("load"), *argv), capture_output=True, timeout=timeout
+    ).returncode
 
 
 def timed(ns: NetNs, argv: list[str], out: Path, root: Path) -> float:
@@ -142,7 +145,7 @@ def measure(
         for name, (ns, _) in servers.items():
             window[name].append(timed(ns, atftp, out, root))
     parallels: dict[str, list[float]] = {name: [] for name in servers}
-    for _ in range(max(3, repeats // 2)):
+    for _ in range(max(1, (repeats + 1) // 2)):
         for name, (ns, _) in servers.items():
             parallels[name].append(parallel(ns, root, work))
     blocks = repeats * (MIB // BLKSIZE + 1)
@@ -165,7 +168,14 @@ def parallel(ns: NetNs, root: Path, work: Path, clients: int = 16) -> float:
     procs = [
         subprocess.Popen(
             ns.argv(
-                "curl", "-s", "--tftp-blksize", str(BLKSIZE), "-o", str(o), f"tftp://{HOST}/{FILE}"
+                *pin("load"),
+                "curl",
+                "-s",
+                "--tftp-blksize",
+                str(BLKSIZE),
+                "-o",
+                str(o),
+                f"tftp://{HOST}/{FILE}",
             ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
