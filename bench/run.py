@@ -30,8 +30,9 @@ from benchlib import ROOT, ROWS_ENV, Row, ratio, sharing
 
 TOTAL_BUDGET = 14 * 60
 """Seconds for the whole run: `make bench` must end within 15 minutes on 2 cores."""
-QUICK_BUDGET = 170
-"""Seconds for `--quick`: every row once, under 3 minutes."""
+QUICK_BUDGET = 175
+"""Seconds for `--quick`: every row once, under 3 minutes (on a quiet 2-core machine; a loaded
+one runs out of budget and says which scenarios it skipped or cut)."""
 
 WORK = ROOT / "build" / "bench"
 """Each scenario's output, rows and status (`--report-only` rebuilds the report from them)."""
@@ -182,20 +183,20 @@ SCENARIOS = [
         ["--period", "4", "--rates", "250,500,1000,1500,2000,2500,3000,4000,6000,8000"],
         dhcp_rows,
         ["--period", "2", "--rates", "1000,2000"],
-        30,
+        25,
     ),
     Scenario("tftp", "tftp_bench.py", 120, ["--repeats", "7"], None, ["--repeats", "1"], 20),
-    Scenario("http", "http_bench.py", 200, [], None, ["--quick"], 40),
+    Scenario("http", "http_bench.py", 200, [], None, ["--quick"], 45),
     Scenario(
         "storm",
         "storm.py",
-        300,
-        ["--sizes", "100,250,500,1000"],
+        400,
+        ["--sizes", "100,500,1000"],
         None,
-        ["--sizes", "100", "--plot", str(WORK / "storm-quick.png")],
-        40,
+        ["--sizes", "50", "--plot", str(WORK / "storm-quick.png")],
+        35,
     ),
-    Scenario("boot", "boot_bench.py", 200, ["--runs", "3"], None, ["--runs", "1"], 60),
+    Scenario("boot", "boot_bench.py", 150, ["--runs", "2"], None, ["--runs", "1"], 60),
     Scenario("boot-ra", "dhcp_boot_ra.py", 100, [], ra_rows),
 ]
 
