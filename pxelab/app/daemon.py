@@ -151,15 +151,27 @@ def http_runner(config: Config, parts: Parts) -> web.AppRunner:
     )
 
 
+HTTP_BACKLOG = 1024
+"""Connections waiting to be accepted (aiohttp's default, 128, makes a rack powering on at once
+wait for SYN retransmissions); the kernel caps it at net.core.somaxconn."""
+
+
 async def start_http(config: Config, runner: web.AppRunner, tls: ssl.SSLContext | None) -> str:
     """Listen on http_address:http_port, and on https_port with tls; says where (for the ready
     line), with the port picked for port 0."""
-    site = web.TCPSite(runner, config.http_address, config.http_port, reuse_address=True)
+    site = web.TCPSite(
+        runner, config.http_address, config.http_port, reuse_address=True, backlog=HTTP_BACKLOG
+    )
     await _bind(f"HTTP on {config.http_address}:{config.http_port}", "http_port", site.start())
     where = f"http on {config.http_address}:{runner.addresses[0][1]}"
     if tls is not None:
         secure = web.TCPSite(
-            runner, config.http_address, config.https_port, ssl_context=tls, reuse_address=True
+            runner,
+            config.http_address,
+            config.https_port,
+            ssl_context=tls,
+            reuse_address=True,
+            backlog=HTTP_BACKLOG,
         )
         what = f"HTTPS on {config.http_address}:{config.https_port}"
         await _bind(what, "https_port", secure.start())

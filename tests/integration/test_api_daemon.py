@@ -152,3 +152,19 @@ def test_no_access_log_line_is_lost_on_sigterm(dirs: LabDirs) -> None:
     for i in range(requests):
         assert sum(f"GET /boot?mac={MAC}&n={i} 200 " in line for line in lines) == 1, i
     assert "pxelab stopping" in daemon.text()
+
+
+def test_http_listens_with_room_for_a_rack_powering_on(dirs: LabDirs) -> None:
+    """1,000 machines connecting at once must not wait for SYN retransmissions (backlog 1024)."""
+    daemon = start_daemon_usernet(dirs)
+    try:
+        listening = subprocess.run(
+            ["ss", "-Hltn", "sport", "=", f":{daemon.http_port}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+        assert int(listening[2]) == min(1024, somaxconn), listening  # Send-Q: the backlog
+    finally:
+        assert daemon.stop() == 0
