@@ -49,7 +49,8 @@ SIZES = (100, 250, 500, 1000)
 MAC_BASE = 0x525400A00000
 TFTP_TIMEOUT, TFTP_TRIES = 1.0, 8
 """The simulated firmware's TFTP retransmission timer and how many times it tries."""
-DHCP_TIMEOUT, DHCP_TRIES = 1.0, 6
+DHCP_TIMEOUTS = (1.0, 2.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0)
+"""The simulated firmware's DHCP retransmission timers (PXE firmware backs off to 4 s and more)."""
 HTTP_TIMEOUT, HTTP_TRIES = 60.0, 3
 
 
@@ -123,11 +124,11 @@ class DhcpRelay(asyncio.DatagramProtocol):
         queue = self.waiting.setdefault(xid, asyncio.Queue())
         assert self.transport is not None
         packet = _dhcp_packet(kind, xid, mac, extra)
-        for attempt in range(DHCP_TRIES):
+        for attempt, timeout in enumerate(DHCP_TIMEOUTS):
             if attempt:
                 machine.retries += 1
             self.transport.sendto(packet, (SERVER_IP, 67))
-            deadline = time.monotonic() + DHCP_TIMEOUT * (1 + attempt)
+            deadline = time.monotonic() + timeout
             while (left := deadline - time.monotonic()) > 0:
                 try:
                     reply = await asyncio.wait_for(queue.get(), left)
@@ -135,7 +136,8 @@ class DhcpRelay(asyncio.DatagramProtocol):
                     break
                 if _dhcp_options(reply).get(53) == bytes([want]):
                     return reply
-        raise RuntimeError(f"DHCP: no {'OFFER' if want == 2 else 'ACK'} after {DHCP_TRIES} tries")
+        tries = len(DHCP_TIMEOUTS)
+        raise RuntimeError(f"DHCP: no {'OFFER' if want == 2 else 'ACK'} after {tries} tries")
 
 
 async def dora(relay: DhcpRelay, machine: Machine) -> None:
@@ -369,9 +371,13 @@ async def boot_one(relay: DhcpRelay, machine: Machine, go: float) -> None:
 
 async def generate(count: int) -> list[Machine]:
     loop = asyncio.get_running_loop()
-    _, relay = await loop.create_datagram_endpoint(
+    transport, relay = await loop.create_datagram_endpoint(
         DhcpRelay, local_addr=(RELAY_IP, 67), allow_broadcast=True
     )
+    # The generator is busy with TFTP and HTTP while replies come: a deep buffer keeps them
+    # (otherwise its own drops look like the server's).
+    sock = transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 16 << 20)
     machines = [Machine(i) for i in range(count)]
     go = time.monotonic()
     await asyncio.gather(*(boot_one(relay, m, go) for m in machines))

@@ -36,6 +36,7 @@ from pxelab.dhcp.policy import DhcpCore, Pool
 from pxelab.dhcp.reply import DhcpReply, NoReply, describe_arch
 from pxelab.errors import MalformedPacket
 from pxelab.events import Event, Timeline
+from pxelab.sockbuf import deepen_receive_buffer
 
 log = logging.getLogger("pxelab.dhcp")
 
@@ -382,6 +383,7 @@ def open_dhcp_socket(interface: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        deepen_receive_buffer(sock)  # a rack powering on at once: queue, don't drop
         try:
             # Without this a broadcast reply never reaches a client that has no address yet.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pxelab.errors import MalformedPacket
 from pxelab.events import Event, Timeline, tftp_summary
+from pxelab.sockbuf import deepen_receive_buffer
 from pxelab.tftp.admission import (
     MAX_PER_CLIENT,
     MAX_QUEUED,
@@ -82,6 +83,7 @@ async def start_tftp(
     server.virtual = virtual
     sock = udp_socket(host, port, interface)
     try:
+        deepen_receive_buffer(sock)  # a rack's requests at once: queued, not dropped
         listener = Listener(sock, loop, server._datagram)
     except BaseException:
         sock.close()
