@@ -63,7 +63,7 @@ class Config:
     """Address the TFTP server binds to; `address` (or all addresses) when unset."""
     tftp_port: int = 69
     """UDP port of the TFTP server; 0 turns TFTP off."""
-    tftp_max_sessions: int = 512
+    tftp_max_sessions: int = 2048
     """TFTP transfers in flight at most; further requests wait for a slot."""
     tftp_max_per_client: int = 16
     """TFTP transfers in flight from one client IP address at most; further ones wait."""

@@ -38,7 +38,7 @@ __all__ = [
 
 Address = tuple[str, int]
 
-MAX_SESSIONS = 512
+MAX_SESSIONS = 2048
 """Default cap on transfers in flight (requests being opened count too)."""
 MAX_PER_CLIENT = 16
 """Default cap on transfers in flight from one client IP address."""
