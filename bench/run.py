@@ -190,7 +190,7 @@ SCENARIOS = [
     Scenario(
         "storm",
         "storm.py",
-        400,
+        480,
         ["--sizes", "100,500,1000"],
         None,
         ["--sizes", "50", "--plot", str(WORK / "storm-quick.png")],

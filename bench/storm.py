@@ -624,8 +624,10 @@ def storm(stack: Stack, count: int) -> Storm:
     )
 
 
-def run_storms(sizes: list[int], work: Path) -> list[Storm]:
-    results = []
+def run_storms(sizes: list[int], work: Path, plot_path: Path) -> list[Storm]:
+    """Each N against both stacks; its row and the plot are written as soon as both are done,
+    so a run stopped by its time budget keeps the sizes it finished."""
+    results: list[Storm] = []
     lay_out(work, max(sizes))
     with network(max(sizes)):
         for count in sizes:
@@ -645,6 +647,8 @@ def run_storms(sizes: list[int], work: Path) -> list[Storm]:
                     + (f"; first failure: {result.first_failure}" if result.first_failure else ""),
                     flush=True,
                 )
+            emit(rows([r for r in results if r.machines == count]))
+            plot(results, plot_path)
     return results
 
 
@@ -728,9 +732,9 @@ def main() -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # dnsmasq's TFTP inherits it
     sizes = [int(x) for x in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="pxelab-storm-") as tmp:
-        results = run_storms(sizes, Path(tmp))
-    plot(results, args.plot)
-    emit(rows(results))
+        results = run_storms(sizes, Path(tmp), args.plot)
+    if not results:
+        return 1
     return 0
 
 
