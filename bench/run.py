@@ -406,7 +406,8 @@ def storm_section(outcomes: list[Outcome], report: Path) -> list[str]:
         "",
         "N machines boot at the same moment (`bench/storm.py`): time until the last one is done, "
         "and the median machine, against N, for pxelab and for dnsmasq (DHCP, TFTP) + nginx "
-        "(HTTP, scripts pre-rendered to files). Figures per N are in the table above.",
+        "(HTTP, scripts pre-rendered to files). Figures per N are in the table above; where a "
+        "stack had failures, its time counts only the machines that got through.",
         "",
         f"![boot storm: time to done against N]({plot.name})",
         "",

@@ -706,6 +706,10 @@ def plot(results: list[Storm], path: Path) -> None:
             ax.plot([p[0] for p in points], [p[1] for p in points], style, label=f"{stack}: last")
             ax.plot([p[0] for p in points], [p[2] for p in points], style, alpha=0.4,
                     label=f"{stack}: median")  # fmt: skip
+    for r in results:
+        if r.failures:
+            ax.annotate(f"{r.failures} failed", (r.machines, r.total_s), fontsize=8,
+                        textcoords="offset points", xytext=(4, -12))  # fmt: skip
     ax.set_xlabel("machines booting at once")
     ax.set_ylabel("seconds from power-on")
     ax.set_title("Boot storm: DORA, TFTP 1 MiB, scripts, 80 MiB over HTTP")
