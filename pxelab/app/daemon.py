@@ -18,7 +18,9 @@ from aiohttp import web
 
 from pxelab.app import control
 from pxelab.app.config import Config
+from pxelab.boot.explain import DhcpHandout
 from pxelab.boot.grub import GrubFiles
+from pxelab.boot.images import ImageIndex
 from pxelab.boot.render import Renderer
 from pxelab.errors import ConfigError
 from pxelab.events import Timeline
@@ -121,17 +123,21 @@ async def prepare(config: Config) -> Parts:
         raise ConfigError(f"key {control.store_key(config)!r}: {exc}") from None
     events = EventWriter(store)
     timeline.subscribe(events)
+    images = ImageIndex(config.images_dir)
+    inventory = await asyncio.to_thread(
+        Inventory, config.hosts_dir, rescan_on_lookup=False, on_change=images.refresh
+    )
     return Parts(
         store,
-        Inventory(config.hosts_dir, rescan_on_lookup=False),
-        Renderer(config.templates_dir),
+        inventory,
+        Renderer(config.templates_dir, images),
         InstallStore(store),
         timeline,
         events,
     )
 
 
-def http_runner(config: Config, parts: Parts) -> web.AppRunner:
+def http_runner(config: Config, parts: Parts, handout: DhcpHandout) -> web.AppRunner:
     """The HTTP app's runner (not yet listening)."""
     app = make_app(
         parts.inventory,
@@ -142,6 +148,7 @@ def http_runner(config: Config, parts: Parts) -> web.AppRunner:
         tftp_root=config.tftp_root,
         guard=control.make_guard(config, parts.store),
         store=parts.store,
+        handout=handout,
     )
     return web.AppRunner(
         app,
@@ -190,12 +197,20 @@ async def start_tftp(config: Config, parts: Parts, server_if: IPv4Interface | No
     )
 
 
-async def run_until(stop: asyncio.Event, inventory: Inventory) -> None:
-    """Serve until stop is set, rescanning the hosts dir every INVENTORY_POLL seconds."""
+def rescan(inventory: Inventory, images: ImageIndex) -> None:
+    """Re-read the hosts dir and look the hosts' image files up again (blocking: a worker
+    thread). New hosts' images are looked up before the hosts are published (`on_change`)."""
+    if not inventory.refresh():
+        images.refresh(inventory.hosts())
+
+
+async def run_until(stop: asyncio.Event, inventory: Inventory, images: ImageIndex) -> None:
+    """Serve until stop is set, rescanning the hosts dir and the hosts' image files every
+    INVENTORY_POLL seconds, in a worker thread."""
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), INVENTORY_POLL)
-        await asyncio.to_thread(inventory.refresh)
+        await asyncio.to_thread(rescan, inventory, images)
 
 
 async def close_all(services: list[Service], runner: web.AppRunner, parts: Parts) -> None:
@@ -219,7 +234,10 @@ async def serve(config: Config) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     services: list[Service] = []
-    runner = http_runner(config, parts)
+    from pxelab.app.dhcp import handout
+
+    decided = await asyncio.to_thread(handout, config)
+    runner = http_runner(config, parts, decided)
     await runner.setup()
     try:
         parts.events.start()
@@ -232,7 +250,7 @@ async def serve(config: Config) -> None:
             services.append(tftp)
             tftp_port = tftp.port
         if server_if is not None:
-            services.append(await _start_dhcp(config, server_if, http_port, parts))
+            services.append(await _start_dhcp(config, server_if, http_port, parts, decided))
         if config.user:
             await drop_privileges(config)
         log.info(
@@ -243,7 +261,7 @@ async def serve(config: Config) -> None:
             config.hosts_dir,
             control.store_place(config),
         )
-        await run_until(stop, parts.inventory)
+        await run_until(stop, parts.inventory, parts.renderer.images)
         log.info("pxelab stopping")
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -272,10 +290,10 @@ async def drop_privileges(config: Config) -> None:
 
 
 async def _start_dhcp(
-    config: Config, server_if: IPv4Interface, http_port: int, parts: Parts
+    config: Config, server_if: IPv4Interface, http_port: int, parts: Parts, decided: DhcpHandout
 ) -> Service:
     from pxelab.app.dhcp import start_from_config
 
     return await start_from_config(
-        config, server_if, http_port, parts.inventory, parts.store, parts.timeline
+        config, server_if, http_port, parts.inventory, parts.store, parts.timeline, decided
     )

@@ -16,6 +16,7 @@ from typing import Any
 
 from pxelab.app.config import Config
 from pxelab.boot.explain import CLIENTS, as_text, explain
+from pxelab.boot.images import ImageIndex
 from pxelab.boot.render import Renderer
 from pxelab.cli.settings import add_settings_flags, settings_from_args, with_store
 from pxelab.errors import HostFileError
@@ -31,6 +32,10 @@ EXPLAIN_SETTINGS = (
     *SETTINGS,
     "templates_dir",
     "tftp_root",
+    "images_dir",
+    "dns",
+    "resolv_conf",
+    "dhcp_mode",
     "address",
     "interface",
     "http_address",
@@ -195,16 +200,19 @@ def cmd_explain(args: argparse.Namespace) -> int:
     host = Inventory(config.hosts_dir).lookup(mac)
     if host is None:
         return _fail(f"no host with mac {mac} in {config.hosts_dir}", EXIT_NOT_FOUND)
+    from pxelab.app.dhcp import handout  # what a daemon started now would hand out
+
     server = server_address(config)
     port = config.http_port or 8080
     result = explain(
         host,
         install_states(config, [mac])[mac],
-        Renderer(config.templates_dir),
+        Renderer(config.templates_dir, ImageIndex(config.images_dir, live=True)),
         f"http://{server}:{port}",
         server,
         port,
         arch=args.arch,
+        handout=handout(config),
         tftp_root=config.tftp_root,
     )
     print(json.dumps(result, indent=2) if args.json else as_text(result), end="")

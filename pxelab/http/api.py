@@ -21,6 +21,7 @@ from pxelab.hosts.inventory import Host, normalize_mac
 from pxelab.http.auth import SIGNED_CALLBACK
 from pxelab.http.guard import GUARD, WHO, audit, refuse
 from pxelab.http.keys import (
+    HANDOUT,
     INSTALL_STORE,
     INVENTORY,
     NOTE,
@@ -235,6 +236,7 @@ async def explain_host(request: web.Request) -> web.Response:
             server_ip,
             port,
             arch=request.query.get("arch") or None,
+            handout=request.app[HANDOUT],
             tftp_root=request.app.get(TFTP_ROOT),
         )
     except ValueError as exc:
