@@ -190,7 +190,9 @@ async def start_from_config(
     """The DHCP sockets (leases kept in `store` in full mode); ConfigError names the key."""
     if config.interface is None:
         raise ConfigError("key 'interface' is not set: DHCP has no interface to answer on")
-    given = decided or await asyncio.to_thread(handout, config)
+    given: DhcpHandout = (
+        decided if decided is not None else await asyncio.to_thread(handout, config)
+    )
     local, relayed = contexts(config, server_if, http_port, given)
     if local.mode is DhcpMode.FULL:
         log.info("DHCP clients get DNS servers: %s", _dns_line(given))
