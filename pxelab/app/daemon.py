@@ -83,7 +83,8 @@ async def _bind(what: str, key: str, start: Awaitable[T]) -> T:
     try:
         return await start
     except OSError as exc:
-        raise ConfigError(f"key {key!r}: cannot start {what}: {exc.strerror or exc}") from None
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ConfigError(f"key {key!r}: cannot start {what}: {why}") from None
 
 
 @dataclass(frozen=True)
@@ -109,11 +110,15 @@ RESTORED_EVENTS = 20_000
 
 
 async def prepare(config: Config) -> Parts:
-    """Lift the open-files limit, make the directories, open the state store (ConfigError with
-    one line when it cannot be) and load what the services share."""
+    """Lift the open-files limit, check the directories of the services that are on (made when
+    missing) and the templates, open the state store (ConfigError with one line naming the key
+    when any of it fails) and load what the services share."""
+    from pxelab.app.startup import check_all
+
     raise_open_files_limit()
-    for directory in (config.hosts_dir, config.images_dir, config.tftp_root, config.state_dir):
-        directory.mkdir(parents=True, exist_ok=True)
+    images = ImageIndex(config.images_dir)
+    renderer = Renderer(config.templates_dir, images)
+    await asyncio.to_thread(check_all, config, renderer)
     store = await control.open_state(config)
     timeline = Timeline()
     try:
@@ -123,14 +128,13 @@ async def prepare(config: Config) -> Parts:
         raise ConfigError(f"key {control.store_key(config)!r}: {exc}") from None
     events = EventWriter(store)
     timeline.subscribe(events)
-    images = ImageIndex(config.images_dir)
     inventory = await asyncio.to_thread(
         Inventory, config.hosts_dir, rescan_on_lookup=False, on_change=images.refresh
     )
     return Parts(
         store,
         inventory,
-        Renderer(config.templates_dir, images),
+        renderer,
         InstallStore(store),
         timeline,
         events,
@@ -227,13 +231,34 @@ async def close_all(services: list[Service], runner: web.AppRunner, parts: Parts
 
 async def serve(config: Config) -> None:
     """Run until SIGINT or SIGTERM; raise ConfigError (before serving) for a bad setting."""
-    tls = control.tls_context(config)  # a bad certificate or key stops us first, in one line
-    parts = await prepare(config)
+    try:
+        tls = control.tls_context(config)  # a bad certificate or key stops us first, in one line
+        parts = await prepare(config)
+    except OSError as exc:  # what no check above foresaw: still one line, not a traceback
+        raise ConfigError(f"cannot start: {exc}") from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     services: list[Service] = []
+    try:
+        runner = await _start(config, parts, tls, services)
+    except OSError as exc:
+        raise ConfigError(f"cannot start: {exc}") from None
+    try:
+        await run_until(stop, parts.inventory, parts.renderer.images)
+        log.info("pxelab stopping")
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        await close_all(services, runner, parts)
+
+
+async def _start(
+    config: Config, parts: Parts, tls: ssl.SSLContext | None, services: list[Service]
+) -> web.AppRunner:
+    """Start HTTP, TFTP and DHCP (appending them to services), drop root, log the ready line;
+    on any failure stop what started and raise."""
     from pxelab.app.dhcp import handout
 
     decided = await asyncio.to_thread(handout, config)
@@ -253,20 +278,18 @@ async def serve(config: Config) -> None:
             services.append(await _start_dhcp(config, server_if, http_port, parts, decided))
         if config.user:
             await drop_privileges(config)
-        log.info(
-            "pxelab ready: %s, tftp %s, dhcp %s; hosts from %s; state in %s",
-            http,
-            f"on port {tftp_port} from {config.tftp_root}" if tftp_port else "off",
-            f"on {config.interface} ({server_if})" if server_if else "off (no --interface)",
-            config.hosts_dir,
-            control.store_place(config),
-        )
-        await run_until(stop, parts.inventory, parts.renderer.images)
-        log.info("pxelab stopping")
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
+    except BaseException:
         await close_all(services, runner, parts)
+        raise
+    log.info(
+        "pxelab ready: %s, tftp %s, dhcp %s; hosts from %s; state in %s",
+        http,
+        f"on port {tftp_port} from {config.tftp_root}" if tftp_port else "off",
+        f"on {config.interface} ({server_if})" if server_if else "off (no --interface)",
+        config.hosts_dir,
+        control.store_place(config),
+    )
+    return runner
 
 
 async def drop_privileges(config: Config) -> None:

@@ -143,6 +143,22 @@ class Renderer:
         self.env.filters["yaml"] = _yaml
         self.env.filters["line"] = _line
 
+    def check(self) -> None:
+        """Compile every template it can find (blocking: reads them); RenderError names the first
+        that is unreadable or broken, with its file and line."""
+        loader = self.env.loader
+        names = loader.list_templates() if loader is not None else []
+        for name in names:
+            if not name.endswith(".j2"):
+                continue
+            try:
+                self.env.get_template(name)
+            except jinja2.TemplateSyntaxError as exc:
+                where = exc.filename or name
+                raise RenderError(f"template {where} line {exc.lineno}: {exc.message}") from None
+            except (jinja2.TemplateError, OSError, UnicodeDecodeError) as exc:
+                raise RenderError(f"template {name}: cannot load: {exc}") from None
+
     def render(self, template: str, what: str, **context: Any) -> str:
         try:
             return self.env.get_template(template).render(**context)
