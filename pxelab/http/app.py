@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -139,13 +140,48 @@ def image_stage(
     return "image"
 
 
-async def _file_or_404(request: web.Request, root: Path, where: str) -> tuple[str, Path]:
-    """The request's {path} as a file confined to root (the shared rule), or a 404."""
-    relative = request.match_info["path"]
-    path = await confined_file(root, relative)
+def range_unsatisfiable(request: web.Request, size: int, mtime: float) -> bool:
+    """aiohttp's FileResponse would answer 416 (with an empty body): the same rule, decided
+    first, so the 416 can carry its one-line text."""
+    if_range = request.if_range
+    if if_range is not None and mtime > if_range.timestamp():
+        return False  # If-Range no longer matches: the whole file, 200
+    try:
+        wanted = request.http_range
+    except ValueError:
+        return True
+    start, end = wanted.start, wanted.stop
+    if start is None or (start < 0 and end is None):
+        return False
+    return bool(start >= size)
+
+
+def _stat_confined(root: Path, relative: str) -> tuple[Path, os.stat_result] | None:
+    path = confined(root, relative)
     if path is None:
+        return None
+    try:
+        return path, path.stat()
+    except OSError:
+        return None
+
+
+async def _file_or_404(request: web.Request, root: Path, where: str) -> tuple[str, Path]:
+    """The request's {path} as a file confined to root (the shared rule), or a 404; a 416 with
+    its line when the Range cannot be served."""
+    relative = request.match_info["path"]
+    found = await asyncio.to_thread(_stat_confined, root, relative)
+    if found is None:
         request[NOTE] = f"not a file inside the {where}"
         raise web.HTTPNotFound(text=f"no file {relative} in the {where}\n")
+    path, st = found
+    if range_unsatisfiable(request, st.st_size, st.st_mtime):
+        request[NOTE] = "range not satisfiable"
+        asked = request.headers.get("Range", "")[:80]
+        raise web.HTTPRequestRangeNotSatisfiable(
+            text=f"range {asked!r} is not satisfiable: {relative} has {st.st_size} bytes\n",
+            headers={"Content-Range": f"bytes */{st.st_size}"},
+        )
     return relative, path
 
 
