@@ -195,7 +195,7 @@ def cmd_loaders(args: argparse.Namespace) -> int:
             f"there; install the Debian package {loader.package}: {install_hint(loader)}",
             file=sys.stderr,
         )
-    return EXIT_FAILED if report.missing else 0
+    return 0 if report.copied else EXIT_FAILED
 
 
 def cmd_list(args: argparse.Namespace) -> int:
