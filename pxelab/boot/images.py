@@ -8,6 +8,7 @@ memory; its `refresh` (the daemon calls it in a worker thread) does the stats.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,7 @@ class ImageIndex:
         self.live = live
         self._table: dict[Key, ImageChoice] = {}
         self._missed: set[Key] = set()
+        self._lock = threading.Lock()  # the loop adds misses while a worker thread takes them
 
     def find(self, host: Host, name: str) -> ImageChoice:
         """Where `name` (a file name, or "" for the directory) of this host is served from."""
@@ -109,7 +111,8 @@ class ImageIndex:
         elif self.live:
             return look(self.root, key)
         else:
-            self._missed.add(key)
+            with self._lock:
+                self._missed.add(key)
         tried = candidates(key)
         return ImageChoice(tried[1], None, tried)
 
@@ -117,8 +120,9 @@ class ImageIndex:
         """Look every host's files up again (blocking); True when an answer changed."""
         if self.root is None:
             return False
-        keys = {k for h in hosts for k in host_keys(h)} | self._missed
-        self._missed = set()
+        with self._lock:
+            missed, self._missed = self._missed, set()
+        keys = {k for h in hosts for k in host_keys(h)} | missed
         table = {key: look(self.root, key) for key in keys}
         changed = table != self._table
         self._table = table
