@@ -306,7 +306,7 @@ async def drop_privileges(config: Config) -> None:
         raise ConfigError("key 'user' is not set: no user to drop privileges to")
     await asyncio.get_running_loop().run_in_executor(None, lambda: None)
     account = privileges.lookup(config.user)
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 and config.state_url is None:  # the embedded store writes there
         privileges.give_state_dir(account, config.state_dir)
     privileges.drop_to(account)
     log.info("running as user %s (uid %d, gid %d)", account.name, account.uid, account.gid)
