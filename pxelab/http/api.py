@@ -7,6 +7,7 @@ POST /api/hosts/<mac>/reinstall, GET /api/explain/<mac>?arch=; who may write: px
 
 from __future__ import annotations
 
+import asyncio
 import time
 from ipaddress import IPv4Address
 from typing import Any
@@ -227,10 +228,12 @@ async def explain_host(request: web.Request) -> web.Response:
     except ValueError:  # an IPv6 socket: DHCP hands out IPv4 URLs only
         server_ip = IPv4Address("127.0.0.1")
     port = int(sockname[1]) if sockname else 80
-    try:
-        result = explain(
+    state = _state(request, mac)
+    try:  # in a worker thread: explain looks at the TFTP root and may load templates
+        result = await asyncio.to_thread(
+            explain,
             host,
-            _state(request, mac),
+            state,
             request.app[RENDERER],
             base_url(request),
             server_ip,
