@@ -37,6 +37,10 @@ SERVE_FLAGS: list[tuple[str, str, str]] = [
     ("--subnets", "NET=FIRST-LAST[@ROUTER][;...]", "pools for subnets behind DHCP relays"),
     ("--dhcp-interfaces", "IF[,IF]", "more interfaces DHCP answers on (pools from --subnets)"),
     ("--router-advertisements", "on|off", "answer IPv6 router solicitations (default on)"),
+    ("--ipv6-prefix", "PREFIX", "IPv6 prefix of --interface: RAs with it, and DHCPv6"),
+    ("--ipv6-router", "on|off", "RAs name this server the default router (needs --ipv6-prefix)"),
+    ("--ipv6-range", "FIRST-LAST", "DHCPv6 pool (default ::1000-::ffff of the prefix)"),
+    ("--ipv6-dns", "IP[,IP]", "DNS servers handed to DHCPv6 clients"),
     ("--hosts-dir", "DIR", "directory of JSON host files (default ~/.pxelab/hosts)"),
     (
         "--images-dir",

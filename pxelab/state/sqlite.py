@@ -36,6 +36,7 @@ from pxelab.state.base import (
     lease_from_row,
     log,
 )
+from pxelab.state.leases6 import SQLITE_LEASES6, Lease6, sqlite_commit6, sqlite_load6
 
 FILE_NAME = "pxelab.sqlite3"
 """The database file in `state_dir`."""
@@ -63,10 +64,11 @@ SCHEMA = (
         allowed INTEGER NOT NULL, reason TEXT NOT NULL)""",
     "CREATE TABLE tokens (name TEXT PRIMARY KEY, digest TEXT NOT NULL, created REAL NOT NULL)",
     "CREATE TABLE secret (id INTEGER PRIMARY KEY CHECK (id = 1), value BLOB NOT NULL)",
+    SQLITE_LEASES6,
 )
 """The schema at SCHEMA_VERSION, created in one transaction."""
 
-MIGRATIONS: dict[int, tuple[str, ...]] = {}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: (SQLITE_LEASES6,)}
 """Statements that take a database from version N to N + 1."""
 
 _UPSERT_LEASE = """
@@ -326,6 +328,12 @@ class SqliteStore(Views):
             (lease_from_row(ip, mac, st, exp, str(self.path)), instance)
             for ip, mac, st, exp, instance in rows
         ]
+
+    async def load_leases6(self) -> list[Lease6]:
+        return await self._call("read IPv6 leases", sqlite_load6, self)
+
+    async def commit_leases6(self, changes: Sequence[Lease6], now: float) -> list[Lease6]:
+        return await self._call("write IPv6 leases", sqlite_commit6, self, changes, now)
 
     # -- install states ---------------------------------------------------------------------
 
