@@ -7,8 +7,10 @@ PYTEST_ARGS ?=
 setup:
 	@scripts/setup.sh
 
-install:  ## pxelab into the current Python environment
-	python3 -m pip install .
+PREFIX ?= /opt/pxelab
+install:  ## pxelab into its own virtualenv, $(PREFIX) (Debian's Python refuses system-wide pip installs)
+	python3 -m venv $(PREFIX)
+	$(PREFIX)/bin/pip install .
 
 serve: setup  ## serve with configs/pxelab.toml (edit it first)
 	$(PY) -m pxelab serve --config configs/pxelab.toml
@@ -38,6 +40,7 @@ clean:
 	rm -rf .venv build dist .mypy_cache .ruff_cache .pytest_cache
 
 FUZZ_RUNS ?= 500000
-fuzz: setup  ## atheris on the DHCP and TFTP cores: FUZZ_RUNS inputs each (1,000,000 in all)
+fuzz: setup  ## atheris on the DHCP, DHCPv6 and TFTP cores: FUZZ_RUNS inputs each (1,500,000 in all)
 	PYTHONPATH=. $(PY) fuzz/run.py dhcp -runs=$(FUZZ_RUNS)
+	PYTHONPATH=. $(PY) fuzz/run.py dhcp6 -runs=$(FUZZ_RUNS)
 	PYTHONPATH=. $(PY) fuzz/run.py tftp -runs=$(FUZZ_RUNS)

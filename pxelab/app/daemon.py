@@ -18,7 +18,9 @@ from aiohttp import web
 
 from pxelab.app import control
 from pxelab.app.config import Config
+from pxelab.boot.explain import DhcpHandout
 from pxelab.boot.grub import GrubFiles
+from pxelab.boot.images import ImageIndex
 from pxelab.boot.render import Renderer
 from pxelab.errors import ConfigError
 from pxelab.events import Timeline
@@ -81,7 +83,8 @@ async def _bind(what: str, key: str, start: Awaitable[T]) -> T:
     try:
         return await start
     except OSError as exc:
-        raise ConfigError(f"key {key!r}: cannot start {what}: {exc.strerror or exc}") from None
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ConfigError(f"key {key!r}: cannot start {what}: {why}") from None
 
 
 @dataclass(frozen=True)
@@ -107,11 +110,15 @@ RESTORED_EVENTS = 20_000
 
 
 async def prepare(config: Config) -> Parts:
-    """Lift the open-files limit, make the directories, open the state store (ConfigError with
-    one line when it cannot be) and load what the services share."""
+    """Lift the open-files limit, check the directories of the services that are on (made when
+    missing) and the templates, open the state store (ConfigError with one line naming the key
+    when any of it fails) and load what the services share."""
+    from pxelab.app.startup import check_all
+
     raise_open_files_limit()
-    for directory in (config.hosts_dir, config.images_dir, config.tftp_root, config.state_dir):
-        directory.mkdir(parents=True, exist_ok=True)
+    images = ImageIndex(config.images_dir)
+    renderer = Renderer(config.templates_dir, images)
+    await asyncio.to_thread(check_all, config, renderer)
     store = await control.open_state(config)
     timeline = Timeline()
     try:
@@ -121,17 +128,20 @@ async def prepare(config: Config) -> Parts:
         raise ConfigError(f"key {control.store_key(config)!r}: {exc}") from None
     events = EventWriter(store)
     timeline.subscribe(events)
+    inventory = await asyncio.to_thread(
+        Inventory, config.hosts_dir, rescan_on_lookup=False, on_change=images.refresh
+    )
     return Parts(
         store,
-        Inventory(config.hosts_dir, rescan_on_lookup=False),
-        Renderer(config.templates_dir),
+        inventory,
+        renderer,
         InstallStore(store),
         timeline,
         events,
     )
 
 
-def http_runner(config: Config, parts: Parts) -> web.AppRunner:
+def http_runner(config: Config, parts: Parts, handout: DhcpHandout) -> web.AppRunner:
     """The HTTP app's runner (not yet listening)."""
     app = make_app(
         parts.inventory,
@@ -142,6 +152,7 @@ def http_runner(config: Config, parts: Parts) -> web.AppRunner:
         tftp_root=config.tftp_root,
         guard=control.make_guard(config, parts.store),
         store=parts.store,
+        handout=handout,
     )
     return web.AppRunner(
         app,
@@ -176,21 +187,45 @@ async def start_http(config: Config, runner: web.AppRunner, tls: ssl.SSLContext 
         what = f"HTTPS on {config.http_address}:{config.https_port}"
         await _bind(what, "https_port", secure.start())
         where += f", https on {config.http_address}:{runner.addresses[1][1]}"
+    if config.ipv6_prefix is not None and config.http_address == "0.0.0.0":
+        port = runner.addresses[0][1]  # the same port as IPv4's (even when it was picked)
+        site6 = web.TCPSite(runner, "::", port, reuse_address=True)
+        await _bind(f"HTTP on [::]:{port}", "http_port", site6.start())
+        where += f", http on [::]:{port}"
     return where
 
 
-async def start_tftp(config: Config, parts: Parts, server_if: IPv4Interface | None) -> TftpServer:
-    """The TFTP server on tftp_port, with GRUB's generated files (call only when tftp_port != 0)."""
+def _dhcp_summary(config: Config, server_if: IPv4Interface | None) -> str:
+    """What the ready line says about DHCP (and DHCPv6)."""
+    v4 = f"on {config.interface} ({server_if})" if server_if else "off"
+    if config.interface and config.ipv6_prefix is not None:
+        return f"{v4}, dhcpv6 on {config.interface} ({config.ipv6_prefix})"
+    return v4 if server_if or config.interface else "off (no --interface)"
+
+
+def _serves_ipv4(config: Config) -> bool:
+    """Whether `--interface` gets IPv4 DHCP: not when only `ipv6_prefix` is set (IPv6 only)."""
+    if not config.interface:
+        return False
+    return config.ipv6_prefix is None or config.dhcp_range is not None or config.address is not None
+
+
+async def start_tftp(
+    config: Config, parts: Parts, server_if: IPv4Interface | None, host: str | None = None
+) -> TftpServer:
+    """The TFTP server on tftp_port, with GRUB's generated files (call only when tftp_port != 0);
+    `host` "::" is the IPv6 listener beside the IPv4 one."""
     from pxelab.tftp.server import start_tftp as start
     from pxelab.tftp.session import SessionConfig
 
-    host = config.tftp_address or (server_if.ip if server_if else None)
+    if host is None:
+        host = str(config.tftp_address or (server_if.ip if server_if else "0.0.0.0"))
     return await _bind(
         f"TFTP on port {config.tftp_port}",
         "tftp_port",
         start(
             config.tftp_root,
-            str(host or "0.0.0.0"),
+            host,
             config.tftp_port,
             interface=config.interface,
             config=SessionConfig(max_windowsize=config.tftp_windowsize_max),
@@ -203,12 +238,20 @@ async def start_tftp(config: Config, parts: Parts, server_if: IPv4Interface | No
     )
 
 
-async def run_until(stop: asyncio.Event, inventory: Inventory) -> None:
-    """Serve until stop is set, rescanning the hosts dir every INVENTORY_POLL seconds."""
+def rescan(inventory: Inventory, images: ImageIndex) -> None:
+    """Re-read the hosts dir and look the hosts' image files up again (blocking: a worker
+    thread). New hosts' images are looked up before the hosts are published (`on_change`)."""
+    if not inventory.refresh():
+        images.refresh(inventory.hosts())
+
+
+async def run_until(stop: asyncio.Event, inventory: Inventory, images: ImageIndex) -> None:
+    """Serve until stop is set, rescanning the hosts dir and the hosts' image files every
+    INVENTORY_POLL seconds, in a worker thread."""
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), INVENTORY_POLL)
-        await asyncio.to_thread(inventory.refresh)
+        await asyncio.to_thread(rescan, inventory, images)
 
 
 async def close_all(services: list[Service], runner: web.AppRunner, parts: Parts) -> None:
@@ -225,43 +268,72 @@ async def close_all(services: list[Service], runner: web.AppRunner, parts: Parts
 
 async def serve(config: Config) -> None:
     """Run until SIGINT or SIGTERM; raise ConfigError (before serving) for a bad setting."""
-    tls = control.tls_context(config)  # a bad certificate or key stops us first, in one line
-    parts = await prepare(config)
+    try:
+        tls = control.tls_context(config)  # a bad certificate or key stops us first, in one line
+        parts = await prepare(config)
+    except OSError as exc:  # what no check above foresaw: still one line, not a traceback
+        raise ConfigError(f"cannot start: {exc}") from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     services: list[Service] = []
-    runner = http_runner(config, parts)
-    await runner.setup()
     try:
-        parts.events.start()
-        http = await start_http(config, runner, tls)
-        http_port: int = runner.addresses[0][1]
-        server_if = interface_address(config) if config.interface else None
-        tftp_port = None
-        if config.tftp_port:
-            tftp = await start_tftp(config, parts, server_if)
-            services.append(tftp)
-            tftp_port = tftp.port
-        if server_if is not None:
-            services.append(await _start_dhcp(config, server_if, http_port, parts))
-        if config.user:
-            await drop_privileges(config)
-        log.info(
-            "pxelab ready: %s, tftp %s, dhcp %s; hosts from %s; state in %s",
-            http,
-            f"on port {tftp_port} from {config.tftp_root}" if tftp_port else "off",
-            f"on {config.interface} ({server_if})" if server_if else "off (no --interface)",
-            config.hosts_dir,
-            control.store_place(config),
-        )
-        await run_until(stop, parts.inventory)
+        runner = await _start(config, parts, tls, services)
+    except OSError as exc:
+        raise ConfigError(f"cannot start: {exc}") from None
+    try:
+        await run_until(stop, parts.inventory, parts.renderer.images)
         log.info("pxelab stopping")
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         await close_all(services, runner, parts)
+
+
+async def _start(
+    config: Config, parts: Parts, tls: ssl.SSLContext | None, services: list[Service]
+) -> web.AppRunner:
+    """Start HTTP, TFTP and DHCP (appending them to services), drop root, log the ready line;
+    on any failure stop what started and raise."""
+    from pxelab.app.dhcp import handout
+
+    decided = await asyncio.to_thread(handout, config)
+    runner = http_runner(config, parts, decided)
+    await runner.setup()
+    try:
+        parts.events.start()
+        http = await start_http(config, runner, tls)
+        http_port: int = runner.addresses[0][1]
+        server_if = interface_address(config) if _serves_ipv4(config) else None
+        tftp_port = None
+        if config.tftp_port:
+            tftp = await start_tftp(config, parts, server_if)
+            services.append(tftp)
+            tftp_port = tftp.port
+            if config.ipv6_prefix is not None:
+                services.append(await start_tftp(config, parts, server_if, host="::"))
+        if server_if is not None:
+            services.append(await _start_dhcp(config, server_if, http_port, parts, decided))
+        if config.interface and config.ipv6_prefix is not None:
+            from pxelab.app.dhcp6 import start_ipv6
+
+            v6 = await start_ipv6(config, http_port, parts.inventory, parts.store, parts.timeline)
+            services.append(v6)
+        if config.user:
+            await drop_privileges(config)
+    except BaseException:
+        await close_all(services, runner, parts)
+        raise
+    log.info(
+        "pxelab ready: %s, tftp %s, dhcp %s; hosts from %s; state in %s",
+        http,
+        f"on port {tftp_port} from {config.tftp_root}" if tftp_port else "off",
+        _dhcp_summary(config, server_if),
+        config.hosts_dir,
+        control.store_place(config),
+    )
+    return runner
 
 
 async def drop_privileges(config: Config) -> None:
@@ -278,17 +350,17 @@ async def drop_privileges(config: Config) -> None:
         raise ConfigError("key 'user' is not set: no user to drop privileges to")
     await asyncio.get_running_loop().run_in_executor(None, lambda: None)
     account = privileges.lookup(config.user)
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 and config.state_url is None:  # the embedded store writes there
         privileges.give_state_dir(account, config.state_dir)
     privileges.drop_to(account)
     log.info("running as user %s (uid %d, gid %d)", account.name, account.uid, account.gid)
 
 
 async def _start_dhcp(
-    config: Config, server_if: IPv4Interface, http_port: int, parts: Parts
+    config: Config, server_if: IPv4Interface, http_port: int, parts: Parts, decided: DhcpHandout
 ) -> Service:
     from pxelab.app.dhcp import start_from_config
 
     return await start_from_config(
-        config, server_if, http_port, parts.inventory, parts.store, parts.timeline
+        config, server_if, http_port, parts.inventory, parts.store, parts.timeline, decided
     )

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Protocol
 
 from pxelab.app.config import Config
+from pxelab.app.dns import dns_choice
+from pxelab.boot.explain import DhcpHandout
 from pxelab.dhcp.arch import BootFiles
 from pxelab.dhcp.context import DhcpContext, DhcpMode, HostLookup, UnknownMacs
 from pxelab.dhcp.interface import interface_ipv4
@@ -60,17 +62,28 @@ def boot_files_in(tftp_root: Path) -> BootFiles:
     return BootFiles(uefi_arm64=None)
 
 
+def handout(config: Config) -> DhcpHandout:
+    """What DHCP hands every client, decided once at start: the boot files and the DNS servers
+    (blocking: stats the TFTP root, may read resolv.conf). The daemon and `pxelab explain`
+    both call this."""
+    dns = dns_choice(config.dns, config.dhcp_mode, config.resolv_conf)
+    return DhcpHandout(boot_files_in(config.tftp_root), dns.servers, dns.source)
+
+
 def contexts(
-    config: Config, server_if: IPv4Interface, http_port: int
+    config: Config, server_if: IPv4Interface, http_port: int, decided: DhcpHandout | None = None
 ) -> tuple[DhcpContext, list[DhcpContext]]:
-    """The local subnet's context and those of the subnets behind relays."""
+    """The local subnet's context and those of the subnets behind relays (with what `handout`
+    decided, made now when not given)."""
+    decided = decided or handout(config)
     mode = DhcpMode(config.dhcp_mode)
     default_unknown = UnknownMacs.SERVE if mode is DhcpMode.FULL else UnknownMacs.IGNORE
     common = _Common(
         http_port=http_port,
         mode=mode,
         unknown_macs=UnknownMacs(config.unknown_macs) if config.unknown_macs else default_unknown,
-        boot_files=boot_files_in(config.tftp_root),
+        boot_files=decided.boot_files,
+        dns=decided.dns,
     )
     return _local_context(config, server_if, common), _relayed_contexts(config, server_if, common)
 
@@ -87,6 +100,8 @@ class _Common:
     """Whether clients missing from the inventory are answered."""
     boot_files: BootFiles
     """Boot file per firmware family."""
+    dns: tuple[IPv4Address, ...]
+    """DNS servers for subnets that set none of their own."""
 
 
 def _local_context(config: Config, server_if: IPv4Interface, common: _Common) -> DhcpContext:
@@ -109,7 +124,6 @@ def _local_context(config: Config, server_if: IPv4Interface, common: _Common) ->
             pool_start=first,
             pool_end=last,
             router=config.router,
-            dns=config.dns,
             lease_time=config.lease_time,
             **vars(common),
         )
@@ -136,10 +150,9 @@ def _relayed_contexts(
                     pool_start=subnet.first,
                     pool_end=subnet.last,
                     router=subnet.router,
-                    dns=subnet.dns if subnet.dns is not None else config.dns,
                     lease_time=subnet.lease_time or config.lease_time,
                     relayed=True,
-                    **vars(common),
+                    **(vars(common) | ({"dns": subnet.dns} if subnet.dns is not None else {})),
                 )
             )
         except ConfigError as exc:
@@ -172,11 +185,17 @@ async def start_from_config(
     hosts: HostLookup,
     store: StateStore,
     timeline: Timeline | None = None,
+    decided: DhcpHandout | None = None,
 ) -> DhcpService:
     """The DHCP sockets (leases kept in `store` in full mode); ConfigError names the key."""
     if config.interface is None:
         raise ConfigError("key 'interface' is not set: DHCP has no interface to answer on")
-    local, relayed = contexts(config, server_if, http_port)
+    given: DhcpHandout = (
+        decided if decided is not None else await asyncio.to_thread(handout, config)
+    )
+    local, relayed = contexts(config, server_if, http_port, given)
+    if local.mode is DhcpMode.FULL:
+        log.info("DHCP clients get DNS servers: %s", _dns_line(given))
     addresses = {}
     for name in config.dhcp_interfaces:
         try:
@@ -207,8 +226,8 @@ async def start_from_config(
     parts: list[Closable] = [dhcp]
     if shared:
         parts.append(LeaseFollower(store, dhcp))
-    if full and config.router_advertisements:
-        from pxelab.dhcp.ra import start_ra
+    if full and config.router_advertisements and config.ipv6_prefix is None:
+        from pxelab.dhcp.ra import start_ra  # with a prefix, app/dhcp6.py starts it
 
         try:
             parts.append(await start_ra(config.interface))
@@ -216,6 +235,11 @@ async def start_from_config(
             log.warning("router advertisements off: %s", exc)
     await asyncio.sleep(0)
     return DhcpService(parts)
+
+
+def _dns_line(decided: DhcpHandout) -> str:
+    servers = ", ".join(map(str, decided.dns))
+    return f"{servers} ({decided.dns_source})" if servers else decided.dns_source
 
 
 def instance_spread(store: StateStore) -> float:
@@ -226,10 +250,10 @@ def instance_spread(store: StateStore) -> float:
 
 
 class LeaseFollower:
-    """Keeps this instance's lease tables in step with leases other instances grant: on every
-    lease change in the shared store (NOTIFY), at most every `pause` seconds, it reads the
-    leases back and teaches the tables what they did not know. Without it the database still
-    refuses a second MAC on an address; with it such a refusal is rare."""
+    """Keeps this instance's lease tables in step with leases other instances grant: each such
+    change arrives by NOTIFY with the lease it wrote, which the tables learn (a notification
+    without one makes it read the leases back, at most every `pause` seconds). Without it the
+    database still refuses a second MAC on an address; with it such a refusal is rare."""
 
     def __init__(self, store: StateStore, dhcp: DhcpServer, pause: float = 0.2) -> None:
         self.store, self.dhcp, self.pause = store, dhcp, pause
@@ -238,8 +262,12 @@ class LeaseFollower:
         self._unsubscribe = store.subscribe(self._changed)
 
     def _changed(self, change: Change) -> None:
-        if change.kind == "lease":
-            self._due.set()
+        if change.kind != "lease" or not change.remote:
+            return  # this instance's own leases are in its tables already
+        if change.lease is not None:
+            self.dhcp.learn([change.lease])  # the notification carries the lease: no read
+        else:
+            self._due.set()  # read the table back
 
     async def _run(self) -> None:
         while True:

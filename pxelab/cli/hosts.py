@@ -10,15 +10,16 @@ import argparse
 import json
 import sys
 import time
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
 from pxelab.app.config import Config
 from pxelab.boot.explain import CLIENTS, as_text, explain
+from pxelab.boot.images import ImageIndex
 from pxelab.boot.render import Renderer
 from pxelab.cli.settings import add_settings_flags, settings_from_args, with_store
-from pxelab.errors import HostFileError
+from pxelab.errors import ConfigError, HostFileError
 from pxelab.files import write_atomic
 from pxelab.hosts.install import HostState, InstallState, InstallStore
 from pxelab.hosts.inventory import TEMPLATES, Host, Inventory, normalize_mac, parse_host
@@ -31,6 +32,10 @@ EXPLAIN_SETTINGS = (
     *SETTINGS,
     "templates_dir",
     "tftp_root",
+    "images_dir",
+    "dns",
+    "resolv_conf",
+    "dhcp_mode",
     "address",
     "interface",
     "http_address",
@@ -186,6 +191,21 @@ def server_address(config: Config) -> IPv4Address:
     return IPv4Address("127.0.0.1")
 
 
+def server_address6(config: Config) -> IPv6Address | None:
+    """This server's IPv6 address when `ipv6_prefix` is set: the interface's in the prefix, else
+    the prefix's ::1."""
+    if config.ipv6_prefix is None:
+        return None
+    if config.interface:
+        from pxelab.dhcp6.server import interface_ipv6
+
+        try:
+            return interface_ipv6(config.interface, config.ipv6_prefix).ip
+        except ConfigError:
+            pass
+    return config.ipv6_prefix[1]
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     config = settings_from_args(args)
     try:
@@ -195,17 +215,21 @@ def cmd_explain(args: argparse.Namespace) -> int:
     host = Inventory(config.hosts_dir).lookup(mac)
     if host is None:
         return _fail(f"no host with mac {mac} in {config.hosts_dir}", EXIT_NOT_FOUND)
+    from pxelab.app.dhcp import handout  # what a daemon started now would hand out
+
     server = server_address(config)
     port = config.http_port or 8080
     result = explain(
         host,
         install_states(config, [mac])[mac],
-        Renderer(config.templates_dir),
+        Renderer(config.templates_dir, ImageIndex(config.images_dir, live=True)),
         f"http://{server}:{port}",
         server,
         port,
         arch=args.arch,
+        handout=handout(config),
         tftp_root=config.tftp_root,
+        server_ip6=server_address6(config),
     )
     print(json.dumps(result, indent=2) if args.json else as_text(result), end="")
     return 0 if not result["errors"] else 1

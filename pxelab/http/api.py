@@ -7,8 +7,9 @@ POST /api/hosts/<mac>/reinstall, GET /api/explain/<mac>?arch=; who may write: px
 
 from __future__ import annotations
 
+import asyncio
 import time
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +22,7 @@ from pxelab.hosts.inventory import Host, normalize_mac
 from pxelab.http.auth import SIGNED_CALLBACK
 from pxelab.http.guard import GUARD, WHO, audit, refuse
 from pxelab.http.keys import (
+    HANDOUT,
     INSTALL_STORE,
     INVENTORY,
     NOTE,
@@ -221,21 +223,25 @@ async def explain_host(request: web.Request) -> web.Response:
     mac = _mac(request)
     host = _host(request, mac)
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
-    try:
-        server_ip = IPv4Address(sockname[0]) if sockname else IPv4Address("127.0.0.1")
-    except ValueError:  # an IPv6 socket: DHCP hands out IPv4 URLs only
-        server_ip = IPv4Address("127.0.0.1")
+    local = ip_address(sockname[0].partition("%")[0]) if sockname else IPv4Address("127.0.0.1")
+    server_ip = local if isinstance(local, IPv4Address) else IPv4Address("127.0.0.1")
+    # Asked over IPv6: also say what DHCPv6 hands out, with this address in the URLs.
+    server_ip6 = local if isinstance(local, IPv6Address) and not local.is_link_local else None
     port = int(sockname[1]) if sockname else 80
-    try:
-        result = explain(
+    state = _state(request, mac)
+    try:  # in a worker thread: explain looks at the TFTP root and may load templates
+        result = await asyncio.to_thread(
+            explain,
             host,
-            _state(request, mac),
+            state,
             request.app[RENDERER],
             base_url(request),
             server_ip,
             port,
             arch=request.query.get("arch") or None,
+            handout=request.app[HANDOUT],
             tftp_root=request.app.get(TFTP_ROOT),
+            server_ip6=server_ip6,
         )
     except ValueError as exc:
         raise web.HTTPBadRequest(text=f"{exc}\n") from None

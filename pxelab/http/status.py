@@ -22,11 +22,12 @@ from aiohttp import web
 
 from pxelab.assets import AssetError
 from pxelab.assets.store import CachedFile, list_cache, read_manifest
+from pxelab.boot.rules import image_choice, is_url
 from pxelab.events import Event
 from pxelab.hosts.install import StateError
 from pxelab.hosts.inventory import Host, normalize_mac
 from pxelab.http import api, session
-from pxelab.http.keys import IMAGES_DIR, INSTALL_STORE, INVENTORY, NOTE, TIMELINE
+from pxelab.http.keys import IMAGES_DIR, INSTALL_STORE, INVENTORY, NOTE, RENDERER, TIMELINE
 
 EVENTS_SHOWN = 50
 """Events per host on the page (newest first); the API has them all."""
@@ -207,6 +208,14 @@ STATUS_HUB: web.AppKey[StatusHub] = web.AppKey("status_hub", StatusHub)
 TEMPLATES: web.AppKey[jinja2.Environment] = web.AppKey("status_templates", jinja2.Environment)
 
 
+def _kernel_view(request: web.Request, host: Host) -> dict[str, Any] | None:
+    """Where the host's kernel is served from (the images index, from memory), or None."""
+    if not host.distro or is_url(host.kernel):
+        return None
+    choice = image_choice(host, host.kernel, request.app[RENDERER].images)
+    return {"path": choice.path, "found": choice.found, "tried": choice.tried}
+
+
 def _host_view(request: web.Request, host: Host) -> dict[str, Any]:
     try:
         state, error = request.app[INSTALL_STORE].get(host.mac).state.value, ""
@@ -218,6 +227,7 @@ def _host_view(request: web.Request, host: Host) -> dict[str, Any]:
         "mac": host.mac,
         "arch": host.arch,
         "distro": host.distro,
+        "kernel": _kernel_view(request, host),
         "state": state,
         "state_error": error,
         "last": request.app[TIMELINE].last(host.mac),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pxelab.state import SCHEMA_VERSION, StoreError
+from pxelab.state.leases6 import PG_LEASES6
 
 LOCK_KEY = 0x7078656C6162  # "pxelab": serialises schema work between instances starting at once
 
@@ -82,10 +83,11 @@ SCHEMA = (
         END LOOP;
     END
     $$""",
+    PG_LEASES6,
 )
 """The schema at SCHEMA_VERSION."""
 
-MIGRATIONS: dict[int, tuple[str, ...]] = {}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: (PG_LEASES6,)}
 """Statements that take a database from version N to N + 1."""
 
 

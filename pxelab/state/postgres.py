@@ -22,11 +22,11 @@ from pxelab.dhcp.leases import Lease, LeaseState
 from pxelab.events import Event
 from pxelab.hosts.install import HostState
 from pxelab.hosts.inventory import normalize_mac
-from pxelab.state import AuditRecord, StoreError, StoreUnavailable, TokenRecord
+from pxelab.state import AuditRecord, Change, StoreError, StoreUnavailable, TokenRecord
 from pxelab.state.base import (
     EVENTS_PER_HOST,
-    PRUNE_EVERY,
     Views,
+    due_for_pruning,
     event_from_text,
     event_to_text,
     host_state_from_row,
@@ -37,6 +37,7 @@ from pxelab.state.base import (
     log,
     public_url,
 )
+from pxelab.state.leases6 import Lease6, pg_commit6, pg_load6
 from pxelab.state.pg_schema import prepare
 
 CHANNEL = "pxelab"
@@ -126,14 +127,22 @@ class PostgresStore(Views):
             self._pool = await asyncio.wait_for(
                 asyncpg.create_pool(
                     self.url,
-                    min_size=1,
+                    # No floor to maintain (asyncpg would log a traceback a second while the
+                    # database is away); the connections made are kept (no idle timeout).
+                    min_size=0,
                     max_size=4,
+                    max_inactive_connection_lifetime=0,
                     timeout=self.timeout,
                     command_timeout=self.timeout,
                 ),
                 self.timeout + 1,
             )
+            async with asyncio.timeout(self.timeout + 1), self._pool.acquire():
+                pass  # one connection now: an unreachable or refusing database fails here
         except Exception as exc:  # any failure to connect is one clear line
+            if self._pool is not None:
+                self._pool.terminate()
+                self._pool = None
             raise StoreError(f"{self.name}: cannot connect: {_describe(exc)}") from None
         try:
             await self._run("create the schema", lambda conn: prepare(conn, self.name))
@@ -163,7 +172,7 @@ class PostgresStore(Views):
         changed = self._replace_view(states)
         for mac, state in pending:
             self._set_view(mac, state)
-        self._emit("install", changed)
+        self._emit("install", changed, remote=True)  # what others changed while we were away
 
     def _set_view(self, mac: str, state: HostState | None) -> None:
         super()._set_view(mac, state)
@@ -199,12 +208,16 @@ class PostgresStore(Views):
             if data.get("o") == self._origin:
                 return  # this store's own change: already applied and told
             kind, key = str(data["k"]), str(data["m"])
+            lease = None
             if kind == "install":
                 self._set_view(key, host_state_from_text(data.get("s", "null"), self.name))
+            elif kind == "lease" and "l" in data:
+                ip, mac, state, expires = data["l"]
+                lease = lease_from_row(int(ip), str(mac), str(state), float(expires), self.name)
         except (ValueError, KeyError, TypeError, AttributeError, StoreError) as exc:
             log.warning("state: %s: bad notification %r: %s", self.name, payload, exc)
             return
-        self._emit(kind, [key])
+        self._tell(Change(kind, key, remote=True, lease=lease))
 
     async def close(self) -> None:
         if self._watchdog is not None:
@@ -248,7 +261,8 @@ class PostgresStore(Views):
 
     async def _apply_lease(self, conn: Any, lease: Lease, now: float) -> Lease | None:
         """One change, atomically, in one round trip (the schema's `pxelab_commit_lease`)."""
-        payload = json.dumps({"o": self._origin, "k": "lease", "m": lease.mac})
+        written = [int(lease.ip), lease.mac, lease.state.value, lease.expires]
+        payload = json.dumps({"o": self._origin, "k": "lease", "m": lease.mac, "l": written})
         row = await conn.fetchrow(
             "SELECT * FROM pxelab_commit_lease($1, $2, $3, $4, $5, $6, $7)",
             int(lease.ip),
@@ -271,6 +285,16 @@ class PostgresStore(Views):
             ),
         )
         return [(lease_from_row(r[0], r[1], r[2], r[3], self.name), r[4]) for r in rows]
+
+    async def load_leases6(self) -> list[Lease6]:
+        return await self._run("read IPv6 leases", lambda conn: pg_load6(conn, self.name))
+
+    async def commit_leases6(self, changes: Sequence[Lease6], now: float) -> list[Lease6]:
+        """Apply IPv6 lease changes, each atomically; the leases that refused them."""
+        return await self._run(
+            "write IPv6 leases",
+            lambda conn: pg_commit6(conn, changes, self.instance, now, self.name),
+        )
 
     # -- install states ---------------------------------------------------------------------
 
@@ -317,12 +341,7 @@ class PostgresStore(Views):
         if not events:
             return
         macs = list(dict.fromkeys(e.mac for e in events))
-        prune = []
-        for mac in macs:
-            count = self._since_prune.get(mac, 0) + sum(1 for e in events if e.mac == mac)
-            self._since_prune[mac] = 0 if count >= PRUNE_EVERY else count
-            if count >= PRUNE_EVERY:
-                prune.append(mac)
+        prune = due_for_pruning(self._since_prune, events)
 
         async def write(conn: Any) -> None:
             async with conn.transaction():

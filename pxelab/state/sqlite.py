@@ -26,9 +26,9 @@ from pxelab.hosts.inventory import normalize_mac
 from pxelab.state import SCHEMA_VERSION, AuditRecord, StoreError, TokenRecord
 from pxelab.state.base import (
     EVENTS_PER_HOST,
-    PRUNE_EVERY,
     Refused,
     Views,
+    due_for_pruning,
     event_from_text,
     event_to_text,
     host_state_from_row,
@@ -36,6 +36,7 @@ from pxelab.state.base import (
     lease_from_row,
     log,
 )
+from pxelab.state.leases6 import SQLITE_LEASES6, Lease6, sqlite_commit6, sqlite_load6
 
 FILE_NAME = "pxelab.sqlite3"
 """The database file in `state_dir`."""
@@ -63,10 +64,11 @@ SCHEMA = (
         allowed INTEGER NOT NULL, reason TEXT NOT NULL)""",
     "CREATE TABLE tokens (name TEXT PRIMARY KEY, digest TEXT NOT NULL, created REAL NOT NULL)",
     "CREATE TABLE secret (id INTEGER PRIMARY KEY CHECK (id = 1), value BLOB NOT NULL)",
+    SQLITE_LEASES6,
 )
 """The schema at SCHEMA_VERSION, created in one transaction."""
 
-MIGRATIONS: dict[int, tuple[str, ...]] = {}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: (SQLITE_LEASES6,)}
 """Statements that take a database from version N to N + 1."""
 
 _UPSERT_LEASE = """
@@ -251,7 +253,7 @@ class SqliteStore(Views):
                 log.warning("state: %s", exc)
                 continue
             if states is not None:
-                self._emit("install", self._replace_view(states))
+                self._emit("install", self._replace_view(states), remote=True)
 
     def _poll_sync(self) -> dict[str, HostState] | None:
         version = self.db.execute("PRAGMA data_version").fetchone()[0]
@@ -327,6 +329,12 @@ class SqliteStore(Views):
             for ip, mac, st, exp, instance in rows
         ]
 
+    async def load_leases6(self) -> list[Lease6]:
+        return await self._call("read IPv6 leases", sqlite_load6, self)
+
+    async def commit_leases6(self, changes: Sequence[Lease6], now: float) -> list[Lease6]:
+        return await self._call("write IPv6 leases", sqlite_commit6, self, changes, now)
+
     # -- install states ---------------------------------------------------------------------
 
     def _load_install_sync(self) -> dict[str, HostState]:
@@ -375,12 +383,7 @@ class SqliteStore(Views):
                 "INSERT INTO events (mac, time, data) VALUES (?, ?, ?)",
                 [(e.mac, e.time, event_to_text(e)) for e in events],
             )
-            for mac in dict.fromkeys(e.mac for e in events):
-                count = self._since_prune.get(mac, 0) + sum(1 for e in events if e.mac == mac)
-                if count < PRUNE_EVERY:
-                    self._since_prune[mac] = count
-                    continue
-                self._since_prune[mac] = 0
+            for mac in due_for_pruning(self._since_prune, events):
                 db.execute(
                     "DELETE FROM events WHERE mac = ? AND id <= (SELECT id FROM events "
                     "WHERE mac = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 import pytest
 
 from pxelab.dhcp.leases import Lease, LeaseState
+from pxelab.dhcp6.leases import Lease6
 from pxelab.events import Event
 from pxelab.hosts.install import UNRECORDED, HostState, InstallState
 from pxelab.state import AuditRecord, Change, StateStore, StoreError, TokenRecord
@@ -143,7 +144,8 @@ async def test_changes_reach_the_listeners(backend: Backend, store: StateStore) 
     other = await reopened(backend)
     try:
         seen = asyncio.Event()
-        other.subscribe(lambda change: seen.set() if change == Change("install", A) else None)
+        remote = Change("install", A, remote=True)  # the other store's change, told by it
+        other.subscribe(lambda change: seen.set() if change == remote else None)
         state = HostState(InstallState.INSTALLED, 7.0, "10.0.0.7", 2)
         await store.set_install_state(A, state)
         assert Change("install", A) in mine
@@ -284,3 +286,32 @@ async def test_event_writer_keeps_events_while_the_database_is_away(store: State
     await writer.flush()
     assert writer.written == 2
     assert [e.message_type for e in await store.events(A)] == ["DISCOVER", "OFFER"]
+
+
+# -- DHCPv6 leases ----------------------------------------------------------------------------
+
+
+def bound6(last: int, client: str, iaid: int = 1, expires: float = 1000.0) -> Lease6:
+    return Lease6(IPv6Address(f"2001:db8:77::{last:x}"), client, iaid, LeaseState.BOUND, expires)
+
+
+async def test_ipv6_leases_commit_load_and_refuse(store: StateStore, backend: Backend) -> None:
+    assert await store.commit_leases6([bound6(0x1000, A), bound6(0x1001, "duid:0004ab")], 0) == []
+    offered = Lease6(IPv6Address("2001:db8:77::1002"), C, 1, LeaseState.OFFERED, 60)
+    assert await store.commit_leases6([offered], 0) == []  # offers are not written
+    assert await store.commit_leases6([bound6(0x1000, B)], 10) == [bound6(0x1000, A)]
+    # the same client with another IA (firmware, then its network stack) takes it over
+    assert await store.commit_leases6([bound6(0x1000, A, iaid=2)], 10) == []
+    assert await store.commit_leases6([bound6(0x1000, A)], 10) == []
+    other = await reopened(backend)
+    try:  # another instance (or a restart) reads them back
+        assert sorted(await other.load_leases6(), key=lambda lease: lease.ip) == [
+            bound6(0x1000, A),
+            bound6(0x1001, "duid:0004ab"),
+        ]
+        free = Lease6(IPv6Address("2001:db8:77::1000"), A, 1, LeaseState.FREE, 20)
+        assert await other.commit_leases6([free], 20) == []
+        assert await other.commit_leases6([bound6(0x1000, B)], 20) == []  # free again
+    finally:
+        await other.close()
+    assert {lease.client for lease in await store.load_leases6()} == {B, "duid:0004ab"}

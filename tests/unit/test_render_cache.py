@@ -125,3 +125,32 @@ def test_templates_are_looked_at_once_per_check_interval(overrides: Path) -> Non
     assert renderer.boot_script(HOST, BASE) is first  # not looked at yet
     now[0] += 0.6
     assert "echo four vm1" in renderer.boot_script(HOST, BASE)
+
+
+def test_images_found_elsewhere_render_again(tmp_path: Path) -> None:
+    """The daemon's image index finds the kernel under another layout: the script follows."""
+    from pxelab.boot.images import ImageIndex
+
+    images = ImageIndex(tmp_path)
+    renderer = Counting(images=images)
+    assert "/images/demo/amd64/vmlinuz" in renderer.boot_script(HOST, BASE)
+    assert images.refresh([HOST]) is True  # the first look: answers known now, a new version
+    assert "/images/demo/amd64/vmlinuz" in renderer.boot_script(HOST, BASE)
+    assert images.refresh([HOST]) is False  # nothing changed: same version, from the cache
+    assert "/images/demo/amd64/vmlinuz" in renderer.boot_script(HOST, BASE)
+    assert renderer.renders == 2
+    (tmp_path / "demo" / "x86_64").mkdir(parents=True)
+    for name in ("vmlinuz", "initrd"):
+        (tmp_path / "demo" / "x86_64" / name).write_bytes(b"x")
+    assert images.refresh([HOST]) is True
+    assert "/images/demo/x86_64/vmlinuz" in renderer.boot_script(HOST, BASE)
+    assert renderer.renders == 3
+
+
+def test_a_live_image_index_is_never_cached(tmp_path: Path) -> None:
+    from pxelab.boot.images import ImageIndex
+
+    renderer = Counting(images=ImageIndex(tmp_path, live=True))
+    renderer.boot_script(HOST, BASE)
+    renderer.boot_script(HOST, BASE)
+    assert renderer.renders == 2
