@@ -22,8 +22,8 @@ from pxelab.boot.grub import GrubFiles
 from pxelab.boot.render import Renderer
 from pxelab.errors import ConfigError
 from pxelab.events import Timeline
+from pxelab.hosts.fleet import Fleet
 from pxelab.hosts.install import InstallStore
-from pxelab.hosts.inventory import Inventory
 from pxelab.http.app import AccessLogger, make_app
 from pxelab.state import StateStore, StoreError
 from pxelab.state.writer import EventWriter
@@ -90,8 +90,8 @@ class Parts:
 
     store: StateStore
     """Leases, install states, boot events, tokens and the audit trail (SQLite or PostgreSQL)."""
-    inventory: Inventory
-    """The hosts, reloaded from the hosts dir."""
+    inventory: Fleet
+    """The hosts (host files, profiles, boot API answers), reloaded from their dirs."""
     renderer: Renderer
     """Boot scripts, install data and GRUB configs."""
     installs: InstallStore
@@ -123,12 +123,24 @@ async def prepare(config: Config) -> Parts:
     timeline.subscribe(events)
     return Parts(
         store,
-        Inventory(config.hosts_dir, rescan_on_lookup=False),
+        make_fleet(config),
         Renderer(config.templates_dir),
         InstallStore(store),
         timeline,
         events,
     )
+
+
+def make_fleet(config: Config) -> Fleet:
+    """The hosts: host files, profiles, and the boot API when one is set (not yet started)."""
+    from pxelab.hosts.bootapi import BootApi
+
+    fleet = Fleet(config.hosts_dir, config.profiles_dir, rescan_on_lookup=False)
+    if config.boot_api is not None:
+        fleet.boot_api = BootApi(
+            config.boot_api, fleet.resolve, mode=config.boot_api_mode, ttl=config.boot_api_ttl
+        )
+    return fleet
 
 
 def http_runner(config: Config, parts: Parts) -> web.AppRunner:
@@ -190,7 +202,7 @@ async def start_tftp(config: Config, parts: Parts, server_if: IPv4Interface | No
     )
 
 
-async def run_until(stop: asyncio.Event, inventory: Inventory) -> None:
+async def run_until(stop: asyncio.Event, inventory: Fleet) -> None:
     """Serve until stop is set, rescanning the hosts dir every INVENTORY_POLL seconds."""
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
@@ -206,6 +218,8 @@ async def close_all(services: list[Service], runner: web.AppRunner, parts: Parts
     for service in services:
         await service.wait_closed()
     await runner.cleanup()
+    if parts.inventory.boot_api is not None:
+        await parts.inventory.boot_api.close()
     await parts.events.close()
     await parts.store.close()
 
@@ -223,6 +237,8 @@ async def serve(config: Config) -> None:
     await runner.setup()
     try:
         parts.events.start()
+        if parts.inventory.boot_api is not None:
+            parts.inventory.boot_api.start()
         http = await start_http(config, runner, tls)
         http_port: int = runner.addresses[0][1]
         server_if = interface_address(config) if config.interface else None
@@ -274,8 +290,14 @@ async def drop_privileges(config: Config) -> None:
 async def _start_dhcp(
     config: Config, server_if: IPv4Interface, http_port: int, parts: Parts
 ) -> Service:
-    from pxelab.app.dhcp import start_from_config
+    from pxelab.app.dhcp import fleet_observer, start_from_config
 
     return await start_from_config(
-        config, server_if, http_port, parts.inventory, parts.store, parts.timeline
+        config,
+        server_if,
+        http_port,
+        parts.inventory,
+        parts.store,
+        parts.timeline,
+        observer=fleet_observer(parts.inventory),
     )

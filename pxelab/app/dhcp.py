@@ -17,11 +17,14 @@ from typing import Protocol
 
 from pxelab.app.config import Config
 from pxelab.dhcp.arch import BootFiles
-from pxelab.dhcp.context import DhcpContext, DhcpMode, HostLookup, UnknownMacs
+from pxelab.dhcp.context import DhcpContext, DhcpMode, HostLookup, Sender, UnknownMacs
 from pxelab.dhcp.interface import interface_ipv4
-from pxelab.dhcp.server import DhcpServer, start_dhcp
+from pxelab.dhcp.packet import DhcpPacket
+from pxelab.dhcp.server import DhcpServer, Observer, start_dhcp
+from pxelab.dhcp.traits import client_traits
 from pxelab.errors import ConfigError
 from pxelab.events import Timeline
+from pxelab.hosts.fleet import Fleet
 from pxelab.state import Change, StateStore, StoreError
 
 log = logging.getLogger("pxelab.dhcp")
@@ -172,6 +175,7 @@ async def start_from_config(
     hosts: HostLookup,
     store: StateStore,
     timeline: Timeline | None = None,
+    observer: Observer | None = None,
 ) -> DhcpService:
     """The DHCP sockets (leases kept in `store` in full mode); ConfigError names the key."""
     if config.interface is None:
@@ -197,6 +201,7 @@ async def start_from_config(
             timeline=timeline,
             more_interfaces=more,
             spread=instance_spread(store) if shared else 0.0,
+            observer=observer,
         )
     except OSError as exc:
         raise ConfigError(
@@ -216,6 +221,16 @@ async def start_from_config(
             log.warning("router advertisements off: %s", exc)
     await asyncio.sleep(0)
     return DhcpService(parts)
+
+
+def fleet_observer(fleet: Fleet) -> Observer:
+    """Tells the fleet what each request shows (profiles match on it; unservable MACs are kept)."""
+
+    def observe(request: DhcpPacket, sender: Sender, now: float) -> None:
+        arch, firmware, address = client_traits(request, sender.address)
+        fleet.observe(request.mac, arch, firmware, address, now)
+
+    return observe
 
 
 def instance_spread(store: StateStore) -> float:

@@ -126,8 +126,10 @@ def explain(
     arch: str | None = None,
     boot_files: BootFiles | None = None,
     tftp_root: Path | None = None,
+    origins: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Everything pxelab would serve this host, as JSON-ready data; ValueError for a bad arch."""
+    """Everything pxelab would serve this host, as JSON-ready data; ValueError for a bad arch.
+    `origins` says where each host value came from (host file, profile, boot API, default)."""
     if arch is not None and arch not in CLIENTS:
         raise ValueError(f"unknown --arch {arch!r}: use one of {', '.join(CLIENTS)}")
     clients = [arch] if arch else list(CLIENTS_FOR_ARCH[host.arch])
@@ -141,6 +143,7 @@ def explain(
             "pxeboot": host.pxeboot,
             "source": host.source,
         },
+        "origins": dict(origins or {}),
         "state": state.to_json(),
         "dhcp": {
             "address": str(host.ip) if host.ip else "from the pool",
@@ -177,6 +180,12 @@ def as_text(result: dict[str, Any]) -> str:
         + (f", distro {host['distro']}" if host["distro"] else "")
         + f") from {host['source']}",
         f"install state: {result['state']['state']}",
+    ]
+    if result.get("origins"):
+        out.append("where each value came from:")
+        width = max(len(k) for k in result["origins"])
+        out += [f"  {k:<{width}}  {v}" for k, v in result["origins"].items()]
+    out += [
         "",
         f"DHCP: address {result['dhcp']['address']}",
     ]

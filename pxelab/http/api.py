@@ -16,6 +16,7 @@ from aiohttp import web
 from pxelab.boot.explain import explain
 from pxelab.dhcp.leases import Lease
 from pxelab.events import Event
+from pxelab.hosts.fleet import Fleet
 from pxelab.hosts.install import UNRECORDED, HostState, InstallState, StateError
 from pxelab.hosts.inventory import Host, normalize_mac
 from pxelab.http.auth import SIGNED_CALLBACK
@@ -226,6 +227,7 @@ async def explain_host(request: web.Request) -> web.Response:
     except ValueError:  # an IPv6 socket: DHCP hands out IPv4 URLs only
         server_ip = IPv4Address("127.0.0.1")
     port = int(sockname[1]) if sockname else 80
+    inventory = request.app[INVENTORY]
     try:
         result = explain(
             host,
@@ -236,6 +238,7 @@ async def explain_host(request: web.Request) -> web.Response:
             port,
             arch=request.query.get("arch") or None,
             tftp_root=request.app.get(TFTP_ROOT),
+            origins=inventory.origins(host) if isinstance(inventory, Fleet) else None,
         )
     except ValueError as exc:
         raise web.HTTPBadRequest(text=f"{exc}\n") from None
