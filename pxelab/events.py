@@ -108,6 +108,14 @@ class Event:
     """What went wrong: a TFTP error's text, or the message of an `error` event."""
     reason: str = ""
     """Why, in more words: why a path was refused, why a transfer was stopped."""
+    severity: int | None = None
+    """Syslog (`log` events): the message's severity, 0 emerg to 7 debug."""
+    facility: int | None = None
+    """Syslog: the message's facility (1 user, 3 daemon, 16-23 local0-7, …)."""
+    app: str = ""
+    """Syslog: the program that logged the line (RFC 3164 tag, RFC 5424 APP-NAME)."""
+    text: str = ""
+    """Syslog: the message itself."""
 
     @property
     def detail(self) -> str:
@@ -169,6 +177,10 @@ class Event:
             error_code=number("error_code"),
             error=text("error"),
             reason=text("reason"),
+            severity=number("severity"),
+            facility=number("facility"),
+            app=text("app"),
+            text=text("text"),
         )
 
 
@@ -236,7 +248,14 @@ def tftp_summary(event: Event) -> str:
     assert_never(outcome)
 
 
+SEVERITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+"""Syslog severity names by number (RFC 5424 §6.2.1)."""
+
+
 def _render(e: Event) -> str:
+    if e.stage == "log":
+        level = SEVERITIES[e.severity] if e.severity is not None and 0 <= e.severity < 8 else "?"
+        return f"[{level}] {e.app}: {e.text}" if e.app else f"[{level}] {e.text}"
     if e.outcome is not None:
         return f"{e.file}: {tftp_summary(e)}"
     if e.message_type:

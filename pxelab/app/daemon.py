@@ -25,7 +25,7 @@ from pxelab.events import Timeline
 from pxelab.hosts.fleet import Fleet
 from pxelab.hosts.install import InstallStore
 from pxelab.http.app import AccessLogger, make_app
-from pxelab.state import StateStore, StoreError
+from pxelab.state import SeenRecord, StateStore, StoreError
 from pxelab.state.writer import EventWriter
 
 if TYPE_CHECKING:
@@ -202,12 +202,27 @@ async def start_tftp(config: Config, parts: Parts, server_if: IPv4Interface | No
     )
 
 
-async def run_until(stop: asyncio.Event, inventory: Fleet) -> None:
-    """Serve until stop is set, rescanning the hosts dir every INVENTORY_POLL seconds."""
+async def run_until(stop: asyncio.Event, inventory: Fleet, store: StateStore | None = None) -> None:
+    """Serve until stop is set, rescanning the hosts and profiles dirs every INVENTORY_POLL
+    seconds, and storing the MACs seen since that nothing could serve."""
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), INVENTORY_POLL)
         await asyncio.to_thread(inventory.refresh)
+        if store is not None:
+            await remember_seen(inventory, store)
+
+
+async def remember_seen(fleet: Fleet, store: StateStore) -> None:
+    """Write the unservable MACs seen since the last call to the store (a failure is logged)."""
+    records = [
+        SeenRecord(s.mac, s.arch or "", s.firmware or "", s.address, s.first, s.last)
+        for s in fleet.sightings.take_unservable()
+    ]
+    try:
+        await store.note_seen(records)
+    except StoreError as exc:
+        log.warning("cannot remember %d machines seen: %s", len(records), exc)
 
 
 async def close_all(services: list[Service], runner: web.AppRunner, parts: Parts) -> None:
@@ -259,7 +274,7 @@ async def serve(config: Config) -> None:
             config.hosts_dir,
             control.store_place(config),
         )
-        await run_until(stop, parts.inventory)
+        await run_until(stop, parts.inventory, parts.store)
         log.info("pxelab stopping")
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -268,6 +268,10 @@ def register(commands: Any) -> None:
         add_settings_flags(parser, SETTINGS)
         parser.set_defaults(func=func)
 
+    from pxelab.cli import fleet
+
+    fleet.register(sub)
+
     exp = commands.add_parser(
         "explain", help="what DHCP, TFTP and HTTP would serve a machine, and why"
     )

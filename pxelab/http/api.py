@@ -119,7 +119,8 @@ async def show_host(request: web.Request) -> web.Response:
 
 
 async def host_events(request: web.Request) -> web.Response:
-    """GET /api/hosts/<mac>/events: its boot timeline, oldest first (404 if never seen)."""
+    """GET /api/hosts/<mac>/events?stage=: its boot timeline, oldest first (404 if never seen);
+    `stage` keeps one stage's events (`log`: the installer's syslog lines)."""
     mac = _mac(request)
     events = request.app[TIMELINE].events(mac)
     store = request.app.get(STATE_STORE)
@@ -130,6 +131,9 @@ async def host_events(request: web.Request) -> web.Response:
             request[NOTE] = f"events from this instance only: {exc}"
     if not events and request.app[INVENTORY].lookup(mac) is None:
         raise web.HTTPNotFound(text=f"no host with mac {mac} and no events from it\n")
+    stage = request.query.get("stage")
+    if stage:
+        events = [e for e in events if e.stage == stage]
     return web.json_response({"mac": mac, "events": [e.to_json() for e in events]})
 
 
