@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import resource
@@ -29,6 +30,7 @@ from pxelab.state import SeenRecord, StateStore, StoreError
 from pxelab.state.writer import EventWriter
 
 if TYPE_CHECKING:
+    from pxelab.syslog.server import SyslogServer
     from pxelab.tftp.server import TftpServer
 
 log = logging.getLogger("pxelab")
@@ -202,6 +204,19 @@ async def start_tftp(config: Config, parts: Parts, server_if: IPv4Interface | No
     )
 
 
+async def start_syslog(
+    config: Config, parts: Parts, server_if: IPv4Interface | None
+) -> SyslogServer | None:
+    """The syslog receiver on syslog_port (None when it is 0, or when the port cannot be bound:
+    then one warning line says so and the rest serves on)."""
+    from pxelab.syslog.server import start_syslog as start
+
+    if not config.syslog_port:
+        return None
+    host = str(server_if.ip) if server_if is not None else config.http_address
+    return await start(host, config.syslog_port, parts.timeline, parts.inventory.reserved)
+
+
 async def run_until(stop: asyncio.Event, inventory: Fleet, store: StateStore | None = None) -> None:
     """Serve until stop is set, rescanning the hosts and profiles dirs every INVENTORY_POLL
     seconds, and storing the MACs seen since that nothing could serve."""
@@ -262,15 +277,22 @@ async def serve(config: Config) -> None:
             tftp = await start_tftp(config, parts, server_if)
             services.append(tftp)
             tftp_port = tftp.port
+        syslog = await start_syslog(config, parts, server_if)
+        if syslog is None:
+            config = dataclasses.replace(config, syslog_port=0)
+        else:
+            services.append(syslog)
+        parts.renderer.syslog_port = config.syslog_port
         if server_if is not None:
             services.append(await _start_dhcp(config, server_if, http_port, parts))
         if config.user:
             await drop_privileges(config)
         log.info(
-            "pxelab ready: %s, tftp %s, dhcp %s; hosts from %s; state in %s",
+            "pxelab ready: %s, tftp %s, dhcp %s, syslog %s; hosts from %s; state in %s",
             http,
             f"on port {tftp_port} from {config.tftp_root}" if tftp_port else "off",
             f"on {config.interface} ({server_if})" if server_if else "off (no --interface)",
+            f"on port {syslog.port}" if syslog else "off",
             config.hosts_dir,
             control.store_place(config),
         )

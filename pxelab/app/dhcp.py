@@ -29,6 +29,9 @@ from pxelab.state import Change, StateStore, StoreError
 
 log = logging.getLogger("pxelab.dhcp")
 
+SYSLOG_PORT = 514
+"""Option 7 carries no port: it is offered only when the receiver is on syslog's own port."""
+
 
 class Closable(Protocol):
     """A started service: DHCP sockets, the RA responder."""
@@ -74,6 +77,7 @@ def contexts(
         mode=mode,
         unknown_macs=UnknownMacs(config.unknown_macs) if config.unknown_macs else default_unknown,
         boot_files=boot_files_in(config.tftp_root),
+        log_server=config.syslog_port == SYSLOG_PORT,
     )
     return _local_context(config, server_if, common), _relayed_contexts(config, server_if, common)
 
@@ -90,6 +94,8 @@ class _Common:
     """Whether clients missing from the inventory are answered."""
     boot_files: BootFiles
     """Boot file per firmware family."""
+    log_server: bool
+    """Option 7 names this server: its syslog receiver runs on the standard port."""
 
 
 def _local_context(config: Config, server_if: IPv4Interface, common: _Common) -> DhcpContext:

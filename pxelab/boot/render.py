@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jinja2
 
@@ -128,6 +129,8 @@ class Renderer:
     def __init__(self, override_dir: Path | None = None) -> None:
         self.signer: Callable[[str], str | None] | None = None
         """MAC -> its signed callback credential; set by the HTTP app (None: unsigned URLs)."""
+        self.syslog_port = 0
+        """The syslog receiver's UDP port (set by the daemon); 0: installers are not told."""
         dirs = [str(override_dir)] if override_dir else []
         dirs.append(str(shipped_dir("templates")))
         self.env = jinja2.Environment(
@@ -163,7 +166,15 @@ class Renderer:
             "cmdline": kernel_cmdline(host),
             "user": DEFAULT_USER,
             "instance_id": f"{host.name}-{host.mac.replace(':', '')}",
+            "syslog": self.syslog(base_url),
         }
+
+    def syslog(self, base_url: str) -> dict[str, str | int] | None:
+        """Where installers send their logs: this server (as the client reached it), or None."""
+        host = urlsplit(base_url).hostname
+        if not self.syslog_port or not host:
+            return None
+        return {"host": host, "port": self.syslog_port}
 
     def urls(self, host: Host, base_url: str) -> HostUrls:
         """host_urls, with the install callback signed when the renderer has a signer."""
