@@ -26,6 +26,7 @@ from pxelab.events import Timeline
 from pxelab.hosts.fleet import Fleet
 from pxelab.hosts.install import InstallStore
 from pxelab.http.app import AccessLogger, make_app
+from pxelab.http.metrics import METRICS, Metrics
 from pxelab.state import SeenRecord, StateStore, StoreError
 from pxelab.state.writer import EventWriter
 
@@ -205,7 +206,7 @@ async def start_tftp(config: Config, parts: Parts, server_if: IPv4Interface | No
 
 
 async def start_syslog(
-    config: Config, parts: Parts, server_if: IPv4Interface | None
+    config: Config, parts: Parts, server_if: IPv4Interface | None, metrics: Metrics
 ) -> SyslogServer | None:
     """The syslog receiver on syslog_port (None when it is 0, or when the port cannot be bound:
     then one warning line says so and the rest serves on)."""
@@ -214,7 +215,13 @@ async def start_syslog(
     if not config.syslog_port:
         return None
     host = str(server_if.ip) if server_if is not None else config.http_address
-    return await start(host, config.syslog_port, parts.timeline, parts.inventory.reserved)
+
+    def dropped(reason: str) -> None:
+        metrics.syslog_dropped.labels(reason).inc()
+
+    return await start(
+        host, config.syslog_port, parts.timeline, parts.inventory.reserved, on_drop=dropped
+    )
 
 
 async def run_until(stop: asyncio.Event, inventory: Fleet, store: StateStore | None = None) -> None:
@@ -277,7 +284,7 @@ async def serve(config: Config) -> None:
             tftp = await start_tftp(config, parts, server_if)
             services.append(tftp)
             tftp_port = tftp.port
-        syslog = await start_syslog(config, parts, server_if)
+        syslog = await start_syslog(config, parts, server_if, runner.app[METRICS])
         if syslog is None:
             config = dataclasses.replace(config, syslog_port=0)
         else:

@@ -50,8 +50,10 @@ class Owners:
 class SyslogServer(asyncio.DatagramProtocol):
     """The receiver on one UDP socket; `close()` stops it."""
 
-    def __init__(self, core: SyslogCore, timeline: Timeline) -> None:
-        self.core, self.timeline = core, timeline
+    def __init__(
+        self, core: SyslogCore, timeline: Timeline, on_drop: Callable[[str], None] | None = None
+    ) -> None:
+        self.core, self.timeline, self.on_drop = core, timeline, on_drop
         self.transport: asyncio.DatagramTransport | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._reported = dict(core.dropped)
@@ -71,6 +73,8 @@ class SyslogServer(asyncio.DatagramProtocol):
         outcome = self.core.handle(data, str(addr[0]), time.time())
         if isinstance(outcome, str):
             log.debug("syslog datagram from %s dropped: %s", addr[0], outcome)
+            if self.on_drop is not None:
+                self.on_drop(outcome)
             if time.monotonic() >= self._next_report:
                 self.report()
         else:
@@ -105,13 +109,14 @@ async def start_syslog(
     timeline: Timeline,
     reserved: Callable[[], Mapping[IPv4Address, str]],
     limits: Limits | None = None,
+    on_drop: Callable[[str], None] | None = None,
 ) -> SyslogServer | None:
     """The receiver on host:port, or None (with one warning line) when the port cannot be bound."""
     loop = asyncio.get_running_loop()
     core = SyslogCore(Owners(timeline, reserved), limits)
     try:
         transport, protocol = await loop.create_datagram_endpoint(
-            lambda: SyslogServer(core, timeline), local_addr=(host, port)
+            lambda: SyslogServer(core, timeline, on_drop), local_addr=(host, port)
         )
     except OSError as exc:
         log.warning(

@@ -119,6 +119,9 @@ def test_logger_lines_land_on_their_hosts_timeline(tmp_path: Path) -> None:
             for reason, count in (("malformed", 8), ("oversized", 2), ("unknown-source", 1)):
                 assert log.count(f"dropped: {reason}") == count, (reason, log[-3000:])
             assert daemon.proc.poll() is None
+            metrics = the_lab.server.run("curl", "-fsS", "http://127.0.0.1:8080/metrics").stdout
+            assert 'pxelab_syslog_dropped_total{reason="malformed"} 8.0' in metrics
+            assert 'pxelab_boot_events_total{stage="log"} 3.0' in metrics
             page = the_lab.server.run("curl", "-fsS", "http://127.0.0.1:8080/").stdout
             assert '<li class="problem">' in page and "retrieving preseed failed" in page
             timeline = page[page.index('id="timelines"') :]  # newest first, the error highlighted
