@@ -196,9 +196,11 @@ def launch(dirs: LabDirs, args: list[str], ns: NetNs | None = None) -> Daemon:
     return daemon
 
 
-def create_token(dirs: LabDirs, name: str) -> str:
-    """`pxelab token create NAME` on the lab's state (the daemon may be running): the token."""
+def create_token(dirs: LabDirs, name: str, *extra: str) -> str:
+    """`pxelab token create NAME` on the lab's state (the daemon may be running): the token.
+    `extra` flags go along (`--state-url URL` for a shared database)."""
     argv = [sys.executable, "-m", "pxelab", "token", "create", name, "--state-dir", str(dirs.state)]
+    argv += extra
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         raise RuntimeError(f"pxelab token create {name} failed: {done.stderr}")
