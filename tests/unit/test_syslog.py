@@ -178,3 +178,17 @@ async def test_a_port_that_cannot_be_bound_turns_the_receiver_off_in_one_line(
     assert server is not None and server.port > 0
     server.close()
     await asyncio.wait_for(server.wait_closed(), 2)
+
+
+def test_ubuntu_autoinstall_reports_to_the_receiver() -> None:
+    import yaml
+
+    host = parse_host({"name": "u", "mac": "52:54:00:00:00:09", "distro": "ubuntu-24.04"}, "u")
+    renderer = Renderer()
+    plain = yaml.safe_load(renderer.install_data(host, "http://10.0.0.1:8080", "user-data"))
+    assert "reporting" not in plain["autoinstall"]
+    renderer.syslog_port = 5514
+    data = yaml.safe_load(renderer.install_data(host, "http://10.0.0.1:8080", "user-data"))
+    assert data["autoinstall"]["reporting"] == {
+        "pxelab": {"type": "rsyslog", "destination": "@10.0.0.1:5514"}
+    }
