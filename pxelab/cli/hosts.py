@@ -210,7 +210,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if host is None:
         return _fail(
             f"no host with mac {mac} in {config.hosts_dir}, and no profile in "
-            f"{config.profiles_dir} matches it",
+            f"{config.profiles_dir} matches it"
+            + ("" if args.arch else " (selectors on arch or firmware need --arch)"),
             EXIT_NOT_FOUND,
         )
     server = server_address(config)

@@ -191,6 +191,8 @@ def resolve(data: Any, source: str, profile: Profile | None) -> tuple[Host, dict
             origins[key] = "default"
     if "name" not in data:
         origins["name"] = f"host file {source} (its file name)"
+    if origins["template"] == "default" and host.distro:
+        origins["template"] = f"default (from distro {host.distro})"
     return host, origins
 
 

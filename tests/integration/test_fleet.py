@@ -166,3 +166,35 @@ async def test_api_lists_seen_machines_and_profiles(tmp_path: Path, store: Sqlit
         page = await (await client.get("/")).text()
         assert "Seen, not configured" in page and STRANGER in page
         assert '02:00:00:00:00:01</code></td><td data-label="Arch">' not in page
+
+
+def test_explain_says_where_each_value_came_from(tmp_path: Path) -> None:
+    for name in ("hosts", "profiles", "state"):
+        (tmp_path / name).mkdir()
+    profile = {"distro": "debian-12", "kernel_args": "console=ttyS0"}
+    (tmp_path / "profiles" / "lab.json").write_text(
+        json.dumps({**profile, "match": {"mac_prefix": "52:54:00", "firmware": "uefi"}})
+    )
+
+    def explain(*args: str) -> subprocess.CompletedProcess[str]:
+        dirs = [
+            "--hosts-dir",
+            str(tmp_path / "hosts"),
+            "--profiles-dir",
+            str(tmp_path / "profiles"),
+        ]
+        dirs += ["--state-dir", str(tmp_path / "state")]
+        argv = [sys.executable, "-m", "pxelab", "explain", *args, *dirs]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+    unknown = explain(STRANGER)
+    assert unknown.returncode == 1 and "selectors on arch or firmware need --arch" in unknown.stderr
+    done = explain(STRANGER, "--arch", "uefi-x64", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["host"]["name"] == "lab-5254005e0001"
+    origins = result["origins"]
+    assert origins["distro"] == f"profile lab ({tmp_path / 'profiles' / 'lab.json'})"
+    assert origins["template"] == "default (from distro debian-12)"
+    assert origins["arch"] == "the DHCP request (option 93)" and origins["kernel"] == "default"
+    assert "log_host=" not in result["script"]  # the CLI knows no running receiver
