@@ -311,6 +311,9 @@ async def status_page(request: web.Request) -> web.Response:
         seen = []
     known = {h.mac for h in hosts}
     unknown = [m for m in reversed(timeline.macs()) if m not in known]
+    served = [h for m in unknown if (h := inventory.lookup(m)) is not None]  # profile, boot API
+    hosts += served
+    unknown = [m for m in unknown if m not in {h.mac for h in served}]
     timelines = [
         _timeline_view(h.mac, h.name, timeline.events(h.mac)) for h in hosts if timeline.last(h.mac)
     ]

@@ -25,7 +25,7 @@ from pxelab.boot.render import Renderer
 from pxelab.dhcp.context import DhcpContext
 from pxelab.dhcp.packet import DhcpPacket, MessageType, Op, OptionCode, build, parse
 from pxelab.dhcp.server import start_dhcp
-from pxelab.events import Timeline
+from pxelab.events import Event, Timeline
 from pxelab.hosts.fleet import Fleet
 from pxelab.hosts.install import InstallStore
 from pxelab.http.app import make_app
@@ -129,11 +129,14 @@ async def test_api_lists_seen_machines_and_profiles(tmp_path: Path, store: Sqlit
         ]
     )
     fleet = Fleet(tmp_path / "hosts", profiles)
+    timeline = Timeline()
+    fleet.observe("52:54:00:77:00:01", "x86_64", "uefi", "", 1.0)  # served from profile lab
+    timeline.record(Event(1.0, "dhcp", mac="52:54:00:77:00:01", message_type="OFFER"))
     app = make_app(
         fleet,
         Renderer(),
         tmp_path / "images",
-        Timeline(),
+        timeline,
         install_store=InstallStore(store),
         guard=await guard_with_token(),
         store=store,
@@ -166,6 +169,8 @@ async def test_api_lists_seen_machines_and_profiles(tmp_path: Path, store: Sqlit
         page = await (await client.get("/")).text()
         assert "Seen, not configured" in page and STRANGER in page
         assert '02:00:00:00:00:01</code></td><td data-label="Arch">' not in page
+        hosts_section = page[: page.index('id="errors"')]
+        assert "lab-525400770001" in hosts_section  # a host from a profile is a host
 
 
 def test_explain_says_where_each_value_came_from(tmp_path: Path) -> None:
