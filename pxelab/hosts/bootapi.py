@@ -27,6 +27,10 @@ RETRY_AFTER_ERROR = 5.0
 """Seconds before a MAC whose request failed is asked for again."""
 MAX_IN_FLIGHT = 16
 """Requests to the boot API at once at most."""
+MAX_WANTED = 4096
+"""MACs waiting to be asked about at most; more are asked about at their next request."""
+MAX_CACHED = 16384
+"""Answers kept at most; the oldest are dropped first."""
 MAX_BODY = 64 * 1024
 """Largest answer read, in bytes."""
 
@@ -78,7 +82,8 @@ class BootApi:
         """The cached host for mac (stale answers too, until a new one comes); asks for a
         fresh answer in the background when there is none or it has expired."""
         answer = self._cache.get(mac)
-        if (answer is None or answer.expires <= self.clock()) and mac not in self._in_flight:
+        stale = answer is None or answer.expires <= self.clock()
+        if stale and mac not in self._in_flight and len(self._wanted) < MAX_WANTED:
             self._wanted[mac] = None
             if self._wake is not None:
                 self._wake.set()
@@ -138,7 +143,10 @@ class BootApi:
     ) -> None:
         try:
             answer = await self.fetch(session, mac)
-            self._cache[mac] = answer
+            self._cache.pop(mac, None)
+            self._cache[mac] = answer  # newest last: the oldest answers go first
+            while len(self._cache) > MAX_CACHED:
+                del self._cache[next(iter(self._cache))]
         finally:
             self._in_flight.discard(mac)
             slots.release()

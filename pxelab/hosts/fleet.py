@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from pxelab.hosts.bootapi import BootApi
 
 
+MAX_GENERATED = 8192
+"""Hosts made from profiles kept at most (the oldest made is made again when asked for)."""
+
+
 class Fleet(Inventory):
     """Host files that may inherit from profiles, machines served from a matching profile under a
     generated name, and (optionally) hosts an external boot API describes.
@@ -128,6 +132,8 @@ class Fleet(Inventory):
         if "arch" in data:
             origins["arch"] = "the DHCP request (option 93)"
         self._generated[mac] = (generation, host, origins)
+        while len(self._generated) > MAX_GENERATED:  # a flood of made-up MACs stays bounded
+            del self._generated[next(iter(self._generated))]
         return host
 
     def by_name(self, name: str) -> Host | None:

@@ -208,3 +208,19 @@ def request(code: int | None, *, ipxe: bool = False, http: bool = False) -> Dhcp
 )
 def test_client_traits(packet: DhcpPacket, traits: tuple[object, ...]) -> None:
     assert client_traits(packet, "0.0.0.0") == traits
+
+
+def test_hosts_made_from_profiles_stay_bounded(
+    dirs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pxelab.hosts import fleet as fleet_module
+
+    monkeypatch.setattr(fleet_module, "MAX_GENERATED", 3)
+    hosts, profiles = dirs
+    write(profiles / "all.json", {"distro": "demo", "match": {}})
+    fleet = Fleet(hosts, profiles)
+    made = [fleet.lookup(f"02:00:00:00:01:{n:02x}") for n in range(10)]
+    assert all(h is not None for h in made)
+    assert len(fleet._generated) == 3
+    again = fleet.lookup("02:00:00:00:01:00")  # forgotten, made again the same
+    assert again is not None and again.name == "all-020000000100"
