@@ -38,6 +38,7 @@ clean:
 	rm -rf .venv build dist .mypy_cache .ruff_cache .pytest_cache
 
 FUZZ_RUNS ?= 500000
-fuzz: setup  ## atheris on the DHCP and TFTP cores: FUZZ_RUNS inputs each (1,000,000 in all)
+fuzz: setup  ## atheris on the DHCP, DHCPv6 and TFTP cores: FUZZ_RUNS inputs each (1,500,000 in all)
 	PYTHONPATH=. $(PY) fuzz/run.py dhcp -runs=$(FUZZ_RUNS)
+	PYTHONPATH=. $(PY) fuzz/run.py dhcp6 -runs=$(FUZZ_RUNS)
 	PYTHONPATH=. $(PY) fuzz/run.py tftp -runs=$(FUZZ_RUNS)

@@ -134,6 +134,68 @@ def dhcp_rows(out: str) -> list[Row]:
     return rows if by else []
 
 
+_PG_STEP = re.compile(
+    r"^\s+(pxelab postgres x2 both|pxelab postgres x2|pxelab postgres sync|pxelab postgres|pxelab"
+    r"|dnsmasq)\s+asked\s+"
+    r"(\d+)/s:\s+([\d.]+) DORA/s, drops\s+([\d.]+)%.*, cpu (.*)/DORA$",
+    re.M,
+)
+
+
+def dhcp_pg_rows(out: str) -> list[Row]:
+    """bench/dhcp_bench.py with PostgreSQL: one instance, two, and synchronous_commit on, each
+    against pxelab on SQLite in the same run (CPU per DORA compared at the same step, since it
+    falls as the rate rises); the two-instance duplicate checks in the notes."""
+    steps = _PG_STEP.findall(out)
+    cpu_at = {(name, asked): cpu for name, asked, _, _, cpu in steps}
+    by = {r.get("server", ""): r for r in markdown_table(out)}
+    if not by:  # stopped early: the best step at <= 1% drops from the per-step lines
+        for name, asked, achieved, drops, _ in steps:
+            by.setdefault(name, {})
+            if float(drops) <= 1.0:
+                by[name] = {
+                    "highest rate asked at <= 1% drops": f"{asked}/s",
+                    "DORA/s achieved": achieved,
+                }
+    sqlite, dnsmasq = by.get("pxelab", {}), by.get("dnsmasq", {})
+    dns = dnsmasq.get("DORA/s achieved", "")
+    dns_text = f"{dns} DORA/s" if dns else dnsmasq.get("highest rate asked at <= 1% drops", "?")
+    base = number(sqlite.get("DORA/s achieved", ""))
+    rows = []
+    for name, label in (
+        ("pxelab postgres", "1 instance"),
+        ("pxelab postgres x2", "2 instances, one perfdhcp each at half the rate"),
+        ("pxelab postgres x2 both", "2 instances, both answer every client (broadcast)"),
+        ("pxelab postgres sync", "1 instance, synchronous_commit on"),
+    ):
+        row = by.get(name, {})
+        ours = number(row.get("DORA/s achieved", ""))
+        asked = row.get("highest rate asked at <= 1% drops", "none at <= 1%")
+        note = f"asked {asked} (SQLite {sqlite.get('highest rate asked at <= 1% drops', '?')})"
+        step = asked.removesuffix("/s")
+        if (name, step) in cpu_at:
+            note += (
+                f"; server CPU per DORA at {asked}: {cpu_at[name, step]}, SQLite "
+                f"{cpu_at.get(('pxelab', step), '?')}"
+            )
+        note += f"; dnsmasq with its lease file in the same run: {dns_text}"
+        check = re.search(rf"^check \({name}\) (.*)$", out, re.M)
+        if check:
+            note += f"; duplicate check {check.group(1)}"
+        rows.append(
+            Row(
+                f"DHCP perfdhcp on PostgreSQL, {label}: vs pxelab on SQLite",
+                f"{ours:.0f} DORA/s" if ours is not None else "none at <= 1% drops",
+                f"{base:.0f} DORA/s" if base is not None else "none at <= 1% drops",
+                ratio(ours, base) if ours is not None and base else None,
+                "",
+                None,
+                note,
+            )
+        )
+    return rows if by else []
+
+
 def ra_rows(out: str) -> list[Row]:
     """bench/dhcp_boot_ra.py's table: boot time with pxelab's RAs on and off."""
     by = {r.get("router advertisements", ""): r for r in markdown_table(out)}
@@ -176,6 +238,21 @@ SCENARIOS = [
         300,
         ["--period", "5", "--rates", "250,500,1000,1250,1500,1750,2000,2500,3000,4000,6000,8000"],
         dhcp_rows,
+    ),
+    Scenario(
+        "dhcp-pg",
+        "dhcp_bench.py",
+        300,
+        [
+            "--period",
+            "5",
+            "--rates",
+            "100,250,500,1000,1500,2000,3000",
+            "--servers",
+            "pxelab,pxelab postgres,pxelab postgres x2,pxelab postgres x2 both,"
+            "pxelab postgres sync,dnsmasq",
+        ],
+        dhcp_pg_rows,
     ),
     Scenario("tftp", "tftp_bench.py", 240),
     Scenario("http", "http_bench.py", 240),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import ClassVar
 
+from fuzz.dhcp6_target import dhcp6_one, dhcp6_seed
 from pxelab.dhcp import packet as dhcp
 from pxelab.dhcp.context import DhcpContext, DhcpMode, Sender
 from pxelab.dhcp.leases import LeaseState, LeaseTable
@@ -182,7 +183,7 @@ def tftp_one(data: bytes) -> None:
         assert session.receive(tftp.Ack(1), now + 1).send == (), "a session talked after its end"
 
 
-TARGETS = {"dhcp": dhcp_one, "tftp": tftp_one}
+TARGETS = {"dhcp": dhcp_one, "dhcp6": dhcp6_one, "tftp": tftp_one}
 
 
 def seed_inputs() -> dict[str, list[bytes]]:
@@ -207,4 +208,4 @@ def seed_inputs() -> dict[str, list[bytes]]:
         + b"\x00\x00\x00\x10\x00"
         + b"\x00\x00\x01\x10\x00" * 4
     )
-    return {"dhcp": [dhcp.build(pxe)], "tftp": [script]}
+    return {"dhcp": [dhcp.build(pxe)], "dhcp6": [dhcp6_seed()], "tftp": [script]}

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 DEB_PACKAGES=(
   qemu-system-x86 ovmf ipxe busybox-static linux-image-cloud-amd64 iproute2 kmod
   atftp tftp-hpa udhcpc isc-dhcp-client curl cpio systemd openssl
-  isc-dhcp-relay kea-admin dnsmasq-base
+  isc-dhcp-relay kea-admin dnsmasq-base dhcpcd-base
   xorriso libarchive-tools
   grub-efi-amd64-signed shim-signed qemu-system-arm qemu-efi-aarch64
   chromium chromium-driver

@@ -8,7 +8,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,14 @@ class Config:
     """More interfaces DHCP answers on, each with a `subnets` entry for its own network."""
     router_advertisements: bool = True
     """Answer IPv6 router solicitations on `interface` (full mode), so iPXE does not wait for one."""
+    ipv6_prefix: IPv6Network | None = None
+    """IPv6 prefix of `interface`'s link: advertised in RAs (M and O flags) and served by DHCPv6."""
+    ipv6_router: bool = False
+    """With `ipv6_prefix`: RAs name this server as the link's default router."""
+    ipv6_range: tuple[IPv6Address, IPv6Address] | None = None
+    """DHCPv6 pool (inclusive); default ::1000 to ::ffff of `ipv6_prefix`."""
+    ipv6_dns: tuple[IPv6Address, ...] = ()
+    """DNS servers handed to DHCPv6 clients (option 23)."""
     hosts_dir: Path = HOME / "hosts"
     """Directory of JSON host files (pvmlab's `~/.pvmlab/vms` works unchanged)."""
     profiles_dir: Path = HOME / "profiles"
@@ -141,6 +149,51 @@ def _ips(key: str, value: Any) -> tuple[IPv4Address, ...]:
     return tuple(_ip(key, v) for v in value)
 
 
+def _ip6(key: str, value: Any) -> IPv6Address:
+    if not isinstance(value, str):
+        raise ConfigError(f"key {key!r}: expected an IPv6 address as a string, got {value!r}")
+    try:
+        return IPv6Address(value.strip())
+    except ValueError:
+        raise ConfigError(f"key {key!r}: {value!r} is not an IPv6 address") from None
+
+
+def _prefix6(key: str, value: Any) -> IPv6Network | None:
+    if value in (None, ""):
+        return None
+    try:
+        prefix = IPv6Network(str(value).strip())
+    except ValueError:
+        raise ConfigError(
+            f"key {key!r}: {value!r} is not an IPv6 prefix (e.g. 2001:db8:77::/64)"
+        ) from None
+    if prefix.prefixlen > 120:
+        raise ConfigError(f"key {key!r}: {prefix} is too small for a pool (at most /120)")
+    return prefix
+
+
+def _range6(key: str, value: Any) -> tuple[IPv6Address, IPv6Address] | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, str) and value.count("-") == 1:
+        first, last = (_ip6(key, v) for v in value.split("-"))
+    elif isinstance(value, list) and len(value) == 2:
+        first, last = _ip6(key, value[0]), _ip6(key, value[1])
+    else:
+        raise ConfigError(f"key {key!r}: expected FIRST-LAST, e.g. 2001:db8::1000-2001:db8::1fff")
+    if last < first:
+        raise ConfigError(f"key {key!r}: {last} comes before {first}")
+    return first, last
+
+
+def _ips6(key: str, value: Any) -> tuple[IPv6Address, ...]:
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, list):
+        raise ConfigError(f"key {key!r}: expected a list of IPv6 addresses")
+    return tuple(_ip6(key, v) for v in value)
+
+
 def _int(lo: int, hi: int) -> Callable[[str, Any], int]:
     def check(key: str, value: Any) -> int:
         if isinstance(value, str) and value.strip().isdigit():
@@ -220,6 +273,10 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "subnets": parse_subnets,
     "dhcp_interfaces": parse_interfaces,
     "router_advertisements": parse_switch,
+    "ipv6_prefix": _prefix6,
+    "ipv6_router": parse_switch,
+    "ipv6_range": _range6,
+    "ipv6_dns": _ips6,
     "hosts_dir": _path,
     "profiles_dir": _path,
     "boot_api": _boot_api,
@@ -292,9 +349,22 @@ def build_config(
         raise ConfigError(f"{source}: keys 'tls_cert' and 'tls_key' go together (PEM files)")
     if config.api_https_only and config.tls_cert is None:
         raise ConfigError(f"{source}: key 'api_https_only' needs HTTPS: set tls_cert and tls_key")
-    if config.interface and config.dhcp_range is None and config.dhcp_mode == "full":
+    no_range = config.dhcp_range is None and config.dhcp_mode == "full"
+    if config.interface and no_range and config.ipv6_prefix is None:
         raise ConfigError(
             f"{source}: key 'dhcp_range' is required when 'interface' is set "
-            '(e.g. dhcp_range = "10.0.0.100-10.0.0.200")'
+            '(e.g. dhcp_range = "10.0.0.100-10.0.0.200"), unless ipv6_prefix is (IPv6 only)'
         )
+    if config.ipv6_prefix is not None and config.ipv6_range is not None:
+        for ip in config.ipv6_range:
+            if ip not in config.ipv6_prefix:
+                raise ConfigError(
+                    f"{source}: key 'ipv6_range': {ip} is not in {config.ipv6_prefix}"
+                )
+    if config.ipv6_prefix is not None and config.dhcp_mode != "full":
+        raise ConfigError(
+            f"{source}: key 'ipv6_prefix' needs dhcp_mode = full (proxy DHCPv6: see the README)"
+        )
+    if config.ipv6_router and config.ipv6_prefix is None:
+        raise ConfigError(f"{source}: key 'ipv6_router' needs 'ipv6_prefix'")
     return config

@@ -179,21 +179,45 @@ async def start_http(config: Config, runner: web.AppRunner, tls: ssl.SSLContext 
         what = f"HTTPS on {config.http_address}:{config.https_port}"
         await _bind(what, "https_port", secure.start())
         where += f", https on {config.http_address}:{runner.addresses[1][1]}"
+    if config.ipv6_prefix is not None and config.http_address == "0.0.0.0":
+        port = runner.addresses[0][1]  # the same port as IPv4's (even when it was picked)
+        site6 = web.TCPSite(runner, "::", port, reuse_address=True)
+        await _bind(f"HTTP on [::]:{port}", "http_port", site6.start())
+        where += f", http on [::]:{port}"
     return where
 
 
-async def start_tftp(config: Config, parts: Parts, server_if: IPv4Interface | None) -> TftpServer:
-    """The TFTP server on tftp_port, with GRUB's generated files (call only when tftp_port != 0)."""
+def _dhcp_summary(config: Config, server_if: IPv4Interface | None) -> str:
+    """What the ready line says about DHCP (and DHCPv6)."""
+    v4 = f"on {config.interface} ({server_if})" if server_if else "off"
+    if config.interface and config.ipv6_prefix is not None:
+        return f"{v4}, dhcpv6 on {config.interface} ({config.ipv6_prefix})"
+    return v4 if server_if or config.interface else "off (no --interface)"
+
+
+def _serves_ipv4(config: Config) -> bool:
+    """Whether `--interface` gets IPv4 DHCP: not when only `ipv6_prefix` is set (IPv6 only)."""
+    if not config.interface:
+        return False
+    return config.ipv6_prefix is None or config.dhcp_range is not None or config.address is not None
+
+
+async def start_tftp(
+    config: Config, parts: Parts, server_if: IPv4Interface | None, host: str | None = None
+) -> TftpServer:
+    """The TFTP server on tftp_port, with GRUB's generated files (call only when tftp_port != 0);
+    `host` "::" is the IPv6 listener beside the IPv4 one."""
     from pxelab.tftp.server import start_tftp as start
     from pxelab.tftp.session import SessionConfig
 
-    host = config.tftp_address or (server_if.ip if server_if else None)
+    if host is None:
+        host = str(config.tftp_address or (server_if.ip if server_if else "0.0.0.0"))
     return await _bind(
         f"TFTP on port {config.tftp_port}",
         "tftp_port",
         start(
             config.tftp_root,
-            str(host or "0.0.0.0"),
+            host,
             config.tftp_port,
             interface=config.interface,
             config=SessionConfig(max_windowsize=config.tftp_windowsize_max),
@@ -278,12 +302,14 @@ async def serve(config: Config) -> None:
             parts.inventory.boot_api.start()
         http = await start_http(config, runner, tls)
         http_port: int = runner.addresses[0][1]
-        server_if = interface_address(config) if config.interface else None
+        server_if = interface_address(config) if _serves_ipv4(config) else None
         tftp_port = None
         if config.tftp_port:
             tftp = await start_tftp(config, parts, server_if)
             services.append(tftp)
             tftp_port = tftp.port
+            if config.ipv6_prefix is not None:
+                services.append(await start_tftp(config, parts, server_if, host="::"))
         syslog = await start_syslog(config, parts, server_if, runner.app[METRICS])
         if syslog is None:
             config = dataclasses.replace(config, syslog_port=0)
@@ -292,13 +318,18 @@ async def serve(config: Config) -> None:
         parts.renderer.syslog_port = config.syslog_port
         if server_if is not None:
             services.append(await _start_dhcp(config, server_if, http_port, parts))
+        if config.interface and config.ipv6_prefix is not None:
+            from pxelab.app.dhcp6 import start_ipv6
+
+            v6 = await start_ipv6(config, http_port, parts.inventory, parts.store, parts.timeline)
+            services.append(v6)
         if config.user:
             await drop_privileges(config)
         log.info(
             "pxelab ready: %s, tftp %s, dhcp %s, syslog %s; hosts from %s; state in %s",
             http,
             f"on port {tftp_port} from {config.tftp_root}" if tftp_port else "off",
-            f"on {config.interface} ({server_if})" if server_if else "off (no --interface)",
+            _dhcp_summary(config, server_if),
             f"on port {syslog.port}" if syslog else "off",
             config.hosts_dir,
             control.store_place(config),

@@ -218,8 +218,8 @@ async def start_from_config(
     parts: list[Closable] = [dhcp]
     if shared:
         parts.append(LeaseFollower(store, dhcp))
-    if full and config.router_advertisements:
-        from pxelab.dhcp.ra import start_ra
+    if full and config.router_advertisements and config.ipv6_prefix is None:
+        from pxelab.dhcp.ra import start_ra  # with a prefix, app/dhcp6.py starts it
 
         try:
             parts.append(await start_ra(config.interface))

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from pathlib import Path
 from typing import Any
 
+from pxelab.boot.explain6 import dhcp6_answers
 from pxelab.boot.render import INSTALL_DATA, INSTALL_DATA_FOR, Renderer, RenderError
 from pxelab.dhcp.arch import BootFiles
 from pxelab.dhcp.context import DhcpContext
@@ -126,10 +127,12 @@ def explain(
     arch: str | None = None,
     boot_files: BootFiles | None = None,
     tftp_root: Path | None = None,
+    server_ip6: IPv6Address | None = None,
     origins: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Everything pxelab would serve this host, as JSON-ready data; ValueError for a bad arch.
-    `origins` says where each host value came from (host file, profile, boot API, default)."""
+    With `server_ip6` (IPv6 is served) it also says what DHCPv6 hands out; `origins` says where
+    each host value came from (host file, profile, boot API, default)."""
     if arch is not None and arch not in CLIENTS:
         raise ValueError(f"unknown --arch {arch!r}: use one of {', '.join(CLIENTS)}")
     clients = [arch] if arch else list(CLIENTS_FOR_ARCH[host.arch])
@@ -152,6 +155,12 @@ def explain(
             ),
         },
     }
+    if server_ip6 is not None:
+        kinds = [
+            (n, CLIENTS[n].option93, CLIENTS[n].vendor_class, CLIENTS[n].ipxe) for n in clients
+        ]
+        files = boot_files or BootFiles()
+        result["dhcp6"] = dhcp6_answers(host, kinds, server_ip6, http_port, files)
     errors: list[str] = []
     try:
         result["urls"] = renderer.urls(host, base_url).as_dict()
@@ -198,6 +207,12 @@ def as_text(result: dict[str, Any]) -> str:
             exists = {True: "present", False: "MISSING", None: "not checked"}[tftp["exists"]]
             how = "TFTP" if tftp["via"] == "tftp" else "HTTP /tftp/"
             out.append(f"    {how} serves {tftp['file']}: {exists} in the TFTP root")
+    dhcp6 = result.get("dhcp6")
+    if dhcp6 is not None:
+        out.append(f"DHCPv6: address {dhcp6['address']} (server {dhcp6['server']})")
+        for answer in dhcp6["answers"]:
+            note = f" ({answer['note']})" if answer["note"] else ""
+            out.append(f"  [{answer['client']}]: {answer['boot_file_url'] or 'no URL'}{note}")
     out.append("")
     for key, url in (result.get("urls") or {}).items():
         if url:

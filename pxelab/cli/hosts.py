@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 import time
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from pxelab.app.config import Config
 from pxelab.boot.explain import CLIENTS, as_text, explain
 from pxelab.boot.render import Renderer
 from pxelab.cli.settings import add_settings_flags, settings_from_args, with_store
-from pxelab.errors import HostFileError
+from pxelab.errors import ConfigError, HostFileError
 from pxelab.files import write_atomic
 from pxelab.hosts.fleet import Fleet
 from pxelab.hosts.install import HostState, InstallState, InstallStore
@@ -192,6 +192,21 @@ def server_address(config: Config) -> IPv4Address:
     return IPv4Address("127.0.0.1")
 
 
+def server_address6(config: Config) -> IPv6Address | None:
+    """This server's IPv6 address when `ipv6_prefix` is set: the interface's in the prefix, else
+    the prefix's ::1."""
+    if config.ipv6_prefix is None:
+        return None
+    if config.interface:
+        from pxelab.dhcp6.server import interface_ipv6
+
+        try:
+            return interface_ipv6(config.interface, config.ipv6_prefix).ip
+        except ConfigError:
+            pass
+    return config.ipv6_prefix[1]
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     config = settings_from_args(args)
     try:
@@ -225,6 +240,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         port,
         arch=args.arch,
         tftp_root=config.tftp_root,
+        server_ip6=server_address6(config),
         origins=fleet.origins(host),
     )
     print(json.dumps(result, indent=2) if args.json else as_text(result), end="")

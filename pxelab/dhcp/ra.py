@@ -1,8 +1,10 @@
 """A minimal IPv6 router advertisement responder, so iPXE does not wait ~13 s for one.
 
-Like dnsmasq's `enable-ra`: every router solicitation on the interface gets an RA with router
-lifetime 0 (not a default router), no prefixes, and no M/O flags (no DHCPv6), which tells iPXE at
-once that there is no IPv6 configuration to wait for. `build_ra` and `is_solicitation` are pure.
+Without `ipv6_prefix`, like dnsmasq's `enable-ra`: every router solicitation gets an RA with router
+lifetime 0 (not a default router), no prefixes and no M/O flags, which tells iPXE at once that
+there is no IPv6 configuration to wait for. With a prefix, the RA carries it (on-link, no SLAAC)
+and the M and O flags (addresses and options from DHCPv6); with `ipv6_router` it also names this
+server as the default router. `build_ra` and `is_solicitation` are pure.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import socket
 import struct
 import time
+from ipaddress import IPv6Network
 
 from pxelab.dhcp.interface import interface_mac
 from pxelab.errors import ConfigError
@@ -21,6 +24,15 @@ log = logging.getLogger("pxelab.dhcp")
 ICMPV6_ROUTER_SOLICITATION = 133
 ICMPV6_ROUTER_ADVERTISEMENT = 134
 OPTION_SOURCE_LINK_LAYER = 1
+OPTION_PREFIX_INFORMATION = 3
+FLAG_MANAGED, FLAG_OTHER = 0x80, 0x40
+"""RA flags: M (addresses from DHCPv6) and O (other configuration from DHCPv6)."""
+PREFIX_ON_LINK = 0x80
+"""Prefix information flag L; A (SLAAC) stays off so addresses come from DHCPv6 only."""
+ROUTER_LIFETIME = 1800
+"""Seconds a client keeps this server as its default router (with `ipv6_router`)."""
+PREFIX_LIFETIME = 86400
+"""Valid and preferred lifetime of the advertised prefix, seconds."""
 ALL_NODES = "ff02::1"
 ALL_ROUTERS = "ff02::2"
 ND_HOP_LIMIT = 255
@@ -35,24 +47,51 @@ def is_solicitation(data: bytes) -> bool:
     return len(data) >= 8 and data[0] == ICMPV6_ROUTER_SOLICITATION and data[1] == 0
 
 
-def build_ra(mac: bytes) -> bytes:
-    """An RA: hop limit unspecified, no flags, router lifetime 0, source link-layer option.
+def build_ra(mac: bytes, prefix: IPv6Network | None = None, *, router: bool = False) -> bytes:
+    """An RA: hop limit unspecified, the source link-layer option; with `prefix`, the M and O
+    flags and the prefix (on-link); a router lifetime only with `router` (and a prefix).
 
     The checksum is left 0: the kernel fills it in for ICMPv6 raw sockets.
     """
-    header = struct.pack("!BBHBBHII", ICMPV6_ROUTER_ADVERTISEMENT, 0, 0, 0, 0, 0, 0, 0)
+    flags = 0 if prefix is None else FLAG_MANAGED | FLAG_OTHER
+    lifetime = ROUTER_LIFETIME if router and prefix is not None else 0
+    header = struct.pack("!BBHBBHII", ICMPV6_ROUTER_ADVERTISEMENT, 0, 0, 0, flags, lifetime, 0, 0)
     option = struct.pack("!BB6s", OPTION_SOURCE_LINK_LAYER, 1, mac[:6].ljust(6, b"\0"))
-    return header + option
+    if prefix is None:
+        return header + option
+    info = struct.pack(
+        "!BBBBIII16s",
+        OPTION_PREFIX_INFORMATION,
+        4,
+        prefix.prefixlen,
+        PREFIX_ON_LINK,
+        PREFIX_LIFETIME,
+        PREFIX_LIFETIME,
+        0,
+        prefix.network_address.packed,
+    )
+    return header + option + info
 
 
 class RaResponder:
     """Answers router solicitations on one interface; `close()` stops it."""
 
-    def __init__(self, sock: socket.socket, interface: str, index: int, mac: bytes) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        interface: str,
+        index: int,
+        mac: bytes,
+        prefix: IPv6Network | None = None,
+        router: bool = False,
+    ) -> None:
         self.sock = sock
         self.interface = interface
         self.index = index
-        self.ra = build_ra(mac)
+        self.ra = build_ra(mac, prefix, router=router)
+        self.what = "lifetime 0, no prefixes" if prefix is None else f"prefix {prefix}, M and O"
+        if prefix is not None and router:
+            self.what += ", default router"
         self.answered = 0
         self._last = float("-inf")
         self._closed = asyncio.get_running_loop().create_future()
@@ -77,9 +116,17 @@ class RaResponder:
             # To all nodes: a soliciting host may have no address yet (source ::).
             self.sock.sendto(self.ra, (ALL_NODES, 0, 0, self.index))
             self.answered += 1
-            log.info("router solicitation from %s: RA (lifetime 0, no prefixes)", addr[0])
+            log.info("router solicitation from %s: RA (%s)", addr[0], self.what)
         except OSError as exc:
             log.warning("cannot send an RA to %s on %s: %s", addr[0], self.interface, exc)
+
+    def advertise(self) -> None:
+        """Send one RA to all nodes now (unsolicited)."""
+        try:
+            self.sock.sendto(self.ra, (ALL_NODES, 0, 0, self.index))
+            self._last = time.monotonic()
+        except OSError as exc:
+            log.warning("cannot send an RA on %s: %s", self.interface, exc)
 
     def close(self) -> None:
         """Stop answering; safe to call more than once."""
@@ -93,8 +140,11 @@ class RaResponder:
         await asyncio.shield(self._closed)
 
 
-async def start_ra(interface: str) -> RaResponder:
-    """Listen for router solicitations on `interface` (needs CAP_NET_RAW and IPv6 on it)."""
+async def start_ra(
+    interface: str, prefix: IPv6Network | None = None, *, router: bool = False
+) -> RaResponder:
+    """Listen for router solicitations on `interface` (needs CAP_NET_RAW and IPv6 on it); the
+    RA carries `prefix` and, with `router`, a router lifetime (see `build_ra`)."""
     index = socket.if_nametoindex(interface)
     sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
     try:
@@ -113,4 +163,7 @@ async def start_ra(interface: str) -> RaResponder:
         sock.close()
         raise
     log.info("router advertisements on %s", interface)
-    return RaResponder(sock, interface, index, mac)
+    responder = RaResponder(sock, interface, index, mac, prefix, router)
+    if prefix is not None:
+        responder.advertise()  # hosts already up learn the prefix without soliciting
+    return responder

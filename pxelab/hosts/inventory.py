@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,19 @@ from pxelab.errors import HostFileError
 log = logging.getLogger("pxelab.inventory")
 
 KNOWN_KEYS = frozenset(
-    {"name", "arch", "mac", "ip", "distro", "pxeboot", "kernel", "initrd", "ssh_key", "kernel_args"}
+    {
+        "name",
+        "arch",
+        "mac",
+        "ip",
+        "ip6",
+        "distro",
+        "pxeboot",
+        "kernel",
+        "initrd",
+        "ssh_key",
+        "kernel_args",
+    }
     | {"ssh_keys", "template", "iso", "repo", "loader", "secure_boot"}
 )
 
@@ -66,6 +78,8 @@ class Host:
     """CPU architecture: `x86_64` or `aarch64`."""
     ip: IPv4Address | None = None
     """Reserved IPv4 address, if any; otherwise the DHCP pool assigns one."""
+    ip6: IPv6Address | None = None
+    """Reserved IPv6 address (DHCPv6, key `ip6`), if any; otherwise the IPv6 pool assigns one."""
     distro: str | None = None
     """Image directory name under the images dir, e.g. `ubuntu-24.04`."""
     pxeboot: bool = True
@@ -183,6 +197,14 @@ def _ip(data: Mapping[str, Any], source: str) -> IPv4Address | None:
         raise HostFileError(f"{source}: key 'ip': {raw_ip!r} is not an IPv4 address") from None
 
 
+def _ip6(data: Mapping[str, Any], source: str) -> IPv6Address | None:
+    raw = _str(data, "ip6", source)
+    try:
+        return IPv6Interface(raw).ip if raw else None  # "2001:db8::5/64" is accepted too
+    except ValueError:
+        raise HostFileError(f"{source}: key 'ip6': {raw!r} is not an IPv6 address") from None
+
+
 def _bool(data: Mapping[str, Any], key: str, source: str, default: bool) -> bool:
     value = data.get(key, default)
     if not isinstance(value, bool):
@@ -250,6 +272,7 @@ def parse_host(data: Any, source: str) -> Host:
         mac=mac,
         arch=arch,
         ip=ip,
+        ip6=_ip6(data, source),
         distro=distro,
         pxeboot=pxeboot,
         kernel=_str(data, "kernel", source) or "vmlinuz",
@@ -335,6 +358,11 @@ class Inventory:
         """Reserved address -> MAC of the host that owns it."""
         self._refresh_if_stale()
         return {h.ip: h.mac for h in self._by_mac.values() if h.ip is not None}
+
+    def reserved6(self) -> dict[IPv6Address, str]:
+        """Reserved IPv6 address -> MAC of the host that owns it."""
+        self._refresh_if_stale()
+        return {h.ip6: h.mac for h in self._by_mac.values() if h.ip6 is not None}
 
     def load(self, path: Path) -> Host:
         """Read one host file (a subclass may add what the file inherits)."""

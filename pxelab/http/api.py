@@ -8,7 +8,7 @@ POST /api/hosts/<mac>/reinstall, GET /api/explain/<mac>?arch=; who may write: px
 from __future__ import annotations
 
 import time
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
 from aiohttp import web
@@ -226,10 +226,10 @@ async def explain_host(request: web.Request) -> web.Response:
     mac = _mac(request)
     host = _host(request, mac)
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
-    try:
-        server_ip = IPv4Address(sockname[0]) if sockname else IPv4Address("127.0.0.1")
-    except ValueError:  # an IPv6 socket: DHCP hands out IPv4 URLs only
-        server_ip = IPv4Address("127.0.0.1")
+    local = ip_address(sockname[0].partition("%")[0]) if sockname else IPv4Address("127.0.0.1")
+    server_ip = local if isinstance(local, IPv4Address) else IPv4Address("127.0.0.1")
+    # Asked over IPv6: also say what DHCPv6 hands out, with this address in the URLs.
+    server_ip6 = local if isinstance(local, IPv6Address) and not local.is_link_local else None
     port = int(sockname[1]) if sockname else 80
     inventory = request.app[INVENTORY]
     try:
@@ -242,6 +242,7 @@ async def explain_host(request: web.Request) -> web.Response:
             port,
             arch=request.query.get("arch") or None,
             tftp_root=request.app.get(TFTP_ROOT),
+            server_ip6=server_ip6,
             origins=inventory.origins(host) if isinstance(inventory, Fleet) else None,
         )
     except ValueError as exc:

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pxelab.dhcp.leases import Lease
+from pxelab.dhcp6.leases import Lease6
 from pxelab.errors import PxelabError
 from pxelab.events import Event
 from pxelab.hosts.install import HostState
 
-SCHEMA_VERSION = 2
-"""The schema this code reads and writes; a database with a newer one is refused at start."""
+SCHEMA_VERSION = 3
+"""The schema this code reads and writes; a database with a newer one is refused at start.
+Version 2 added `leases6` (DHCPv6 leases), version 3 `seen` (machines nothing serves)."""
 
 
 class StoreError(PxelabError):
@@ -126,6 +128,13 @@ class StateStore(Protocol):
 
     async def active_leases(self, now: float) -> list[tuple[Lease, str]]:
         """Every active lease with the instance that granted it."""
+
+    async def load_leases6(self) -> list[Lease6]:
+        """Every stored DHCPv6 lease (table `leases6`)."""
+
+    async def commit_leases6(self, changes: Sequence[Lease6], now: float) -> list[Lease6]:
+        """Apply DHCPv6 lease changes (offers are not kept), each atomically; the leases of
+        other clients that refused some of them."""
 
     # -- install states ---------------------------------------------------------------------
     def install_state(self, mac: str) -> HostState:

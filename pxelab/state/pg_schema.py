@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from pxelab.state import SCHEMA_VERSION, StoreError
+from pxelab.state.leases6 import PG_LEASES6
 
 LOCK_KEY = 0x7078656C6162  # "pxelab": serialises schema work between instances starting at once
 
 SEEN = """CREATE TABLE seen (
     mac text PRIMARY KEY, arch text NOT NULL, firmware text NOT NULL, address text NOT NULL,
     first double precision NOT NULL, last double precision NOT NULL)"""
-"""Version 2: MACs seen that nothing could serve."""
+"""Version 3: MACs seen that nothing could serve."""
 
 SCHEMA = (
     "CREATE TABLE schema_version (version integer NOT NULL)",
@@ -88,6 +89,7 @@ SCHEMA = (
         END LOOP;
     END
     $$""",
+    PG_LEASES6,
 )
 """The schema at SCHEMA_VERSION."""
 
@@ -101,7 +103,7 @@ ON CONFLICT (mac) DO UPDATE SET
 """
 """Remember an unservable MAC: first seen kept, the rest updated with what is known."""
 
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: (SEEN,)}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: (PG_LEASES6,), 2: (SEEN,)}
 """Statements that take a database from version N to N + 1."""
 
 

@@ -37,6 +37,7 @@ from pxelab.state.base import (
     log,
     public_url,
 )
+from pxelab.state.leases6 import Lease6, pg_commit6, pg_load6
 from pxelab.state.pg_schema import UPSERT_SEEN, prepare
 
 CHANNEL = "pxelab"
@@ -126,14 +127,22 @@ class PostgresStore(Views):
             self._pool = await asyncio.wait_for(
                 asyncpg.create_pool(
                     self.url,
-                    min_size=1,
+                    # No floor to maintain (asyncpg would log a traceback a second while the
+                    # database is away); the connections made are kept (no idle timeout).
+                    min_size=0,
                     max_size=4,
+                    max_inactive_connection_lifetime=0,
                     timeout=self.timeout,
                     command_timeout=self.timeout,
                 ),
                 self.timeout + 1,
             )
+            async with asyncio.timeout(self.timeout + 1), self._pool.acquire():
+                pass  # one connection now: an unreachable or refusing database fails here
         except Exception as exc:  # any failure to connect is one clear line
+            if self._pool is not None:
+                self._pool.terminate()
+                self._pool = None
             raise StoreError(f"{self.name}: cannot connect: {_describe(exc)}") from None
         try:
             await self._run("create the schema", lambda conn: prepare(conn, self.name))
@@ -271,6 +280,16 @@ class PostgresStore(Views):
             ),
         )
         return [(lease_from_row(r[0], r[1], r[2], r[3], self.name), r[4]) for r in rows]
+
+    async def load_leases6(self) -> list[Lease6]:
+        return await self._run("read IPv6 leases", lambda conn: pg_load6(conn, self.name))
+
+    async def commit_leases6(self, changes: Sequence[Lease6], now: float) -> list[Lease6]:
+        """Apply IPv6 lease changes, each atomically; the leases that refused them."""
+        return await self._run(
+            "write IPv6 leases",
+            lambda conn: pg_commit6(conn, changes, self.instance, now, self.name),
+        )
 
     # -- install states ---------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from pxelab.state.base import (
     lease_from_row,
     log,
 )
+from pxelab.state.leases6 import Lease6, sqlite_commit6, sqlite_load6
 from pxelab.state.sqlite_schema import MIGRATIONS, SCHEMA, UPSERT_LEASE, UPSERT_SEEN
 
 FILE_NAME = "pxelab.sqlite3"
@@ -293,6 +294,12 @@ class SqliteStore(Views):
             (lease_from_row(ip, mac, st, exp, str(self.path)), instance)
             for ip, mac, st, exp, instance in rows
         ]
+
+    async def load_leases6(self) -> list[Lease6]:
+        return await self._call("read IPv6 leases", sqlite_load6, self)
+
+    async def commit_leases6(self, changes: Sequence[Lease6], now: float) -> list[Lease6]:
+        return await self._call("write IPv6 leases", sqlite_commit6, self, changes, now)
 
     # -- install states ---------------------------------------------------------------------
 

@@ -1,9 +1,11 @@
 """The SQLite schema at SCHEMA_VERSION, its migrations, and the upserts the store runs."""
 
+from pxelab.state.leases6 import SQLITE_LEASES6
+
 SEEN = """CREATE TABLE seen (
     mac TEXT PRIMARY KEY, arch TEXT NOT NULL, firmware TEXT NOT NULL,
     address TEXT NOT NULL, first REAL NOT NULL, last REAL NOT NULL)"""
-"""Version 2: MACs seen that nothing could serve."""
+"""Version 3: MACs seen that nothing could serve."""
 
 SCHEMA = (
     "CREATE TABLE schema_version (version INTEGER NOT NULL)",
@@ -24,11 +26,12 @@ SCHEMA = (
         allowed INTEGER NOT NULL, reason TEXT NOT NULL)""",
     "CREATE TABLE tokens (name TEXT PRIMARY KEY, digest TEXT NOT NULL, created REAL NOT NULL)",
     "CREATE TABLE secret (id INTEGER PRIMARY KEY CHECK (id = 1), value BLOB NOT NULL)",
+    SQLITE_LEASES6,
     SEEN,
 )
 """The schema at SCHEMA_VERSION, created in one transaction."""
 
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: (SEEN,)}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: (SQLITE_LEASES6,), 2: (SEEN,)}
 """Statements that take a database from version N to N + 1."""
 
 UPSERT_LEASE = """

@@ -79,6 +79,8 @@ class Lab:
     subnet: str
     server_ip: str
     bridge: str = "br0"
+    ipv6_prefix: str | None = None
+    """The bridge's IPv6 /64 (server at ::1), e.g. "fd00:77:12::"; None: no IPv6 lab."""
     clients: list[NetNs] = field(default_factory=list)
     _ports: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -99,6 +101,8 @@ class Lab:
         self.server.run("ip", "link", "set", port, "master", self.bridge, "up")
         if mac:
             ns.run("ip", "link", "set", "eth0", "address", mac)
+        if self.ipv6_prefix is not None:  # no DAD wait before the link-local address is usable
+            ns.run("sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0")
         ns.run("ip", "link", "set", "lo", "up")
         ns.run("ip", "link", "set", "eth0", "up")
         return ns
@@ -112,21 +116,28 @@ class Lab:
 
 
 @contextmanager
-def lab() -> Iterator[Lab]:
-    """Build a fresh lab and delete all of its namespaces on exit."""
+def lab(*, ipv4: bool = True, ipv6: bool = False) -> Iterator[Lab]:
+    """Build a fresh lab and delete all of its namespaces on exit; `ipv4` False leaves the
+    bridge without IPv4, `ipv6` gives it `<ipv6_prefix>1/64` (a unique local prefix)."""
     require_root()
     n = next(_counter)
     third = (os.getpid() + n) % 200 + 20
     name = f"pxl{os.getpid()}x{n}"
     server = NetNs(name)
     subnet = f"{SUBNET_PREFIX}.{third}"
-    the_lab = Lab(server=server, subnet=subnet, server_ip=f"{subnet}.1")
+    prefix = f"fd00:{os.getpid() % 65535 + 1:x}:{n + 1:x}::" if ipv6 else None
+    the_lab = Lab(server=server, subnet=subnet, server_ip=f"{subnet}.1", ipv6_prefix=prefix)
     sh("ip", "netns", "add", name)
     try:
         server.run("ip", "link", "set", "lo", "up")
         server.run("ip", "link", "add", "br0", "type", "bridge")
         server.run("ip", "link", "set", "br0", "type", "bridge", "forward_delay", "0")
-        server.run("ip", "addr", "add", f"{the_lab.server_ip}/24", "dev", "br0")
+        if ipv4:
+            server.run("ip", "addr", "add", f"{the_lab.server_ip}/24", "dev", "br0")
+        if prefix is not None:
+            server.run("ip", "link", "set", "br0", "type", "bridge", "mcast_snooping", "0")
+            server.run("sysctl", "-qw", "net.ipv6.conf.br0.accept_dad=0")
+            server.run("ip", "-6", "addr", "add", f"{prefix}1/64", "dev", "br0", "nodad")
         server.run("ip", "link", "set", "br0", "up")
         yield the_lab
     finally:

@@ -54,8 +54,10 @@ def _runas() -> str | None:
 class PostgresCluster:
     """One initdb'ed cluster in a temp dir; `url(db)` names a database on its socket."""
 
-    def __init__(self, bindir: Path | None = None) -> None:
+    def __init__(self, bindir: Path | None = None, *, fsync: bool = False) -> None:
         self.bindir = bindir or postgres_bin()
+        self.fsync = fsync
+        """Whether the server flushes to disk (off for tests: faster, and nothing to keep)."""
         self.dir = Path(tempfile.mkdtemp(prefix="pxelab-pg-"))
         self.data = self.dir / "data"
         self.log = self.dir / "server.log"
@@ -91,7 +93,8 @@ class PostgresCluster:
             # every role may connect without a password, except PASSWORD_ROLE (to test refusals)
             hba = f"local all {PASSWORD_ROLE} scram-sha-256\nlocal all all trust\n"
             (self.data / "pg_hba.conf").write_text(hba)
-        options = f"-k {self.dir} -c listen_addresses='' -c fsync=off -c max_connections=200"
+        fsync = "on" if self.fsync else "off"
+        options = f"-k {self.dir} -c listen_addresses='' -c fsync={fsync} -c max_connections=200"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
 
     def stop(self) -> None:
@@ -137,9 +140,9 @@ class PostgresCluster:
 
 
 @contextlib.contextmanager
-def postgres_cluster() -> Iterator[PostgresCluster]:
-    """A started cluster, destroyed on exit."""
-    cluster = PostgresCluster()
+def postgres_cluster(*, fsync: bool = False) -> Iterator[PostgresCluster]:
+    """A started cluster, destroyed on exit (`fsync` on for benchmarks that count durability)."""
+    cluster = PostgresCluster(fsync=fsync)
     try:
         cluster.start()
         yield cluster

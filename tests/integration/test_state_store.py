@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from pxelab.dhcp.leases import Lease, LeaseState
+from pxelab.dhcp6.leases import Lease6
 from pxelab.events import Event
 from pxelab.hosts.install import UNRECORDED, HostState, InstallState
 from pxelab.state import AuditRecord, Change, StateStore, StoreError, TokenRecord
@@ -288,6 +289,35 @@ async def test_event_writer_keeps_events_while_the_database_is_away(store: State
     assert [e.message_type for e in await store.events(A)] == ["DISCOVER", "OFFER"]
 
 
+# -- DHCPv6 leases ----------------------------------------------------------------------------
+
+
+def bound6(last: int, client: str, iaid: int = 1, expires: float = 1000.0) -> Lease6:
+    return Lease6(IPv6Address(f"2001:db8:77::{last:x}"), client, iaid, LeaseState.BOUND, expires)
+
+
+async def test_ipv6_leases_commit_load_and_refuse(store: StateStore, backend: Backend) -> None:
+    assert await store.commit_leases6([bound6(0x1000, A), bound6(0x1001, "duid:0004ab")], 0) == []
+    offered = Lease6(IPv6Address("2001:db8:77::1002"), C, 1, LeaseState.OFFERED, 60)
+    assert await store.commit_leases6([offered], 0) == []  # offers are not written
+    assert await store.commit_leases6([bound6(0x1000, B)], 10) == [bound6(0x1000, A)]
+    # the same client with another IA (firmware, then its network stack) takes it over
+    assert await store.commit_leases6([bound6(0x1000, A, iaid=2)], 10) == []
+    assert await store.commit_leases6([bound6(0x1000, A)], 10) == []
+    other = await reopened(backend)
+    try:  # another instance (or a restart) reads them back
+        assert sorted(await other.load_leases6(), key=lambda lease: lease.ip) == [
+            bound6(0x1000, A),
+            bound6(0x1001, "duid:0004ab"),
+        ]
+        free = Lease6(IPv6Address("2001:db8:77::1000"), A, 1, LeaseState.FREE, 20)
+        assert await other.commit_leases6([free], 20) == []
+        assert await other.commit_leases6([bound6(0x1000, B)], 20) == []  # free again
+    finally:
+        await other.close()
+    assert {lease.client for lease in await store.load_leases6()} == {B, "duid:0004ab"}
+
+
 # -- machines seen that nothing serves ----------------------------------------------------------
 
 
@@ -314,12 +344,14 @@ async def test_seen_machines_are_remembered_and_forgotten(
 
 
 async def test_a_version_1_database_gains_the_seen_table(backend: Backend) -> None:
+    """Version 1 -> 2 (leases6) -> 3 (seen), on both backends."""
     from pxelab.state import SCHEMA_VERSION, SeenRecord
 
     first = backend.make("one")
     await first.open()
     await first.close()
-    for statement in ("DROP TABLE seen", "UPDATE schema_version SET version = 1"):
+    drops = ("DROP TABLE seen", "DROP TABLE leases6", "UPDATE schema_version SET version = 1")
+    for statement in drops:
         if backend.kind == "sqlite":
             import sqlite3
 
@@ -336,6 +368,7 @@ async def test_a_version_1_database_gains_the_seen_table(backend: Backend) -> No
     try:
         await migrated.note_seen([SeenRecord(C, "aarch64", "uefi", "", 1.0, 2.0)])
         assert [r.mac for r in await migrated.seen()] == [C]
-        assert SCHEMA_VERSION == 2
+        assert await migrated.load_leases6() == []
+        assert SCHEMA_VERSION == 3
     finally:
         await migrated.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -67,3 +68,30 @@ def test_unreadable_and_invalid_toml_name_the_file(tmp_path: Path) -> None:
     bad.write_text("http_port = = 1")
     with pytest.raises(ConfigError, match=r"bad\.toml: invalid TOML"):
         read_toml(bad)
+
+
+def test_ipv6_keys() -> None:
+    config = build_config(
+        {"interface": "br0", "ipv6_prefix": "2001:db8:77::/64", "ipv6_dns": ["2001:db8:77::53"]},
+        {"ipv6_router": "on", "ipv6_range": "2001:db8:77::100-2001:db8:77::1ff"},
+    )
+    assert str(config.ipv6_prefix) == "2001:db8:77::/64" and config.ipv6_router
+    assert config.dhcp_range is None  # IPv6 only: no IPv4 pool needed
+    assert [str(a) for a in config.ipv6_range or ()] == ["2001:db8:77::100", "2001:db8:77::1ff"]
+    assert [str(a) for a in config.ipv6_dns] == ["2001:db8:77::53"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"ipv6_prefix": "2001:db8::/129"}, "key 'ipv6_prefix'"),
+        ({"ipv6_prefix": "2001:db8::/124"}, "too small"),
+        ({"ipv6_router": True}, "key 'ipv6_router' needs 'ipv6_prefix'"),
+        ({"ipv6_prefix": "2001:db8::/64", "ipv6_range": "2001:db9::1-2001:db9::9"}, "not in"),
+        ({"ipv6_prefix": "2001:db8::/64", "dhcp_mode": "proxy"}, "proxy DHCPv6"),
+        ({"ipv6_dns": ["10.0.0.1"]}, "key 'ipv6_dns'"),
+    ],
+)
+def test_ipv6_key_errors(settings: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_config(settings, {}, "lab.toml")

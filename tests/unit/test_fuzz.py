@@ -7,6 +7,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fuzz.dhcp6_target import dhcp6_one
 from fuzz.targets import dhcp_one, seed_inputs, tftp_one
 
 
@@ -31,3 +32,9 @@ def test_dhcp_target_never_raises(data: bytes) -> None:
 @given(st.one_of(st.binary(max_size=400), _mutations(seed_inputs()["tftp"][0])))
 def test_tftp_target_never_raises(data: bytes) -> None:
     tftp_one(data)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.binary(max_size=300), _mutations(seed_inputs()["dhcp6"][0])))
+def test_dhcp6_target_never_raises(data: bytes) -> None:
+    dhcp6_one(data)

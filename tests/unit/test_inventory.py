@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 import pytest
@@ -145,3 +145,12 @@ def test_clashing_hosts_keep_the_first_file(tmp_path: Path) -> None:
 def test_missing_directory_is_empty_not_fatal(tmp_path: Path) -> None:
     inv = Inventory(tmp_path / "nope")
     assert inv.hosts() == []
+
+
+def test_ip6_reservation_key() -> None:
+    host = parse_host(
+        {"name": "v6", "mac": "52:54:00:00:00:06", "ip6": "2001:db8::6/64"}, "v6.json"
+    )
+    assert host.ip6 == IPv6Address("2001:db8::6") and "ip6" not in host.extra
+    with pytest.raises(HostFileError, match=r"v6\.json: key 'ip6'"):
+        parse_host({"name": "v6", "mac": "52:54:00:00:00:06", "ip6": "10.0.0.1"}, "v6.json")

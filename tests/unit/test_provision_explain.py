@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +96,18 @@ def test_render_errors_are_listed_not_raised() -> None:
     assert result["script"] is None
     assert any("nod.json" in e for e in result["errors"])
     assert "(cannot be rendered)" in as_text(result)
+
+
+def test_ipv6_answers_when_ipv6_is_served() -> None:
+    server6 = IPv6Address("2001:db8:77::1")
+    host = _host(ip6="2001:db8:77::21")
+    result = explain(host, UNRECORDED, Renderer(), BASE, SERVER, 8080, server_ip6=server6)
+    answers = {a["client"]: a for a in result["dhcp6"]["answers"]}
+    assert result["dhcp6"]["address"] == "2001:db8:77::21"
+    assert answers["uefi-x64"]["boot_file_url"] == "tftp://[2001:db8:77::1]/ipxe.efi"
+    assert answers["http-x64"]["boot_file_url"] == "http://[2001:db8:77::1]:8080/tftp/ipxe.efi"
+    assert answers["ipxe"]["boot_file_url"] == "http://[2001:db8:77::1]:8080/boot.ipxe"
+    text = as_text(result)
+    assert "DHCPv6: address 2001:db8:77::21 (server 2001:db8:77::1)" in text
+    assert "[uefi-x64]: tftp://[2001:db8:77::1]/ipxe.efi" in text
+    assert "dhcp6" not in explain(host, UNRECORDED, Renderer(), BASE, SERVER, 8080)

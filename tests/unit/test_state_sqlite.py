@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from threading import current_thread
 
@@ -13,6 +13,7 @@ import pytest
 
 from pxelab.app.config import Config, build_config
 from pxelab.dhcp.leases import Lease, LeaseState
+from pxelab.dhcp6.leases import Lease6
 from pxelab.errors import ConfigError
 from pxelab.events import Event
 from pxelab.hosts.install import HostState, InstallState
@@ -20,6 +21,7 @@ from pxelab.state import SCHEMA_VERSION, StoreError
 from pxelab.state.base import event_from_text, event_to_text
 from pxelab.state.open import open_store
 from pxelab.state.sqlite import FILE_NAME, SqliteStore
+from pxelab.state.sqlite_schema import SCHEMA
 
 A, B = "52:54:00:00:00:0a", "52:54:00:00:00:0b"
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,3 +113,23 @@ def test_state_url_key() -> None:
     assert build_config({}, {"state_url": "postgresql:///p?host=/run/pg"}).state_url
     with pytest.raises(ConfigError, match=r"state_url.*postgresql://"):
         build_config({"state_url": "mysql://x"}, {})
+
+
+async def test_a_version_1_database_gains_the_ipv6_lease_table(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / FILE_NAME)
+    for statement in SCHEMA[:-2]:  # version 1: everything but leases6 (2) and seen (3)
+        db.execute(statement)
+    db.execute("INSERT INTO schema_version VALUES (1)")
+    db.commit()
+    db.close()
+    store = SqliteStore(tmp_path / FILE_NAME)
+    await store.open()
+    try:
+        assert await store.load_leases6() == []
+        lease = Lease6(IPv6Address("2001:db8::1000"), A, 7, LeaseState.BOUND, 100.0)
+        assert await store.commit_leases6([lease], 0) == []
+        assert await store.load_leases6() == [lease]
+    finally:
+        await store.close()
+    version = sqlite3.connect(tmp_path / FILE_NAME).execute("SELECT version FROM schema_version")
+    assert version.fetchone()[0] == SCHEMA_VERSION == 3

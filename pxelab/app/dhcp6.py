@@ -1,0 +1,70 @@
+"""Build the IPv6 side of `--interface` from the settings: the RA with `ipv6_prefix` and the
+DHCPv6 server. Every problem is a ConfigError naming the key.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pxelab.app.config import Config
+from pxelab.app.dhcp import Closable, DhcpService, boot_files_in
+from pxelab.dhcp.context import UnknownMacs
+from pxelab.dhcp.interface import interface_mac
+from pxelab.dhcp6.context import Dhcp6Context, Host6Lookup, default_pool
+from pxelab.dhcp6.options import duid_ll
+from pxelab.dhcp6.server import Lease6Store, interface_ipv6, start_dhcp6
+from pxelab.errors import ConfigError
+from pxelab.events import Timeline
+
+log = logging.getLogger("pxelab.dhcp6")
+
+
+def context6(config: Config, http_port: int) -> Dhcp6Context:
+    """The DHCPv6 context of `interface` and `ipv6_prefix` (reads the interface's address)."""
+    if config.interface is None or config.ipv6_prefix is None:
+        raise ConfigError("keys 'interface' and 'ipv6_prefix' are both needed for DHCPv6")
+    prefix = config.ipv6_prefix
+    server = interface_ipv6(config.interface, prefix)
+    first, last = config.ipv6_range or default_pool(prefix)
+    return Dhcp6Context(
+        server_duid=duid_ll(interface_mac(config.interface)),
+        server_ip=server.ip,
+        prefix=prefix,
+        pool_start=first,
+        pool_end=last,
+        dns=config.ipv6_dns,
+        lease_time=config.lease_time,
+        http_port=http_port,
+        boot_files=boot_files_in(config.tftp_root),
+        unknown_macs=UnknownMacs(config.unknown_macs) if config.unknown_macs else UnknownMacs.SERVE,
+    )
+
+
+async def start_ipv6(
+    config: Config,
+    http_port: int,
+    hosts: Host6Lookup,
+    store: Lease6Store | None = None,
+    timeline: Timeline | None = None,
+    port: int = 547,
+) -> DhcpService:
+    """The RA responder (with the prefix) and the DHCPv6 server on `interface`."""
+    ctx = context6(config, http_port)
+    interface = config.interface or ""
+    parts: list[Closable] = []
+    try:
+        parts.append(
+            await start_dhcp6(ctx, hosts, interface, port=port, store=store, timeline=timeline)
+        )
+    except OSError as exc:
+        raise ConfigError(
+            f"key 'ipv6_prefix': cannot start DHCPv6: {exc.strerror or exc}"
+        ) from None
+    if config.router_advertisements:
+        from pxelab.dhcp.ra import start_ra
+
+        try:
+            parts.append(await start_ra(interface, ctx.prefix, router=config.ipv6_router))
+        except OSError as exc:
+            log.warning("router advertisements off: %s", exc)
+    return DhcpService(parts)
