@@ -13,6 +13,7 @@ DEB_PACKAGES=(
   grub-efi-amd64-signed shim-signed qemu-system-arm qemu-efi-aarch64
   chromium chromium-driver
   postgresql
+  cloud-init debconf debian-installer-12-netboot-amd64
   python3 python3-venv
 )
 

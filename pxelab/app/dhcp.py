@@ -247,10 +247,10 @@ def instance_spread(store: StateStore) -> float:
 
 
 class LeaseFollower:
-    """Keeps this instance's lease tables in step with leases other instances grant: on every
-    lease change in the shared store (NOTIFY), at most every `pause` seconds, it reads the
-    leases back and teaches the tables what they did not know. Without it the database still
-    refuses a second MAC on an address; with it such a refusal is rare."""
+    """Keeps this instance's lease tables in step with leases other instances grant: each such
+    change arrives by NOTIFY with the lease it wrote, which the tables learn (a notification
+    without one makes it read the leases back, at most every `pause` seconds). Without it the
+    database still refuses a second MAC on an address; with it such a refusal is rare."""
 
     def __init__(self, store: StateStore, dhcp: DhcpServer, pause: float = 0.2) -> None:
         self.store, self.dhcp, self.pause = store, dhcp, pause
@@ -259,8 +259,12 @@ class LeaseFollower:
         self._unsubscribe = store.subscribe(self._changed)
 
     def _changed(self, change: Change) -> None:
-        if change.kind == "lease":
-            self._due.set()
+        if change.kind != "lease" or not change.remote:
+            return  # this instance's own leases are in its tables already
+        if change.lease is not None:
+            self.dhcp.learn([change.lease])  # the notification carries the lease: no read
+        else:
+            self._due.set()  # read the table back
 
     async def _run(self) -> None:
         while True:

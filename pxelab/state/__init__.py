@@ -101,6 +101,10 @@ class Change:
     """"lease", "install", "event" or "token"."""
     key: str
     """The MAC (lease, install, event), or the token name."""
+    remote: bool = False
+    """Made by another instance sharing the database (told by its notification)."""
+    lease: Lease | None = None
+    """For a lease change another instance made: the lease it wrote."""
 
 
 ChangeListener = Callable[[Change], None]

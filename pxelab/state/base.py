@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import socket
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from ipaddress import IPv4Address
 from typing import Any
@@ -27,6 +28,18 @@ EVENTS_PER_HOST = 500
 """Events kept per MAC; older ones are pruned."""
 PRUNE_EVERY = 50
 """A MAC's old events are pruned after this many new ones (so pruning costs little)."""
+
+
+def due_for_pruning(since_prune: dict[str, int], events: Iterable[Event]) -> list[str]:
+    """The MACs whose old events to prune after adding `events`; `since_prune` counts the events
+    added per MAC since its last pruning, and is updated."""
+    due = []
+    for mac, added in Counter(e.mac for e in events).items():
+        count = since_prune.get(mac, 0) + added
+        since_prune[mac] = 0 if count >= PRUNE_EVERY else count
+        if count >= PRUNE_EVERY:
+            due.append(mac)
+    return due
 
 
 def default_instance() -> str:
@@ -125,15 +138,18 @@ class Views:
 
         return unsubscribe
 
-    def _emit(self, kind: str, keys: Iterable[str]) -> None:
+    def _emit(self, kind: str, keys: Iterable[str], *, remote: bool = False) -> None:
         """Tell every listener about changes; a failing listener is logged, never propagated."""
         for key in keys:
-            change = Change(kind, key)
-            for listener in list(self._listeners):
-                try:
-                    listener(change)
-                except Exception:
-                    log.exception("state change listener failed on %s", change)
+            self._tell(Change(kind, key, remote=remote))
+
+    def _tell(self, change: Change) -> None:
+        """Tell every listener about one change; a failing listener is logged."""
+        for listener in list(self._listeners):
+            try:
+                listener(change)
+            except Exception:
+                log.exception("state change listener failed on %s", change)
 
     def _set_view(self, mac: str, state: HostState | None) -> None:
         """Apply one install change to the view."""

@@ -22,11 +22,18 @@ from pxelab.dhcp.leases import Lease, LeaseState
 from pxelab.events import Event
 from pxelab.hosts.install import HostState
 from pxelab.hosts.inventory import normalize_mac
-from pxelab.state import AuditRecord, SeenRecord, StoreError, StoreUnavailable, TokenRecord
+from pxelab.state import (
+    AuditRecord,
+    Change,
+    SeenRecord,
+    StoreError,
+    StoreUnavailable,
+    TokenRecord,
+)
 from pxelab.state.base import (
     EVENTS_PER_HOST,
-    PRUNE_EVERY,
     Views,
+    due_for_pruning,
     event_from_text,
     event_to_text,
     host_state_from_row,
@@ -172,7 +179,7 @@ class PostgresStore(Views):
         changed = self._replace_view(states)
         for mac, state in pending:
             self._set_view(mac, state)
-        self._emit("install", changed)
+        self._emit("install", changed, remote=True)  # what others changed while we were away
 
     def _set_view(self, mac: str, state: HostState | None) -> None:
         super()._set_view(mac, state)
@@ -208,12 +215,16 @@ class PostgresStore(Views):
             if data.get("o") == self._origin:
                 return  # this store's own change: already applied and told
             kind, key = str(data["k"]), str(data["m"])
+            lease = None
             if kind == "install":
                 self._set_view(key, host_state_from_text(data.get("s", "null"), self.name))
+            elif kind == "lease" and "l" in data:
+                ip, mac, state, expires = data["l"]
+                lease = lease_from_row(int(ip), str(mac), str(state), float(expires), self.name)
         except (ValueError, KeyError, TypeError, AttributeError, StoreError) as exc:
             log.warning("state: %s: bad notification %r: %s", self.name, payload, exc)
             return
-        self._emit(kind, [key])
+        self._tell(Change(kind, key, remote=True, lease=lease))
 
     async def close(self) -> None:
         if self._watchdog is not None:
@@ -257,7 +268,8 @@ class PostgresStore(Views):
 
     async def _apply_lease(self, conn: Any, lease: Lease, now: float) -> Lease | None:
         """One change, atomically, in one round trip (the schema's `pxelab_commit_lease`)."""
-        payload = json.dumps({"o": self._origin, "k": "lease", "m": lease.mac})
+        written = [int(lease.ip), lease.mac, lease.state.value, lease.expires]
+        payload = json.dumps({"o": self._origin, "k": "lease", "m": lease.mac, "l": written})
         row = await conn.fetchrow(
             "SELECT * FROM pxelab_commit_lease($1, $2, $3, $4, $5, $6, $7)",
             int(lease.ip),
@@ -336,12 +348,7 @@ class PostgresStore(Views):
         if not events:
             return
         macs = list(dict.fromkeys(e.mac for e in events))
-        prune = []
-        for mac in macs:
-            count = self._since_prune.get(mac, 0) + sum(1 for e in events if e.mac == mac)
-            self._since_prune[mac] = 0 if count >= PRUNE_EVERY else count
-            if count >= PRUNE_EVERY:
-                prune.append(mac)
+        prune = due_for_pruning(self._since_prune, events)
 
         async def write(conn: Any) -> None:
             async with conn.transaction():

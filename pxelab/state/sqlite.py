@@ -26,9 +26,9 @@ from pxelab.hosts.inventory import normalize_mac
 from pxelab.state import SCHEMA_VERSION, AuditRecord, SeenRecord, StoreError, TokenRecord
 from pxelab.state.base import (
     EVENTS_PER_HOST,
-    PRUNE_EVERY,
     Refused,
     Views,
+    due_for_pruning,
     event_from_text,
     event_to_text,
     host_state_from_row,
@@ -219,7 +219,7 @@ class SqliteStore(Views):
                 log.warning("state: %s", exc)
                 continue
             if states is not None:
-                self._emit("install", self._replace_view(states))
+                self._emit("install", self._replace_view(states), remote=True)
 
     def _poll_sync(self) -> dict[str, HostState] | None:
         version = self.db.execute("PRAGMA data_version").fetchone()[0]
@@ -349,12 +349,7 @@ class SqliteStore(Views):
                 "INSERT INTO events (mac, time, data) VALUES (?, ?, ?)",
                 [(e.mac, e.time, event_to_text(e)) for e in events],
             )
-            for mac in dict.fromkeys(e.mac for e in events):
-                count = self._since_prune.get(mac, 0) + sum(1 for e in events if e.mac == mac)
-                if count < PRUNE_EVERY:
-                    self._since_prune[mac] = count
-                    continue
-                self._since_prune[mac] = 0
+            for mac in due_for_pruning(self._since_prune, events):
                 db.execute(
                     "DELETE FROM events WHERE mac = ? AND id <= (SELECT id FROM events "
                     "WHERE mac = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",

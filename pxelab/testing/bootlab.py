@@ -90,6 +90,24 @@ def arm64_root() -> Path:
     return Path(os.environ.get("PXELAB_ARM64_ROOT", default))
 
 
+DEBIAN_INSTALLER = Path("/usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64")
+"""Debian 12's netboot installer, `linux` and `initrd.gz` (debian-installer-12-netboot-amd64)."""
+
+
+def add_debian_installer(dirs: LabDirs, distro: str = "debian-12") -> Path:
+    """Copy Debian's netboot installer into images/<distro>/amd64/ (as `linux`, `initrd.gz`)."""
+    image_dir = dirs.images / distro / "amd64"
+    image_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("linux", "initrd.gz"):
+        source = DEBIAN_INSTALLER / name
+        if not source.is_file():
+            raise FileNotFoundError(
+                f"{source} is missing: install Debian's debian-installer-12-netboot-amd64 package"
+            )
+        shutil.copyfile(source, image_dir / name)
+    return image_dir
+
+
 def _image(image_dir: Path, kernel: Kernel, busybox: Path) -> None:
     image_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(kernel.vmlinuz, image_dir / "vmlinuz")
@@ -218,3 +236,57 @@ def start_daemon_usernet(dirs: LabDirs, *extra: str) -> Daemon:
     args = ["--http-address", "127.0.0.1", "--http-port", "0", "--tftp-port", "0"]
     args += ["--syslog-port", "0"]  # port 514 needs root; user-mode guests cannot reach it
     return launch(dirs, [*args, *extra], None)
+
+
+@dataclass
+class DnsRecorder:
+    """dnsmasq in a lab namespace with no upstream: answers nothing, logs every query it gets."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def text(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_for_query(self, name: str, timeout: float, *others: Any) -> str:
+        """The first log line of a query for name; TimeoutError (with the log) if none comes.
+
+        others (QemuVm, Daemon) are watched too: the wait ends early when one of them exits."""
+        pattern = re.compile(rf"query\[\w+\] {re.escape(name)} from \S+")
+        deadline = time.monotonic() + timeout
+        while not (found := pattern.search(self.text())):
+            gone = [p for p in (self, *others) if p.proc.poll() is not None]
+            if gone or time.monotonic() > deadline:
+                why = f"{type(gone[0]).__name__} exited" if gone else f"none after {timeout:.0f}s"
+                raise TimeoutError(f"no DNS query for {name}: {why}; queries:\n{self.text()}")
+            time.sleep(0.2)
+        return found.group(0)
+
+    def stop(self) -> None:
+        stop_process(self.proc, timeout=5)
+
+
+def start_dns(ns: NetNs, address: str, workdir: Path) -> DnsRecorder:
+    """A DNS server on address:53 in ns (Debian's dnsmasq-base) that records queries in its log
+    and never forwards them: point a lab's `dns` here and no query leaves the namespace."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / "dnsmasq.log"
+    argv = [
+        "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+        "--log-queries", f"--log-facility={log}", f"--pid-file={workdir / 'dnsmasq.pid'}",
+        "--user=root", "--bind-interfaces", f"--listen-address={address}", "--port=53",
+    ]  # fmt: skip
+    with (workdir / "dnsmasq.stderr").open("ab") as err:
+        proc = ns.popen(*argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+    recorder = DnsRecorder(proc, log)
+    deadline = time.monotonic() + 10
+    while "started, version" not in recorder.text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_process(proc)
+            stderr = (workdir / "dnsmasq.stderr").read_text(errors="replace")
+            raise RuntimeError(f"dnsmasq did not start on {address}:53: {stderr}{recorder.text()}")
+        time.sleep(0.05)
+    return recorder

@@ -56,13 +56,20 @@ FIRMWARES = ("uefi", "bios", "uefi-secure")
 
 
 def x86_argv(
-    firmware: str, netdev: str, mac: str, serial_log: Path, *, vars_file: Path | None, nic_rom: bool
+    firmware: str,
+    netdev: str,
+    mac: str,
+    serial_log: Path,
+    *,
+    vars_file: Path | None,
+    nic_rom: bool,
+    memory_mib: int = 512,
 ) -> list[str]:
     """An x86-64 VM booting from a virtio NIC, with OVMF (uefi) or SeaBIOS (bios).
 
     nic_rom=False (`romfile=`) makes the firmware's own PXE client do DHCP and TFTP, as real
     hardware does (UEFI only: SeaBIOS has no PXE client of its own); nic_rom=True keeps QEMU's
-    iPXE ROM, which boots the DHCP boot file over HTTP.
+    iPXE ROM, which boots the DHCP boot file over HTTP. memory_mib: the guest's RAM.
     """
     if firmware not in FIRMWARES:
         raise ValueError(f"firmware must be one of {FIRMWARES}, not {firmware!r}")
@@ -87,7 +94,7 @@ def x86_argv(
         "qemu-system-x86_64",
         "-accel", accel(),
         "-M", machine,
-        "-m", "512",
+        "-m", str(memory_mib),
         *flash,
         "-netdev", netdev,
         "-device", device,
@@ -150,8 +157,9 @@ def start_x86(
     firmware: str = "uefi",
     ns: NetNs | None = None,
     nic_rom: bool = False,
+    memory_mib: int = 512,
 ) -> QemuVm:
-    """Boot an x86-64 VM (in namespace ns, if given) from the network."""
+    """Boot an x86-64 VM (in namespace ns, if given) from the network, with memory_mib of RAM."""
     if shutil.which("qemu-system-x86_64") is None:
         raise FileNotFoundError("qemu-system-x86_64 is missing: install qemu-system-x86 and ovmf")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -162,7 +170,9 @@ def start_x86(
         shutil.copyfile(OVMF_VARS_SECURE if firmware == "uefi-secure" else OVMF_VARS, vars_file)
     serial = workdir / f"serial-{tag}.log"
     serial.write_bytes(b"")
-    argv = x86_argv(firmware, netdev, mac, serial, vars_file=vars_file, nic_rom=nic_rom)
+    argv = x86_argv(
+        firmware, netdev, mac, serial, vars_file=vars_file, nic_rom=nic_rom, memory_mib=memory_mib
+    )
     return _launch(argv, serial, workdir / f"qemu-{tag}.stderr", ns)
 
 

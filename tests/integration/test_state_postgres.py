@@ -16,7 +16,7 @@ import pytest
 from pxelab.app.config import Config
 from pxelab.dhcp.leases import Lease, LeaseState
 from pxelab.hosts.install import HostState, InstallState
-from pxelab.state import SCHEMA_VERSION, StoreError, StoreUnavailable
+from pxelab.state import SCHEMA_VERSION, Change, StoreError, StoreUnavailable
 from pxelab.state.base import public_url
 from pxelab.state.open import open_store
 from pxelab.state.postgres import PostgresStore
@@ -193,6 +193,39 @@ async def test_one_mac_bound_from_two_instances_at_once(pg_cluster: PostgresClus
                 dbname(url),
             )
             assert rows == "50|50"
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_another_instances_lease_arrives_with_its_notification(
+    pg_cluster: PostgresCluster,
+) -> None:
+    """A lease one instance writes reaches the other's listeners with the lease itself (the
+    DHCP side learns it without reading the table), marked remote; its own changes are not."""
+    url = pg_cluster.create_database()
+    one, two = PostgresStore(url, instance="one"), PostgresStore(url, instance="two")
+    await one.open()
+    await two.open()
+    try:
+        heard: list[Change] = []
+        arrived = asyncio.Event()
+
+        def listen(change: Change) -> None:
+            heard.append(change)
+            if change.kind == "lease":
+                arrived.set()
+
+        two.subscribe(listen)
+        lease = Lease(IPv4Address("10.0.0.9"), mac(9), LeaseState.BOUND, 5000.0)
+        assert await one.commit_leases([lease], now=0) == []
+        await asyncio.wait_for(arrived.wait(), 2)
+        assert heard == [Change("lease", mac(9), remote=True, lease=lease)]
+        mine: list[Change] = []
+        two.subscribe(mine.append)
+        other = Lease(IPv4Address("10.0.0.10"), mac(10), LeaseState.BOUND, 5000.0)
+        assert await two.commit_leases([other], now=0) == []
+        assert mine == [Change("lease", mac(10))]  # its own: not remote, told at once
     finally:
         await one.close()
         await two.close()

@@ -146,7 +146,8 @@ async def test_changes_reach_the_listeners(backend: Backend, store: StateStore) 
     other = await reopened(backend)
     try:
         seen = asyncio.Event()
-        other.subscribe(lambda change: seen.set() if change == Change("install", A) else None)
+        remote = Change("install", A, remote=True)  # the other store's change, told by it
+        other.subscribe(lambda change: seen.set() if change == remote else None)
         state = HostState(InstallState.INSTALLED, 7.0, "10.0.0.7", 2)
         await store.set_install_state(A, state)
         assert Change("install", A) in mine

@@ -15,6 +15,7 @@ import yaml
 from pxelab.boot.render import INSTALL_DATA_FOR, Renderer
 from pxelab.hosts.install import InstallState
 from pxelab.hosts.inventory import Host, parse_host
+from tests.installer_checks import check_in_process
 
 BASE = "http://10.0.0.1:8080"
 GOLDEN = Path(__file__).parent / "golden"
@@ -77,6 +78,7 @@ def test_local_boot_script_golden(arch: str) -> None:
 def test_install_data_golden(template: str, name: str) -> None:
     text = Renderer().install_data(_host(template, "x86_64"), BASE, name)
     _check(f"{name}-{template}", text)
+    check_in_process(name, template, (GOLDEN / f"{name}-{template}").read_text())
     calls_back = "/api/hosts/52:54:00:12:34:07/installed" in text
     # the installers' own data calls back; plain cloud-config and the metadata do not
     assert calls_back == (
