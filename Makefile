@@ -7,8 +7,10 @@ PYTEST_ARGS ?=
 setup:
 	@scripts/setup.sh
 
-install:  ## pxelab into the current Python environment
-	python3 -m pip install .
+PREFIX ?= /opt/pxelab
+install:  ## pxelab into its own virtualenv, $(PREFIX) (Debian's Python refuses system-wide pip installs)
+	python3 -m venv $(PREFIX)
+	$(PREFIX)/bin/pip install .
 
 serve: setup  ## serve with configs/pxelab.toml (edit it first)
 	$(PY) -m pxelab serve --config configs/pxelab.toml

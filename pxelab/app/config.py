@@ -37,8 +37,11 @@ class Config:
     """First and last address of the DHCP pool (inclusive)."""
     router: IPv4Address | None = None
     """Default gateway handed to DHCP clients (option 3); none when unset."""
-    dns: tuple[IPv4Address, ...] = ()
-    """DNS servers handed to DHCP clients (option 6)."""
+    dns: tuple[IPv4Address, ...] | None = None
+    """DNS servers handed to DHCP clients (option 6); None: the host's own upstream resolvers
+    (full mode), empty: none."""
+    resolv_conf: Path = Path("/etc/resolv.conf")
+    """Where the host's resolvers are read when `dns` is not set."""
     lease_time: int = 3600
     """DHCP lease time in seconds."""
     dhcp_port: int = 67
@@ -147,6 +150,15 @@ def _ips(key: str, value: Any) -> tuple[IPv4Address, ...]:
     if not isinstance(value, list):
         raise ConfigError(f"key {key!r}: expected a list of IPv4 addresses")
     return tuple(_ip(key, v) for v in value)
+
+
+def _dns(key: str, value: Any) -> tuple[IPv4Address, ...] | None:
+    """`none` (or an empty list) sends no DNS server; unset (None) means the host's own."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().lower() in ("none", ""):
+        return ()
+    return _ips(key, value)
 
 
 def _ip6(key: str, value: Any) -> IPv6Address:
@@ -265,7 +277,8 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "address": _opt_ip,
     "dhcp_range": _range,
     "router": _opt_ip,
-    "dns": _ips,
+    "dns": _dns,
+    "resolv_conf": _path,
     "lease_time": _int(60, 2**31 - 1),
     "dhcp_port": _int(1, 65535),
     "dhcp_mode": parse_mode,

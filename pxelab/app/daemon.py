@@ -19,7 +19,9 @@ from aiohttp import web
 
 from pxelab.app import control
 from pxelab.app.config import Config
+from pxelab.boot.explain import DhcpHandout
 from pxelab.boot.grub import GrubFiles
+from pxelab.boot.images import ImageIndex
 from pxelab.boot.render import Renderer
 from pxelab.errors import ConfigError
 from pxelab.events import Timeline
@@ -84,7 +86,8 @@ async def _bind(what: str, key: str, start: Awaitable[T]) -> T:
     try:
         return await start
     except OSError as exc:
-        raise ConfigError(f"key {key!r}: cannot start {what}: {exc.strerror or exc}") from None
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ConfigError(f"key {key!r}: cannot start {what}: {why}") from None
 
 
 @dataclass(frozen=True)
@@ -110,11 +113,15 @@ RESTORED_EVENTS = 20_000
 
 
 async def prepare(config: Config) -> Parts:
-    """Lift the open-files limit, make the directories, open the state store (ConfigError with
-    one line when it cannot be) and load what the services share."""
+    """Lift the open-files limit, check the directories of the services that are on (made when
+    missing) and the templates, open the state store (ConfigError with one line naming the key
+    when any of it fails) and load what the services share."""
+    from pxelab.app.startup import check_all
+
     raise_open_files_limit()
-    for directory in (config.hosts_dir, config.images_dir, config.tftp_root, config.state_dir):
-        directory.mkdir(parents=True, exist_ok=True)
+    images = ImageIndex(config.images_dir)
+    renderer = Renderer(config.templates_dir, images)
+    await asyncio.to_thread(check_all, config, renderer)
     store = await control.open_state(config)
     timeline = Timeline()
     try:
@@ -124,21 +131,25 @@ async def prepare(config: Config) -> Parts:
         raise ConfigError(f"key {control.store_key(config)!r}: {exc}") from None
     events = EventWriter(store)
     timeline.subscribe(events)
+    inventory = await asyncio.to_thread(make_fleet, config, images)
     return Parts(
         store,
-        make_fleet(config),
-        Renderer(config.templates_dir),
+        inventory,
+        renderer,
         InstallStore(store),
         timeline,
         events,
     )
 
 
-def make_fleet(config: Config) -> Fleet:
-    """The hosts: host files, profiles, and the boot API when one is set (not yet started)."""
+def make_fleet(config: Config, images: ImageIndex) -> Fleet:
+    """The hosts: host files, profiles, and the boot API when one is set (not yet started);
+    blocking (reads the hosts and profiles dirs)."""
     from pxelab.hosts.bootapi import BootApi
 
-    fleet = Fleet(config.hosts_dir, config.profiles_dir, rescan_on_lookup=False)
+    fleet = Fleet(
+        config.hosts_dir, config.profiles_dir, rescan_on_lookup=False, on_change=images.refresh
+    )
     if config.boot_api is not None:
         fleet.boot_api = BootApi(
             config.boot_api, fleet.resolve, mode=config.boot_api_mode, ttl=config.boot_api_ttl
@@ -146,7 +157,7 @@ def make_fleet(config: Config) -> Fleet:
     return fleet
 
 
-def http_runner(config: Config, parts: Parts) -> web.AppRunner:
+def http_runner(config: Config, parts: Parts, handout: DhcpHandout) -> web.AppRunner:
     """The HTTP app's runner (not yet listening)."""
     app = make_app(
         parts.inventory,
@@ -157,6 +168,7 @@ def http_runner(config: Config, parts: Parts) -> web.AppRunner:
         tftp_root=config.tftp_root,
         guard=control.make_guard(config, parts.store),
         store=parts.store,
+        handout=handout,
     )
     return web.AppRunner(
         app,
@@ -248,13 +260,23 @@ async def start_syslog(
     )
 
 
-async def run_until(stop: asyncio.Event, inventory: Fleet, store: StateStore | None = None) -> None:
-    """Serve until stop is set, rescanning the hosts and profiles dirs every INVENTORY_POLL
-    seconds, and storing the MACs seen since that nothing could serve."""
+def rescan(inventory: Fleet, images: ImageIndex) -> None:
+    """Re-read the hosts dir and look the hosts' image files up again (blocking: a worker
+    thread). New hosts' images are looked up before the hosts are published (`on_change`)."""
+    if not inventory.refresh():
+        images.refresh(inventory.hosts())
+
+
+async def run_until(
+    stop: asyncio.Event, inventory: Fleet, images: ImageIndex, store: StateStore | None = None
+) -> None:
+    """Serve until stop is set, rescanning the hosts and profiles dirs and the hosts' image
+    files every INVENTORY_POLL seconds, in a worker thread, and storing the MACs seen since
+    that nothing could serve."""
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), INVENTORY_POLL)
-        await asyncio.to_thread(inventory.refresh)
+        await asyncio.to_thread(rescan, inventory, images)
         if store is not None:
             await remember_seen(inventory, store)
 
@@ -287,14 +309,38 @@ async def close_all(services: list[Service], runner: web.AppRunner, parts: Parts
 
 async def serve(config: Config) -> None:
     """Run until SIGINT or SIGTERM; raise ConfigError (before serving) for a bad setting."""
-    tls = control.tls_context(config)  # a bad certificate or key stops us first, in one line
-    parts = await prepare(config)
+    try:
+        tls = control.tls_context(config)  # a bad certificate or key stops us first, in one line
+        parts = await prepare(config)
+    except OSError as exc:  # what no check above foresaw: still one line, not a traceback
+        raise ConfigError(f"cannot start: {exc}") from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     services: list[Service] = []
-    runner = http_runner(config, parts)
+    try:
+        runner = await _start(config, parts, tls, services)
+    except OSError as exc:
+        raise ConfigError(f"cannot start: {exc}") from None
+    try:
+        await run_until(stop, parts.inventory, parts.renderer.images, parts.store)
+        log.info("pxelab stopping")
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        await close_all(services, runner, parts)
+
+
+async def _start(
+    config: Config, parts: Parts, tls: ssl.SSLContext | None, services: list[Service]
+) -> web.AppRunner:
+    """Start HTTP, TFTP and DHCP (appending them to services), drop root, log the ready line;
+    on any failure stop what started and raise."""
+    from pxelab.app.dhcp import handout
+
+    decided = await asyncio.to_thread(handout, config)
+    runner = http_runner(config, parts, decided)
     await runner.setup()
     try:
         parts.events.start()
@@ -317,7 +363,7 @@ async def serve(config: Config) -> None:
             services.append(syslog)
         parts.renderer.syslog_port = config.syslog_port
         if server_if is not None:
-            services.append(await _start_dhcp(config, server_if, http_port, parts))
+            services.append(await _start_dhcp(config, server_if, http_port, parts, decided))
         if config.interface and config.ipv6_prefix is not None:
             from pxelab.app.dhcp6 import start_ipv6
 
@@ -325,21 +371,19 @@ async def serve(config: Config) -> None:
             services.append(v6)
         if config.user:
             await drop_privileges(config)
-        log.info(
-            "pxelab ready: %s, tftp %s, dhcp %s, syslog %s; hosts from %s; state in %s",
-            http,
-            f"on port {tftp_port} from {config.tftp_root}" if tftp_port else "off",
-            _dhcp_summary(config, server_if),
-            f"on port {syslog.port}" if syslog else "off",
-            config.hosts_dir,
-            control.store_place(config),
-        )
-        await run_until(stop, parts.inventory, parts.store)
-        log.info("pxelab stopping")
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
+    except BaseException:
         await close_all(services, runner, parts)
+        raise
+    log.info(
+        "pxelab ready: %s, tftp %s, dhcp %s, syslog %s; hosts from %s; state in %s",
+        http,
+        f"on port {tftp_port} from {config.tftp_root}" if tftp_port else "off",
+        _dhcp_summary(config, server_if),
+        f"on port {syslog.port}" if syslog else "off",
+        config.hosts_dir,
+        control.store_place(config),
+    )
+    return runner
 
 
 async def drop_privileges(config: Config) -> None:
@@ -356,14 +400,14 @@ async def drop_privileges(config: Config) -> None:
         raise ConfigError("key 'user' is not set: no user to drop privileges to")
     await asyncio.get_running_loop().run_in_executor(None, lambda: None)
     account = privileges.lookup(config.user)
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 and config.state_url is None:  # the embedded store writes there
         privileges.give_state_dir(account, config.state_dir)
     privileges.drop_to(account)
     log.info("running as user %s (uid %d, gid %d)", account.name, account.uid, account.gid)
 
 
 async def _start_dhcp(
-    config: Config, server_if: IPv4Interface, http_port: int, parts: Parts
+    config: Config, server_if: IPv4Interface, http_port: int, parts: Parts, decided: DhcpHandout
 ) -> Service:
     from pxelab.app.dhcp import fleet_observer, start_from_config
 
@@ -374,5 +418,6 @@ async def _start_dhcp(
         parts.inventory,
         parts.store,
         parts.timeline,
+        decided,
         observer=fleet_observer(parts.inventory),
     )

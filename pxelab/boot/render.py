@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import jinja2
 
+from pxelab.boot.images import DEFAULT_ISO, ImageIndex
 from pxelab.boot.rules import CONSOLE, boots_from_disk, image_path, is_url, kernel_cmdline
 from pxelab.boot.rules import RenderError as RenderError  # raised by render, grub and the rules
 from pxelab.hosts.install import InstallState
@@ -46,15 +47,14 @@ INSTALL_DATA_FOR = {
 }
 """The install data each template's installer fetches (all of it is served for every host)."""
 
-DEFAULT_ISO = "live-server.iso"
-"""Ubuntu ISO file name under the host's image directory when the host file names none."""
 DEFAULT_USER = "pxelab"
 """The user the installers create (with the host's SSH keys)."""
 
 
-def image_url(base_url: str, host: Host, name: str) -> str:
-    """URL of a host's kernel or initrd: as given if absolute, else under /images/<distro>/<arch>/."""
-    return name if is_url(name) else f"{base_url}/images/{image_path(host, name)}"
+def image_url(base_url: str, host: Host, name: str, images: ImageIndex | None = None) -> str:
+    """URL of a host's kernel or initrd: as given if absolute, else under /images/, where
+    `images` finds it (pxelab.boot.images)."""
+    return name if is_url(name) else f"{base_url}/images/{image_path(host, name, images)}"
 
 
 @dataclass(frozen=True)
@@ -84,20 +84,22 @@ class HostUrls:
         return dict(self.__dict__)
 
 
-def host_urls(host: Host, base_url: str, credential: str | None = None) -> HostUrls:
+def host_urls(
+    host: Host, base_url: str, credential: str | None = None, images: ImageIndex | None = None
+) -> HostUrls:
     """The host's URLs on the server at base_url; RenderError when its images have no home.
 
-    With credential (`<generation>.<signature>`, see pxelab.http.auth) the install callback is
+    Image files are where `images` finds them. With credential (`<generation>.<signature>`, see pxelab.http.auth) the install callback is
     signed: `/api/hosts/<mac>/installed/<credential>` needs no token."""
     iso = repo = None
     if host.distro or is_url(host.iso or ""):
-        iso = image_url(base_url, host, host.iso or DEFAULT_ISO)
+        iso = image_url(base_url, host, host.iso or DEFAULT_ISO, images)
     if host.distro or host.repo:
-        repo = host.repo or image_url(base_url, host, "")
+        repo = host.repo or image_url(base_url, host, "", images)
     return HostUrls(
         script=f"{base_url}/boot?mac={host.mac}",
-        kernel=image_url(base_url, host, host.kernel),
-        initrd=image_url(base_url, host, host.initrd),
+        kernel=image_url(base_url, host, host.kernel, images),
+        initrd=image_url(base_url, host, host.initrd, images),
         seed=f"{base_url}/cloud-init/{host.name}/",
         kickstart=f"{base_url}/kickstart/{host.name}",
         preseed=f"{base_url}/preseed/{host.name}",
@@ -126,7 +128,9 @@ def _line(value: Any) -> str:
 class Renderer:
     """Renders the shipped templates, or same-named files from an override directory."""
 
-    def __init__(self, override_dir: Path | None = None) -> None:
+    def __init__(self, override_dir: Path | None = None, images: ImageIndex | None = None) -> None:
+        self.images = images or ImageIndex(None)
+        """Where hosts' image files are (pxelab.boot.images); without one, pxelab's own layout."""
         self.signer: Callable[[str], str | None] | None = None
         """MAC -> its signed callback credential; set by the HTTP app (None: unsigned URLs)."""
         self.syslog_port = 0
@@ -141,6 +145,22 @@ class Renderer:
         )
         self.env.filters["yaml"] = _yaml
         self.env.filters["line"] = _line
+
+    def check(self) -> None:
+        """Compile every template it can find (blocking: reads them); RenderError names the first
+        that is unreadable or broken, with its file and line."""
+        loader = self.env.loader
+        names = loader.list_templates() if loader is not None else []
+        for name in names:
+            if not name.endswith(".j2"):
+                continue
+            try:
+                self.env.get_template(name)
+            except jinja2.TemplateSyntaxError as exc:
+                where = exc.filename or name
+                raise RenderError(f"template {where} line {exc.lineno}: {exc.message}") from None
+            except (jinja2.TemplateError, OSError, UnicodeDecodeError) as exc:
+                raise RenderError(f"template {name}: cannot load: {exc}") from None
 
     def render(self, template: str, what: str, **context: Any) -> str:
         try:
@@ -178,7 +198,8 @@ class Renderer:
 
     def urls(self, host: Host, base_url: str) -> HostUrls:
         """host_urls, with the install callback signed when the renderer has a signer."""
-        return host_urls(host, base_url, self.signer(host.mac) if self.signer else None)
+        credential = self.signer(host.mac) if self.signer else None
+        return host_urls(host, base_url, credential, self.images)
 
     def boot_template(self, host: Host, state: InstallState) -> str:
         """The template that makes the host's script in this state."""

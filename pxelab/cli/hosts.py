@@ -16,6 +16,7 @@ from typing import Any
 
 from pxelab.app.config import Config
 from pxelab.boot.explain import CLIENTS, as_text, explain
+from pxelab.boot.images import ImageIndex
 from pxelab.boot.render import Renderer
 from pxelab.cli.settings import add_settings_flags, settings_from_args, with_store
 from pxelab.errors import ConfigError, HostFileError
@@ -32,6 +33,10 @@ EXPLAIN_SETTINGS = (
     *SETTINGS,
     "templates_dir",
     "tftp_root",
+    "images_dir",
+    "dns",
+    "resolv_conf",
+    "dhcp_mode",
     "address",
     "interface",
     "http_address",
@@ -229,16 +234,19 @@ def cmd_explain(args: argparse.Namespace) -> int:
             + ("" if args.arch else " (selectors on arch or firmware need --arch)"),
             EXIT_NOT_FOUND,
         )
+    from pxelab.app.dhcp import handout  # what a daemon started now would hand out
+
     server = server_address(config)
     port = config.http_port or 8080
     result = explain(
         host,
         install_states(config, [mac])[mac],
-        Renderer(config.templates_dir),
+        Renderer(config.templates_dir, ImageIndex(config.images_dir, live=True)),
         f"http://{server}:{port}",
         server,
         port,
         arch=args.arch,
+        handout=handout(config),
         tftp_root=config.tftp_root,
         server_ip6=server_address6(config),
         origins=fleet.origins(host),

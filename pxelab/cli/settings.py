@@ -20,7 +20,12 @@ SERVE_FLAGS: list[tuple[str, str, str]] = [
     ("--address", "IP", "this server's address on --interface (default: the interface's own)"),
     ("--dhcp-range", "FIRST-LAST", "DHCP pool, e.g. 10.0.0.100-10.0.0.200"),
     ("--router", "IP", "default gateway handed to DHCP clients"),
-    ("--dns", "IP[,IP]", "DNS servers handed to DHCP clients"),
+    (
+        "--dns",
+        "IP[,IP]|none",
+        "DNS servers handed to DHCP clients (default: this host's upstream resolvers)",
+    ),
+    ("--resolv-conf", "FILE", "where the default DNS servers are read (default /etc/resolv.conf)"),
     ("--lease-time", "SECONDS", "DHCP lease time"),
     ("--dhcp-port", "N", "DHCP server port (default 67)"),
     ("--dhcp-mode", "full|proxy", "full DHCP, or proxyDHCP beside an existing DHCP server"),

@@ -4,7 +4,7 @@ serve, looked up by MAC from memory (host file, then profile, then the boot API'
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,13 +37,14 @@ class Fleet(Inventory):
         *,
         rescan_on_lookup: bool = True,
         boot_api: BootApi | None = None,
+        on_change: Callable[[list[Host]], object] | None = None,
     ) -> None:
         self.profile_set = ProfileSet(profiles_dir)
         self.sightings = Sightings()
         self.boot_api = boot_api
         self._origins: dict[str, dict[str, str]] = {}
         self._generated: dict[str, tuple[int, Host, dict[str, str]]] = {}
-        super().__init__(directory, rescan_on_lookup=rescan_on_lookup)
+        super().__init__(directory, rescan_on_lookup=rescan_on_lookup, on_change=on_change)
 
     # -- reading files ------------------------------------------------------------------------
 

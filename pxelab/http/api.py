@@ -7,6 +7,7 @@ POST /api/hosts/<mac>/reinstall, GET /api/explain/<mac>?arch=; who may write: px
 
 from __future__ import annotations
 
+import asyncio
 import time
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
@@ -22,6 +23,7 @@ from pxelab.hosts.inventory import Host, normalize_mac
 from pxelab.http.auth import SIGNED_CALLBACK
 from pxelab.http.guard import GUARD, WHO, audit, refuse
 from pxelab.http.keys import (
+    HANDOUT,
     INSTALL_STORE,
     INVENTORY,
     NOTE,
@@ -232,15 +234,18 @@ async def explain_host(request: web.Request) -> web.Response:
     server_ip6 = local if isinstance(local, IPv6Address) and not local.is_link_local else None
     port = int(sockname[1]) if sockname else 80
     inventory = request.app[INVENTORY]
-    try:
-        result = explain(
+    state = _state(request, mac)
+    try:  # in a worker thread: explain looks at the TFTP root and may load templates
+        result = await asyncio.to_thread(
+            explain,
             host,
-            _state(request, mac),
+            state,
             request.app[RENDERER],
             base_url(request),
             server_ip,
             port,
             arch=request.query.get("arch") or None,
+            handout=request.app[HANDOUT],
             tftp_root=request.app.get(TFTP_ROOT),
             server_ip6=server_ip6,
             origins=inventory.origins(host) if isinstance(inventory, Fleet) else None,

@@ -22,12 +22,13 @@ from aiohttp import web
 
 from pxelab.assets import AssetError
 from pxelab.assets.store import CachedFile, list_cache, read_manifest
+from pxelab.boot.rules import image_choice, is_url
 from pxelab.events import Event
 from pxelab.hosts.install import StateError
 from pxelab.hosts.inventory import Host, normalize_mac
 from pxelab.http import api, session
 from pxelab.http.fleet_api import seen_records
-from pxelab.http.keys import IMAGES_DIR, INSTALL_STORE, INVENTORY, NOTE, TIMELINE
+from pxelab.http.keys import IMAGES_DIR, INSTALL_STORE, INVENTORY, NOTE, RENDERER, TIMELINE
 
 EVENTS_SHOWN = 50
 """Events per host on the page (newest first); the API has them all."""
@@ -214,6 +215,14 @@ STATUS_HUB: web.AppKey[StatusHub] = web.AppKey("status_hub", StatusHub)
 TEMPLATES: web.AppKey[jinja2.Environment] = web.AppKey("status_templates", jinja2.Environment)
 
 
+def _kernel_view(request: web.Request, host: Host) -> dict[str, Any] | None:
+    """Where the host's kernel is served from (the images index, from memory), or None."""
+    if not host.distro or is_url(host.kernel):
+        return None
+    choice = image_choice(host, host.kernel, request.app[RENDERER].images)
+    return {"path": choice.path, "found": choice.found, "tried": choice.tried}
+
+
 def _host_view(request: web.Request, host: Host) -> dict[str, Any]:
     try:
         state, error = request.app[INSTALL_STORE].get(host.mac).state.value, ""
@@ -225,6 +234,7 @@ def _host_view(request: web.Request, host: Host) -> dict[str, Any]:
         "mac": host.mac,
         "arch": host.arch,
         "distro": host.distro,
+        "kernel": _kernel_view(request, host),
         "state": state,
         "state_error": error,
         "last": request.app[TIMELINE].last(host.mac),

@@ -6,11 +6,14 @@ virtualenv and runs the copyable example test and `pxelab demo` as the unprivile
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -89,3 +92,32 @@ def test_no_step_needs_root(world_venv: Path) -> None:
     assert "network mode 'user'" in demo.stdout  # no root: the demo picks user-mode by itself
     assert re.search(r"booted in [\d.]+s: PXELAB-BOOT-OK mac=52:54:00:de:30:01", demo.stdout)
     assert os.geteuid() == 0  # the outer test is root; what ran above ran as nobody
+
+
+@pytest.mark.e2e
+@pytest.mark.pxelab(network="user")
+def test_a_pvmlab_image_tree_boots_unchanged(
+    pxelab_server: PxelabServer, qemu_vm: Callable[..., QemuVm]
+) -> None:
+    """pvmlab's `images/<distro>/x86_64/` and its VM JSON, as pvmlab writes them: the script,
+    explain and the status page all use the path that exists."""
+    images = pxelab_server.dirs.images
+    (images / "pvm-distro").mkdir()
+    (images / "demo" / "amd64").rename(images / "pvm-distro" / "x86_64")
+    mac = "52:54:00:00:0a:11"
+    pxelab_server.add_host(
+        "pvm1", mac, role="worker", ip="192.168.254.10/24", subnet="192.168.254.0/24",
+        distro="pvm-distro", pxeboot=True, template="generic", kernel_args="quiet",
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{pxelab_server.daemon.http_port}"
+    time.sleep(1)  # the daemon's next scan of the hosts dir and the images
+    with urllib.request.urlopen(f"{base}/api/explain/{mac}") as response:
+        kernel = json.load(response)["images"]["kernel"]
+    assert kernel["path"] == "pvm-distro/x86_64/vmlinuz" and kernel["found"] is True
+    with urllib.request.urlopen(f"{base}/") as response:
+        assert "<code>pvm-distro/x86_64/vmlinuz</code>" in response.read().decode()
+    vm = qemu_vm(mac)
+    found = vm.wait_for(r"PXELAB-BOOT-OK mac=(\S+) cmdline=(.*)", timeout=240)
+    assert found.group(1) == mac
+    assert re.search(r"GET /images/pvm-distro/x86_64/vmlinuz 200 ", pxelab_server.log)
+    assert re.search(r"GET /images/pvm-distro/x86_64/initrd 200 ", pxelab_server.log)
