@@ -66,6 +66,16 @@ class Config:
     """DNS servers handed to DHCPv6 clients (option 23)."""
     hosts_dir: Path = HOME / "hosts"
     """Directory of JSON host files (pvmlab's `~/.pvmlab/vms` works unchanged)."""
+    profiles_dir: Path = HOME / "profiles"
+    """Directory of JSON profiles: host keys shared by many hosts, with selectors."""
+    boot_api: str | None = None
+    """External boot API: `GET <boot_api>/<mac>` answers a host object or 404; None: not asked."""
+    boot_api_mode: str = "fallback"
+    """fallback: ask for MACs no host file or profile covers; always: ask first for every MAC."""
+    boot_api_ttl: int = 60
+    """Seconds a boot API answer (or 404) is cached."""
+    syslog_port: int = 514
+    """UDP port of the syslog receiver (installer logs on the timeline); 0 turns it off."""
     images_dir: Path = HOME / "images"
     """Kernels, initrds and ISOs, served at `/images/…`."""
     tftp_root: Path = HOME / "tftp"
@@ -250,6 +260,13 @@ def _state_url(key: str, value: Any) -> str | None:
     return text
 
 
+def _boot_api(key: str, value: Any) -> str | None:
+    text = _opt_str(key, value)
+    if text is not None and not text.startswith(("http://", "https://")):
+        raise ConfigError(f"key {key!r}: expected an http:// or https:// URL, got {value!r}")
+    return text
+
+
 def _level(key: str, value: Any) -> str:
     text = _str(key, value).lower()
     if text not in ("debug", "info", "warning", "error"):
@@ -276,6 +293,13 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "ipv6_range": _range6,
     "ipv6_dns": _ips6,
     "hosts_dir": _path,
+    "profiles_dir": _path,
+    "boot_api": _boot_api,
+    "boot_api_mode": lambda key, value: (
+        parse_choice("fallback", "always")(key, value) or "fallback"
+    ),
+    "boot_api_ttl": _int(1, 86400),
+    "syslog_port": _int(0, 65535),
     "images_dir": _path,
     "tftp_root": _path,
     "tftp_address": _opt_ip,
@@ -333,7 +357,7 @@ def build_config(
             where = "command line" if overrides.get(key) is not None else source
             raise ConfigError(f"{where}: {exc}") from None
     config = Config(**checked)
-    for key in ("hosts_dir", "images_dir", "tftp_root", "state_dir"):
+    for key in ("hosts_dir", "profiles_dir", "images_dir", "tftp_root", "state_dir"):
         if key not in checked:
             checked[key] = getattr(config, key).expanduser()
     config = Config(**checked)

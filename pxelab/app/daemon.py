@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import resource
@@ -24,13 +25,15 @@ from pxelab.boot.images import ImageIndex
 from pxelab.boot.render import Renderer
 from pxelab.errors import ConfigError
 from pxelab.events import Timeline
+from pxelab.hosts.fleet import Fleet
 from pxelab.hosts.install import InstallStore
-from pxelab.hosts.inventory import Inventory
 from pxelab.http.app import AccessLogger, make_app
-from pxelab.state import StateStore, StoreError
+from pxelab.http.metrics import METRICS, Metrics
+from pxelab.state import SeenRecord, StateStore, StoreError
 from pxelab.state.writer import EventWriter
 
 if TYPE_CHECKING:
+    from pxelab.syslog.server import SyslogServer
     from pxelab.tftp.server import TftpServer
 
 log = logging.getLogger("pxelab")
@@ -93,8 +96,8 @@ class Parts:
 
     store: StateStore
     """Leases, install states, boot events, tokens and the audit trail (SQLite or PostgreSQL)."""
-    inventory: Inventory
-    """The hosts, reloaded from the hosts dir."""
+    inventory: Fleet
+    """The hosts (host files, profiles, boot API answers), reloaded from their dirs."""
     renderer: Renderer
     """Boot scripts, install data and GRUB configs."""
     installs: InstallStore
@@ -128,9 +131,7 @@ async def prepare(config: Config) -> Parts:
         raise ConfigError(f"key {control.store_key(config)!r}: {exc}") from None
     events = EventWriter(store)
     timeline.subscribe(events)
-    inventory = await asyncio.to_thread(
-        Inventory, config.hosts_dir, rescan_on_lookup=False, on_change=images.refresh
-    )
+    inventory = await asyncio.to_thread(make_fleet, config, images)
     return Parts(
         store,
         inventory,
@@ -139,6 +140,21 @@ async def prepare(config: Config) -> Parts:
         timeline,
         events,
     )
+
+
+def make_fleet(config: Config, images: ImageIndex) -> Fleet:
+    """The hosts: host files, profiles, and the boot API when one is set (not yet started);
+    blocking (reads the hosts and profiles dirs)."""
+    from pxelab.hosts.bootapi import BootApi
+
+    fleet = Fleet(
+        config.hosts_dir, config.profiles_dir, rescan_on_lookup=False, on_change=images.refresh
+    )
+    if config.boot_api is not None:
+        fleet.boot_api = BootApi(
+            config.boot_api, fleet.resolve, mode=config.boot_api_mode, ttl=config.boot_api_ttl
+        )
+    return fleet
 
 
 def http_runner(config: Config, parts: Parts, handout: DhcpHandout) -> web.AppRunner:
@@ -238,20 +254,56 @@ async def start_tftp(
     )
 
 
-def rescan(inventory: Inventory, images: ImageIndex) -> None:
+async def start_syslog(
+    config: Config, parts: Parts, server_if: IPv4Interface | None, metrics: Metrics
+) -> SyslogServer | None:
+    """The syslog receiver on syslog_port (None when it is 0, or when the port cannot be bound:
+    then one warning line says so and the rest serves on)."""
+    from pxelab.syslog.server import start_syslog as start
+
+    if not config.syslog_port:
+        return None
+    host = str(server_if.ip) if server_if is not None else config.http_address
+
+    def dropped(reason: str) -> None:
+        metrics.syslog_dropped.labels(reason).inc()
+
+    return await start(
+        host, config.syslog_port, parts.timeline, parts.inventory.reserved, on_drop=dropped
+    )
+
+
+def rescan(inventory: Fleet, images: ImageIndex) -> None:
     """Re-read the hosts dir and look the hosts' image files up again (blocking: a worker
     thread). New hosts' images are looked up before the hosts are published (`on_change`)."""
     if not inventory.refresh():
         images.refresh(inventory.hosts())
 
 
-async def run_until(stop: asyncio.Event, inventory: Inventory, images: ImageIndex) -> None:
-    """Serve until stop is set, rescanning the hosts dir and the hosts' image files every
-    INVENTORY_POLL seconds, in a worker thread."""
+async def run_until(
+    stop: asyncio.Event, inventory: Fleet, images: ImageIndex, store: StateStore | None = None
+) -> None:
+    """Serve until stop is set, rescanning the hosts and profiles dirs and the hosts' image
+    files every INVENTORY_POLL seconds, in a worker thread, and storing the MACs seen since
+    that nothing could serve."""
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), INVENTORY_POLL)
         await asyncio.to_thread(rescan, inventory, images)
+        if store is not None:
+            await remember_seen(inventory, store)
+
+
+async def remember_seen(fleet: Fleet, store: StateStore) -> None:
+    """Write the unservable MACs seen since the last call to the store (a failure is logged)."""
+    records = [
+        SeenRecord(s.mac, s.arch or "", s.firmware or "", s.address, s.first, s.last)
+        for s in fleet.sightings.take_unservable()
+    ]
+    try:
+        await store.note_seen(records)
+    except StoreError as exc:
+        log.warning("cannot remember %d machines seen: %s", len(records), exc)
 
 
 async def close_all(services: list[Service], runner: web.AppRunner, parts: Parts) -> None:
@@ -262,6 +314,8 @@ async def close_all(services: list[Service], runner: web.AppRunner, parts: Parts
     for service in services:
         await service.wait_closed()
     await runner.cleanup()
+    if parts.inventory.boot_api is not None:
+        await parts.inventory.boot_api.close()
     await parts.events.close()
     await parts.store.close()
 
@@ -283,7 +337,7 @@ async def serve(config: Config) -> None:
     except OSError as exc:
         raise ConfigError(f"cannot start: {exc}") from None
     try:
-        await run_until(stop, parts.inventory, parts.renderer.images)
+        await run_until(stop, parts.inventory, parts.renderer.images, parts.store)
         log.info("pxelab stopping")
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -303,6 +357,8 @@ async def _start(
     await runner.setup()
     try:
         parts.events.start()
+        if parts.inventory.boot_api is not None:
+            parts.inventory.boot_api.start()
         http = await start_http(config, runner, tls)
         http_port: int = runner.addresses[0][1]
         server_if = interface_address(config) if _serves_ipv4(config) else None
@@ -313,6 +369,12 @@ async def _start(
             tftp_port = tftp.port
             if config.ipv6_prefix is not None:
                 services.append(await start_tftp(config, parts, server_if, host="::"))
+        syslog = await start_syslog(config, parts, server_if, runner.app[METRICS])
+        if syslog is None:
+            config = dataclasses.replace(config, syslog_port=0)
+        else:
+            services.append(syslog)
+        parts.renderer.syslog_port = config.syslog_port
         if server_if is not None:
             services.append(await _start_dhcp(config, server_if, http_port, parts, decided))
         if config.interface and config.ipv6_prefix is not None:
@@ -326,10 +388,11 @@ async def _start(
         await close_all(services, runner, parts)
         raise
     log.info(
-        "pxelab ready: %s, tftp %s, dhcp %s; hosts from %s; state in %s",
+        "pxelab ready: %s, tftp %s, dhcp %s, syslog %s; hosts from %s; state in %s",
         http,
         f"on port {tftp_port} from {config.tftp_root}" if tftp_port else "off",
         _dhcp_summary(config, server_if),
+        f"on port {syslog.port}" if syslog else "off",
         config.hosts_dir,
         control.store_place(config),
     )
@@ -359,8 +422,15 @@ async def drop_privileges(config: Config) -> None:
 async def _start_dhcp(
     config: Config, server_if: IPv4Interface, http_port: int, parts: Parts, decided: DhcpHandout
 ) -> Service:
-    from pxelab.app.dhcp import start_from_config
+    from pxelab.app.dhcp import fleet_observer, start_from_config
 
     return await start_from_config(
-        config, server_if, http_port, parts.inventory, parts.store, parts.timeline, decided
+        config,
+        server_if,
+        http_port,
+        parts.inventory,
+        parts.store,
+        parts.timeline,
+        decided,
+        observer=fleet_observer(parts.inventory),
     )

@@ -19,14 +19,20 @@ from pxelab.app.config import Config
 from pxelab.app.dns import dns_choice
 from pxelab.boot.explain import DhcpHandout
 from pxelab.dhcp.arch import BootFiles
-from pxelab.dhcp.context import DhcpContext, DhcpMode, HostLookup, UnknownMacs
+from pxelab.dhcp.context import DhcpContext, DhcpMode, HostLookup, Sender, UnknownMacs
 from pxelab.dhcp.interface import interface_ipv4
-from pxelab.dhcp.server import DhcpServer, start_dhcp
+from pxelab.dhcp.packet import DhcpPacket
+from pxelab.dhcp.server import DhcpServer, Observer, start_dhcp
+from pxelab.dhcp.traits import client_traits
 from pxelab.errors import ConfigError
 from pxelab.events import Timeline
+from pxelab.hosts.fleet import Fleet
 from pxelab.state import Change, StateStore, StoreError
 
 log = logging.getLogger("pxelab.dhcp")
+
+SYSLOG_PORT = 514
+"""Option 7 carries no port: it is offered only when the receiver is on syslog's own port."""
 
 
 class Closable(Protocol):
@@ -84,6 +90,7 @@ def contexts(
         unknown_macs=UnknownMacs(config.unknown_macs) if config.unknown_macs else default_unknown,
         boot_files=decided.boot_files,
         dns=decided.dns,
+        log_server=config.syslog_port == SYSLOG_PORT,
     )
     return _local_context(config, server_if, common), _relayed_contexts(config, server_if, common)
 
@@ -102,6 +109,8 @@ class _Common:
     """Boot file per firmware family."""
     dns: tuple[IPv4Address, ...]
     """DNS servers for subnets that set none of their own."""
+    log_server: bool
+    """Option 7 names this server: its syslog receiver runs on the standard port."""
 
 
 def _local_context(config: Config, server_if: IPv4Interface, common: _Common) -> DhcpContext:
@@ -186,6 +195,7 @@ async def start_from_config(
     store: StateStore,
     timeline: Timeline | None = None,
     decided: DhcpHandout | None = None,
+    observer: Observer | None = None,
 ) -> DhcpService:
     """The DHCP sockets (leases kept in `store` in full mode); ConfigError names the key."""
     if config.interface is None:
@@ -216,6 +226,7 @@ async def start_from_config(
             timeline=timeline,
             more_interfaces=more,
             spread=instance_spread(store) if shared else 0.0,
+            observer=observer,
         )
     except OSError as exc:
         raise ConfigError(
@@ -235,6 +246,16 @@ async def start_from_config(
             log.warning("router advertisements off: %s", exc)
     await asyncio.sleep(0)
     return DhcpService(parts)
+
+
+def fleet_observer(fleet: Fleet) -> Observer:
+    """Tells the fleet what each request shows (profiles match on it; unservable MACs are kept)."""
+
+    def observe(request: DhcpPacket, sender: Sender, now: float) -> None:
+        arch, firmware, address = client_traits(request, sender.address)
+        fleet.observe(request.mac, arch, firmware, address, now)
+
+    return observe
 
 
 def _dns_line(decided: DhcpHandout) -> str:

@@ -165,11 +165,13 @@ def explain(
     handout: DhcpHandout | None = None,
     tftp_root: Path | None = None,
     server_ip6: IPv6Address | None = None,
+    origins: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Everything pxelab would serve this host, as JSON-ready data; ValueError for a bad arch.
 
     `handout` is what the daemon's DHCP hands out (pxelab.app.dhcp.handout decides it). With
-    `server_ip6` (IPv6 is served) it also says what DHCPv6 hands out."""
+    `server_ip6` (IPv6 is served) it also says what DHCPv6 hands out; `origins` says where each
+    host value came from (host file, profile, boot API, default)."""
     handout = handout or DhcpHandout()
     if arch is not None and arch not in CLIENTS:
         raise ValueError(f"unknown --arch {arch!r}: use one of {', '.join(CLIENTS)}")
@@ -184,6 +186,7 @@ def explain(
             "pxeboot": host.pxeboot,
             "source": host.source,
         },
+        "origins": dict(origins or {}),
         "state": state.to_json(),
         "dhcp": {
             "address": str(host.ip) if host.ip else "from the pool",
@@ -229,6 +232,12 @@ def as_text(result: dict[str, Any]) -> str:
         + (f", distro {host['distro']}" if host["distro"] else "")
         + f") from {host['source']}",
         f"install state: {result['state']['state']}",
+    ]
+    if result.get("origins"):
+        out.append("where each value came from:")
+        width = max(len(k) for k in result["origins"])
+        out += [f"  {k:<{width}}  {v}" for k, v in result["origins"].items()]
+    out += [
         "",
         f"DHCP: address {result['dhcp']['address']}",
         "  DNS servers (option 6): "

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jinja2
 
@@ -166,9 +167,11 @@ class Renderer:
         """Seconds between two checks of the template files for changes (0: every script)."""
         self._clock = clock
         self._override_dir = override_dir
-        self._scripts: dict[tuple[str, str, str, str], _Cached] = {}
+        self._scripts: dict[tuple[str, str, str, str, int], _Cached] = {}
         self._checked = clock()
         self._dir_stamp = self._override_stamp()
+        self.syslog_port = 0
+        """The syslog receiver's UDP port (set by the daemon); 0: installers are not told."""
         dirs = [str(override_dir)] if override_dir else []
         dirs.append(str(shipped_dir("templates")))
         self.env = jinja2.Environment(
@@ -220,7 +223,15 @@ class Renderer:
             "cmdline": kernel_cmdline(host),
             "user": DEFAULT_USER,
             "instance_id": f"{host.name}-{host.mac.replace(':', '')}",
+            "syslog": self.syslog(base_url),
         }
+
+    def syslog(self, base_url: str) -> dict[str, str | int] | None:
+        """Where installers send their logs: this server (as the client reached it), or None."""
+        host = urlsplit(base_url).hostname
+        if not self.syslog_port or not host:
+            return None
+        return {"host": host, "port": self.syslog_port}
 
     def urls(self, host: Host, base_url: str) -> HostUrls:
         """host_urls, with the install callback signed when the renderer has a signer."""
@@ -239,13 +250,13 @@ class Renderer:
         """The host's iPXE script: its installer (or kernel) until installed, then local boot.
 
         Cached on the host definition, base URL, install state, signed callback credential (it
-        names the install generation), where its images were found (`ImageIndex.version`) and
-        template; a changed template file (an override, or one it includes) empties the cache
+        names the install generation), where its images were found (`ImageIndex.version`),
+        template and syslog port; a changed template file (an override, or one it includes) empties the cache
         within `check_interval` seconds."""
         template = self.boot_template(host, state)
         self._check_templates()
         credential = self.signer(host.mac) if self.signer else None
-        key = (host.mac, base_url, state.value, template)
+        key = (host.mac, base_url, state.value, template, self.syslog_port)
         cached = self._scripts.get(key)
         images = self.images.version
         if (

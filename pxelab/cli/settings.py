@@ -42,6 +42,11 @@ SERVE_FLAGS: list[tuple[str, str, str]] = [
     ("--ipv6-range", "FIRST-LAST", "DHCPv6 pool (default ::1000-::ffff of the prefix)"),
     ("--ipv6-dns", "IP[,IP]", "DNS servers handed to DHCPv6 clients"),
     ("--hosts-dir", "DIR", "directory of JSON host files (default ~/.pxelab/hosts)"),
+    ("--profiles-dir", "DIR", "directory of JSON profiles (default ~/.pxelab/profiles)"),
+    ("--boot-api", "URL", "ask GET URL/<mac> for MACs no host file or profile covers"),
+    ("--boot-api-mode", "fallback|always", "ask the boot API last (default) or first"),
+    ("--boot-api-ttl", "SECONDS", "seconds a boot API answer is cached (default 60)"),
+    ("--syslog-port", "N", "UDP syslog receiver port (default 514; 0 turns it off)"),
     (
         "--images-dir",
         "DIR",

@@ -292,6 +292,11 @@ def parse_host(data: Any, source: str) -> Host:
 
 def load_host_file(path: Path) -> Host:
     """Read and parse one host file; every failure is a HostFileError naming the file."""
+    return parse_host(read_host_json(path), str(path))
+
+
+def read_host_json(path: Path) -> Any:
+    """The decoded JSON of one host file; every failure is a HostFileError naming the file."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -300,7 +305,7 @@ def load_host_file(path: Path) -> Host:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise HostFileError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
-    return parse_host(data, str(path))
+    return data
 
 
 @dataclass
@@ -369,6 +374,14 @@ class Inventory:
         self._refresh_if_stale()
         return {h.ip6: h.mac for h in self._by_mac.values() if h.ip6 is not None}
 
+    def load(self, path: Path) -> Host:
+        """Read one host file (a subclass may add what the file inherits)."""
+        return load_host_file(path)
+
+    def forget_files(self) -> None:
+        """Make the next refresh re-read every file (what they inherit changed)."""
+        self._files = {p: _Entry((0, 0, 0), e.host, e.error) for p, e in self._files.items()}
+
     def _refresh_if_stale(self) -> None:
         if self.rescan_on_lookup and time.monotonic() - self._last_scan >= _RELOAD_INTERVAL:
             self.refresh()
@@ -401,7 +414,7 @@ class Inventory:
                 continue
             changed = True
             try:
-                files[path] = _Entry(stamp, load_host_file(path), None)
+                files[path] = _Entry(stamp, self.load(path), None)
             except HostFileError as exc:
                 log.error("host file skipped: %s", exc)
                 files[path] = _Entry(stamp, None, str(exc))

@@ -24,6 +24,7 @@ from pxelab.events import Event, Timeline
 from pxelab.hosts.install import InstallStore, StateError
 from pxelab.hosts.inventory import Inventory, normalize_mac
 from pxelab.http.api import add_routes as add_api_routes
+from pxelab.http.fleet_api import add_routes as add_fleet_routes
 from pxelab.http.guard import Guard, install_guard
 from pxelab.http.install import add_routes as add_install_routes
 from pxelab.http.keys import (
@@ -261,6 +262,7 @@ def make_app(
         app.router.add_get("/tftp/{path:.+}", tftp_file)  # UEFI HTTP boot gets iPXE here
     app.router.add_get("/metrics", metrics_page)
     add_install_routes(app)
+    add_fleet_routes(app)
     add_api_routes(app)
     add_status_routes(app)  # GET /, the status page
     return app

@@ -27,6 +27,7 @@ from pxelab.events import Event
 from pxelab.hosts.install import StateError
 from pxelab.hosts.inventory import Host, normalize_mac
 from pxelab.http import api, session
+from pxelab.http.fleet_api import seen_records
 from pxelab.http.keys import IMAGES_DIR, INSTALL_STORE, INVENTORY, NOTE, RENDERER, TIMELINE
 
 EVENTS_SHOWN = 50
@@ -50,10 +51,16 @@ SECURITY_HEADERS = {
 """Nothing but this server's own files, scripts, styles and forms; no framing."""
 
 
+LOG_ERROR = 3
+"""Syslog severity `err`: installer lines at this severity or worse are highlighted."""
+
+
 def is_problem(event: Event) -> bool:
     """An event that belongs in "Recent errors": stage error, DHCP NAK, a failed TFTP transfer."""
     if event.stage == "error":
         return True
+    if event.stage == "log":
+        return event.severity is not None and event.severity <= LOG_ERROR
     if event.stage == "dhcp":
         return event.message_type == "NAK"
     if event.stage == "tftp":
@@ -308,8 +315,15 @@ async def status_page(request: web.Request) -> web.Response:
     signed_in = await session.page_session(request)
     assets, sources = await asyncio.to_thread(_assets, request)
     hosts = inventory.hosts()
+    try:
+        seen = await seen_records(request)
+    except web.HTTPException:
+        seen = []
     known = {h.mac for h in hosts}
     unknown = [m for m in reversed(timeline.macs()) if m not in known]
+    served = [h for m in unknown if (h := inventory.lookup(m)) is not None]  # profile, boot API
+    hosts += served
+    unknown = [m for m in unknown if m not in {h.mac for h in served}]
     timelines = [
         _timeline_view(h.mac, h.name, timeline.events(h.mac)) for h in hosts if timeline.last(h.mac)
     ]
@@ -321,6 +335,7 @@ async def status_page(request: web.Request) -> web.Response:
             now=time.time(),
             hosts=[_host_view(request, h) for h in hosts],
             unknown=[_unknown_view(m, timeline.last(m)) for m in unknown],
+            seen=seen,
             timelines=timelines,
             problems=_problems(request, assets),
             problem_limit=PROBLEMS_KEPT,
