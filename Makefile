@@ -25,7 +25,7 @@ unit: setup  ## tests/unit: pure tests (no root, no subprocess, no network names
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 bench: setup  ## every scenario against dnsmasq, nginx and atftpd; writes docs/BENCHMARKS.md (root; not a test)
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 lint: setup
 	$(PY) -m ruff check .

@@ -28,8 +28,10 @@ from pathlib import Path
 
 from benchlib import ROOT, ROWS_ENV, Row, ratio, sharing
 
-TOTAL_BUDGET = 14 * 60
-"""Seconds for the whole run: `make bench` must end within 15 minutes on 2 cores."""
+TOTAL_BUDGET = 28 * 60
+"""Seconds for the whole run: the scenarios' budgets add up to 26.5 minutes (the storm up to
+1,000 machines and DHCP on PostgreSQL made it longer than the 15 minutes of before), so `make
+bench` ends within 30 minutes on 2 cores and skips nothing; `--quick` runs in under 3."""
 QUICK_BUDGET = 175
 """Seconds for `--quick`: every row once, under 3 minutes (on a quiet 2-core machine; a loaded
 one runs out of budget and says which scenarios it skipped or cut)."""
