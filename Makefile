@@ -7,8 +7,10 @@ PYTEST_ARGS ?=
 setup:
 	@scripts/setup.sh
 
-install:  ## pxelab into the current Python environment
-	python3 -m pip install .
+PREFIX ?= /opt/pxelab
+install:  ## pxelab into its own virtualenv, $(PREFIX) (Debian's Python refuses system-wide pip installs)
+	python3 -m venv $(PREFIX)
+	$(PREFIX)/bin/pip install .
 
 serve: setup  ## serve with configs/pxelab.toml (edit it first)
 	$(PY) -m pxelab serve --config configs/pxelab.toml
@@ -23,7 +25,7 @@ unit: setup  ## tests/unit: pure tests (no root, no subprocess, no network names
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 bench: setup  ## every scenario against dnsmasq, nginx and atftpd; writes docs/BENCHMARKS.md (root; not a test)
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 lint: setup
 	$(PY) -m ruff check .

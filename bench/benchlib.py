@@ -23,6 +23,33 @@ ROOT = Path(__file__).resolve().parents[1]
 ROWS_ENV = "PXELAB_BENCH_ROWS"
 """bench/run.py sets this to a file; scenarios append their rows to it as JSON lines."""
 TICK = os.sysconf("SC_CLK_TCK")
+CPUS = os.cpu_count() or 1
+PINNED = CPUS >= 4
+"""With 4 CPUs or more, servers run on the first half and load generators on the rest."""
+SERVER_CPUS = f"0-{CPUS // 2 - 1}"
+LOAD_CPUS = f"{CPUS // 2}-{CPUS - 1}"
+
+
+def pin(role: str) -> list[str]:
+    """The `taskset` prefix for a server ("server") or a load generator ("load"), or [] when
+    the machine has fewer than 4 CPUs (then they share every core: `sharing()` says so)."""
+    if not PINNED:
+        return []
+    return ["taskset", "-c", SERVER_CPUS if role == "server" else LOAD_CPUS]
+
+
+def sharing() -> str:
+    """One line for the report: pinned or shared CPUs."""
+    if PINNED:
+        return (
+            f"servers pinned to CPUs {SERVER_CPUS}, load generators to CPUs {LOAD_CPUS} (taskset)"
+        )
+    return (
+        f"servers and load generators share the {CPUS} CPUs: no taskset (it needs at least 4), "
+        "so every ratio includes the clients' competition for the same cores"
+    )
+
+
 GIB = 1 << 30
 MIB = 1 << 20
 
@@ -179,7 +206,7 @@ def nginx(
     log = (work / "nginx.out").open("wb")
     started = time.monotonic()
     proc = subprocess.Popen(
-        [*argv_prefix, "nginx", "-c", str(conf), "-p", str(work)],
+        [*argv_prefix, *pin("server"), "nginx", "-c", str(conf), "-p", str(work)],
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -198,7 +225,7 @@ def pxelab(work: Path, port: int, *extra: str) -> Iterator[Server]:
     """`pxelab serve` on 127.0.0.1:port, HTTP only, from work/{hosts,images,tftp,state}."""
     log = (work / "pxelab.log").open("wb")
     argv = [
-        sys.executable, "-m", "pxelab", "serve",
+        *pin("server"), sys.executable, "-m", "pxelab", "serve",
         "--http-address", "127.0.0.1", "--http-port", str(port), "--tftp-port", "0",
         "--hosts-dir", str(work / "hosts"), "--images-dir", str(work / "images"),
         "--tftp-root", str(work / "tftp"), "--state-dir", str(work / "state"),
@@ -232,7 +259,15 @@ def _ms(text: str) -> float:
 
 
 def wrk(url: str, connections: int = 32, seconds: int = 10, threads: int = 2) -> Wrk:
-    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    argv = [
+        *pin("load"),
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        url,
+    ]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)

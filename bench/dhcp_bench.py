@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from benchlib import children, cpu_seconds
+from benchlib import children, cpu_seconds, pin
 
 from pxelab.dhcp.options import message_type
 from pxelab.dhcp.packet import MessageType, parse
@@ -129,7 +129,7 @@ def start_perfdhcp(index: int, rate: int, period: int, both: bool) -> subprocess
     target = [] if both else [SERVER_IPS[index]]
     local = BRIDGE if both else CLIENT_IPS[index]
     return subprocess.Popen(
-        ns(CLIENT_NS, "perfdhcp", "-4", "-l", local, "-r", str(rate), "-R", str(CLIENTS),
+        ns(CLIENT_NS, *pin("load"), "perfdhcp", "-4", "-l", local, "-r", str(rate), "-R", str(CLIENTS),
            "-b", f"mac=00:0c:{index + 1:02x}:00:00:00", "-p", str(period), "-W", "1000000",
            "-d", "2", *target),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -207,7 +207,9 @@ def start(argv: list[str], namespace: str, work: Path) -> subprocess.Popen[bytes
     """Start a DHCP server in a namespace; returns once port 67 is bound there."""
     work.mkdir(parents=True, exist_ok=True)
     with (work / "server.log").open("w") as log:
-        proc = subprocess.Popen(ns(namespace, *argv), cwd=ROOT, stdout=log, stderr=log)
+        proc = subprocess.Popen(
+            ns(namespace, *pin("server"), *argv), cwd=ROOT, stdout=log, stderr=log
+        )
     deadline = time.monotonic() + 30
     while ":67 " not in sh(*ns(namespace, "ss", "-Hlun", "sport", "=", "67")).stdout:
         if proc.poll() is not None or time.monotonic() > deadline:

@@ -9,6 +9,7 @@ Pure apart from the listeners it calls; the caller passes `now`.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass
@@ -17,6 +18,9 @@ from typing import assert_never
 
 MAX_EVENTS_PER_HOST = 200
 """Events kept per MAC; older ones are dropped."""
+MAX_LOG_LINES_PER_HOST = 200
+"""`log` events (installer syslog lines) kept per MAC, apart from the boot events, so a chatty
+installer never pushes its host's boot steps out."""
 MAX_HOSTS = 4096
 """MACs tracked at most; the least recently seen is forgotten first."""
 
@@ -108,6 +112,14 @@ class Event:
     """What went wrong: a TFTP error's text, or the message of an `error` event."""
     reason: str = ""
     """Why, in more words: why a path was refused, why a transfer was stopped."""
+    severity: int | None = None
+    """Syslog (`log` events): the message's severity, 0 emerg to 7 debug."""
+    facility: int | None = None
+    """Syslog: the message's facility (1 user, 3 daemon, 16-23 local0-7, …)."""
+    app: str = ""
+    """Syslog: the program that logged the line (RFC 3164 tag, RFC 5424 APP-NAME)."""
+    text: str = ""
+    """Syslog: the message itself."""
 
     @property
     def detail(self) -> str:
@@ -169,6 +181,10 @@ class Event:
             error_code=number("error_code"),
             error=text("error"),
             reason=text("reason"),
+            severity=number("severity"),
+            facility=number("facility"),
+            app=text("app"),
+            text=text("text"),
         )
 
 
@@ -236,7 +252,14 @@ def tftp_summary(event: Event) -> str:
     assert_never(outcome)
 
 
+SEVERITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+"""Syslog severity names by number (RFC 5424 §6.2.1)."""
+
+
 def _render(e: Event) -> str:
+    if e.stage == "log":
+        level = SEVERITIES[e.severity] if e.severity is not None and 0 <= e.severity < 8 else "?"
+        return f"[{level}] {e.app}: {e.text}" if e.app else f"[{level}] {e.text}"
     if e.outcome is not None:
         return f"{e.file}: {tftp_summary(e)}"
     if e.message_type:
@@ -261,9 +284,15 @@ Listener = Callable[[Event], None]
 class Timeline:
     """Events per MAC, the IP->MAC map, and listeners (for live views)."""
 
-    def __init__(self, per_host: int = MAX_EVENTS_PER_HOST, max_hosts: int = MAX_HOSTS) -> None:
-        self.per_host, self.max_hosts = per_host, max_hosts
+    def __init__(
+        self,
+        per_host: int = MAX_EVENTS_PER_HOST,
+        max_hosts: int = MAX_HOSTS,
+        log_per_host: int = MAX_LOG_LINES_PER_HOST,
+    ) -> None:
+        self.per_host, self.max_hosts, self.log_per_host = per_host, max_hosts, log_per_host
         self._events: OrderedDict[str, deque[Event]] = OrderedDict()
+        self._logs: dict[str, deque[Event]] = {}
         self._mac_at: dict[str, str] = {}
         self._listeners: list[Listener] = []
 
@@ -294,10 +323,17 @@ class Timeline:
         if events is None:
             events = self._events[key] = deque(maxlen=self.per_host)
             while len(self._events) > self.max_hosts:
-                self._events.popitem(last=False)
+                gone, _ = self._events.popitem(last=False)
+                self._logs.pop(gone, None)
         else:
             self._events.move_to_end(key)
-        events.append(event)
+        if event.stage == "log":
+            logs = self._logs.get(key)
+            if logs is None:
+                logs = self._logs[key] = deque(maxlen=self.log_per_host)
+            logs.append(event)
+        else:
+            events.append(event)
 
     def restore(self, events: Iterable[Event]) -> None:
         """Take in events from before a restart (oldest first), without telling the listeners."""
@@ -307,12 +343,18 @@ class Timeline:
             self._append(event)
 
     def events(self, mac: str) -> list[Event]:
-        """This MAC's events, oldest first."""
-        return list(self._events.get(mac, ()))
+        """This MAC's events (boot events and log lines), oldest first."""
+        logs = self._logs.get(mac)
+        if not logs:
+            return list(self._events.get(mac, ()))
+        return list(heapq.merge(self._events.get(mac, ()), logs, key=lambda e: e.time))
 
     def last(self, mac: str) -> Event | None:
-        events = self._events.get(mac)
-        return events[-1] if events else None
+        """The newest boot event of this MAC (its stage), else its newest log line."""
+        events, logs = self._events.get(mac), self._logs.get(mac)
+        if events:
+            return events[-1]
+        return logs[-1] if logs else None
 
     def macs(self) -> list[str]:
         """MACs with events, least recently active first (IP-only clients are left out)."""

@@ -37,8 +37,11 @@ class Config:
     """First and last address of the DHCP pool (inclusive)."""
     router: IPv4Address | None = None
     """Default gateway handed to DHCP clients (option 3); none when unset."""
-    dns: tuple[IPv4Address, ...] = ()
-    """DNS servers handed to DHCP clients (option 6)."""
+    dns: tuple[IPv4Address, ...] | None = None
+    """DNS servers handed to DHCP clients (option 6); None: the host's own upstream resolvers
+    (full mode), empty: none."""
+    resolv_conf: Path = Path("/etc/resolv.conf")
+    """Where the host's resolvers are read when `dns` is not set."""
     lease_time: int = 3600
     """DHCP lease time in seconds."""
     dhcp_port: int = 67
@@ -63,6 +66,16 @@ class Config:
     """DNS servers handed to DHCPv6 clients (option 23)."""
     hosts_dir: Path = HOME / "hosts"
     """Directory of JSON host files (pvmlab's `~/.pvmlab/vms` works unchanged)."""
+    profiles_dir: Path = HOME / "profiles"
+    """Directory of JSON profiles: host keys shared by many hosts, with selectors."""
+    boot_api: str | None = None
+    """External boot API: `GET <boot_api>/<mac>` answers a host object or 404; None: not asked."""
+    boot_api_mode: str = "fallback"
+    """fallback: ask for MACs no host file or profile covers; always: ask first for every MAC."""
+    boot_api_ttl: int = 60
+    """Seconds a boot API answer (or 404) is cached."""
+    syslog_port: int = 514
+    """UDP port of the syslog receiver (installer logs on the timeline); 0 turns it off."""
     images_dir: Path = HOME / "images"
     """Kernels, initrds and ISOs, served at `/images/…`."""
     tftp_root: Path = HOME / "tftp"
@@ -71,10 +84,12 @@ class Config:
     """Address the TFTP server binds to; `address` (or all addresses) when unset."""
     tftp_port: int = 69
     """UDP port of the TFTP server; 0 turns TFTP off."""
-    tftp_max_sessions: int = 512
-    """TFTP transfers in flight at most; further requests are dropped (clients retry)."""
+    tftp_max_sessions: int = 2048
+    """TFTP transfers in flight at most; further requests wait for a slot."""
     tftp_max_per_client: int = 16
-    """TFTP transfers in flight from one client IP address at most."""
+    """TFTP transfers in flight from one client IP address at most; further ones wait."""
+    tftp_max_queued: int = 1024
+    """TFTP requests waiting for a slot at most; further ones are dropped (clients retry)."""
     tftp_windowsize_max: int = 64
     """Largest TFTP windowsize (RFC 7440) granted to a client."""
     http_address: str = "0.0.0.0"
@@ -137,6 +152,15 @@ def _ips(key: str, value: Any) -> tuple[IPv4Address, ...]:
     if not isinstance(value, list):
         raise ConfigError(f"key {key!r}: expected a list of IPv4 addresses")
     return tuple(_ip(key, v) for v in value)
+
+
+def _dns(key: str, value: Any) -> tuple[IPv4Address, ...] | None:
+    """`none` (or an empty list) sends no DNS server; unset (None) means the host's own."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().lower() in ("none", ""):
+        return ()
+    return _ips(key, value)
 
 
 def _ip6(key: str, value: Any) -> IPv6Address:
@@ -236,6 +260,13 @@ def _state_url(key: str, value: Any) -> str | None:
     return text
 
 
+def _boot_api(key: str, value: Any) -> str | None:
+    text = _opt_str(key, value)
+    if text is not None and not text.startswith(("http://", "https://")):
+        raise ConfigError(f"key {key!r}: expected an http:// or https:// URL, got {value!r}")
+    return text
+
+
 def _level(key: str, value: Any) -> str:
     text = _str(key, value).lower()
     if text not in ("debug", "info", "warning", "error"):
@@ -248,7 +279,8 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "address": _opt_ip,
     "dhcp_range": _range,
     "router": _opt_ip,
-    "dns": _ips,
+    "dns": _dns,
+    "resolv_conf": _path,
     "lease_time": _int(60, 2**31 - 1),
     "dhcp_port": _int(1, 65535),
     "dhcp_mode": parse_mode,
@@ -261,12 +293,20 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "ipv6_range": _range6,
     "ipv6_dns": _ips6,
     "hosts_dir": _path,
+    "profiles_dir": _path,
+    "boot_api": _boot_api,
+    "boot_api_mode": lambda key, value: (
+        parse_choice("fallback", "always")(key, value) or "fallback"
+    ),
+    "boot_api_ttl": _int(1, 86400),
+    "syslog_port": _int(0, 65535),
     "images_dir": _path,
     "tftp_root": _path,
     "tftp_address": _opt_ip,
     "tftp_port": _int(0, 65535),
     "tftp_max_sessions": _int(1, 65535),
     "tftp_max_per_client": _int(1, 65535),
+    "tftp_max_queued": _int(0, 65535),
     "tftp_windowsize_max": _int(1, 65535),
     "http_address": _str,
     "http_port": _int(0, 65535),
@@ -317,7 +357,7 @@ def build_config(
             where = "command line" if overrides.get(key) is not None else source
             raise ConfigError(f"{where}: {exc}") from None
     config = Config(**checked)
-    for key in ("hosts_dir", "images_dir", "tftp_root", "state_dir"):
+    for key in ("hosts_dir", "profiles_dir", "images_dir", "tftp_root", "state_dir"):
         if key not in checked:
             checked[key] = getattr(config, key).expanduser()
     config = Config(**checked)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import resource
@@ -18,17 +19,21 @@ from aiohttp import web
 
 from pxelab.app import control
 from pxelab.app.config import Config
+from pxelab.boot.explain import DhcpHandout
 from pxelab.boot.grub import GrubFiles
+from pxelab.boot.images import ImageIndex
 from pxelab.boot.render import Renderer
 from pxelab.errors import ConfigError
 from pxelab.events import Timeline
+from pxelab.hosts.fleet import Fleet
 from pxelab.hosts.install import InstallStore
-from pxelab.hosts.inventory import Inventory
 from pxelab.http.app import AccessLogger, make_app
-from pxelab.state import StateStore, StoreError
+from pxelab.http.metrics import METRICS, Metrics
+from pxelab.state import SeenRecord, StateStore, StoreError
 from pxelab.state.writer import EventWriter
 
 if TYPE_CHECKING:
+    from pxelab.syslog.server import SyslogServer
     from pxelab.tftp.server import TftpServer
 
 log = logging.getLogger("pxelab")
@@ -81,7 +86,8 @@ async def _bind(what: str, key: str, start: Awaitable[T]) -> T:
     try:
         return await start
     except OSError as exc:
-        raise ConfigError(f"key {key!r}: cannot start {what}: {exc.strerror or exc}") from None
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ConfigError(f"key {key!r}: cannot start {what}: {why}") from None
 
 
 @dataclass(frozen=True)
@@ -90,8 +96,8 @@ class Parts:
 
     store: StateStore
     """Leases, install states, boot events, tokens and the audit trail (SQLite or PostgreSQL)."""
-    inventory: Inventory
-    """The hosts, reloaded from the hosts dir."""
+    inventory: Fleet
+    """The hosts (host files, profiles, boot API answers), reloaded from their dirs."""
     renderer: Renderer
     """Boot scripts, install data and GRUB configs."""
     installs: InstallStore
@@ -107,11 +113,15 @@ RESTORED_EVENTS = 20_000
 
 
 async def prepare(config: Config) -> Parts:
-    """Lift the open-files limit, make the directories, open the state store (ConfigError with
-    one line when it cannot be) and load what the services share."""
+    """Lift the open-files limit, check the directories of the services that are on (made when
+    missing) and the templates, open the state store (ConfigError with one line naming the key
+    when any of it fails) and load what the services share."""
+    from pxelab.app.startup import check_all
+
     raise_open_files_limit()
-    for directory in (config.hosts_dir, config.images_dir, config.tftp_root, config.state_dir):
-        directory.mkdir(parents=True, exist_ok=True)
+    images = ImageIndex(config.images_dir)
+    renderer = Renderer(config.templates_dir, images)
+    await asyncio.to_thread(check_all, config, renderer)
     store = await control.open_state(config)
     timeline = Timeline()
     try:
@@ -121,10 +131,11 @@ async def prepare(config: Config) -> Parts:
         raise ConfigError(f"key {control.store_key(config)!r}: {exc}") from None
     events = EventWriter(store)
     timeline.subscribe(events)
+    inventory = await asyncio.to_thread(make_fleet, config, images)
     return Parts(
         store,
-        Inventory(config.hosts_dir, rescan_on_lookup=False),
-        Renderer(config.templates_dir),
+        inventory,
+        renderer,
         InstallStore(store),
         timeline,
         events,
@@ -137,7 +148,22 @@ HTTP_MAX_LINE = 8190
 """Bytes in the request line or one header at most; longer gets 400 or 431."""
 
 
-def http_runner(config: Config, parts: Parts) -> web.AppRunner:
+def make_fleet(config: Config, images: ImageIndex) -> Fleet:
+    """The hosts: host files, profiles, and the boot API when one is set (not yet started);
+    blocking (reads the hosts and profiles dirs)."""
+    from pxelab.hosts.bootapi import BootApi
+
+    fleet = Fleet(
+        config.hosts_dir, config.profiles_dir, rescan_on_lookup=False, on_change=images.refresh
+    )
+    if config.boot_api is not None:
+        fleet.boot_api = BootApi(
+            config.boot_api, fleet.resolve, mode=config.boot_api_mode, ttl=config.boot_api_ttl
+        )
+    return fleet
+
+
+def http_runner(config: Config, parts: Parts, handout: DhcpHandout) -> web.AppRunner:
     """The HTTP app's runner (not yet listening)."""
     app = make_app(
         parts.inventory,
@@ -148,6 +174,7 @@ def http_runner(config: Config, parts: Parts) -> web.AppRunner:
         tftp_root=config.tftp_root,
         guard=control.make_guard(config, parts.store),
         store=parts.store,
+        handout=handout,
     )
     return web.AppRunner(
         app,
@@ -160,15 +187,27 @@ def http_runner(config: Config, parts: Parts) -> web.AppRunner:
     )
 
 
+HTTP_BACKLOG = 1024
+"""Connections waiting to be accepted (aiohttp's default, 128, makes a rack powering on at once
+wait for SYN retransmissions); the kernel caps it at net.core.somaxconn."""
+
+
 async def start_http(config: Config, runner: web.AppRunner, tls: ssl.SSLContext | None) -> str:
     """Listen on http_address:http_port, and on https_port with tls; says where (for the ready
     line), with the port picked for port 0."""
-    site = web.TCPSite(runner, config.http_address, config.http_port, reuse_address=True)
+    site = web.TCPSite(
+        runner, config.http_address, config.http_port, reuse_address=True, backlog=HTTP_BACKLOG
+    )
     await _bind(f"HTTP on {config.http_address}:{config.http_port}", "http_port", site.start())
     where = f"http on {config.http_address}:{runner.addresses[0][1]}"
     if tls is not None:
         secure = web.TCPSite(
-            runner, config.http_address, config.https_port, ssl_context=tls, reuse_address=True
+            runner,
+            config.http_address,
+            config.https_port,
+            ssl_context=tls,
+            reuse_address=True,
+            backlog=HTTP_BACKLOG,
         )
         what = f"HTTPS on {config.http_address}:{config.https_port}"
         await _bind(what, "https_port", secure.start())
@@ -217,18 +256,63 @@ async def start_tftp(
             config=SessionConfig(max_windowsize=config.tftp_windowsize_max),
             max_sessions=config.tftp_max_sessions,
             max_per_client=config.tftp_max_per_client,
+            max_queued=config.tftp_max_queued,
             timeline=parts.timeline,
             virtual=GrubFiles(parts.inventory, parts.renderer, config.images_dir, parts.installs),
         ),
     )
 
 
-async def run_until(stop: asyncio.Event, inventory: Inventory) -> None:
-    """Serve until stop is set, rescanning the hosts dir every INVENTORY_POLL seconds."""
+async def start_syslog(
+    config: Config, parts: Parts, server_if: IPv4Interface | None, metrics: Metrics
+) -> SyslogServer | None:
+    """The syslog receiver on syslog_port (None when it is 0, or when the port cannot be bound:
+    then one warning line says so and the rest serves on)."""
+    from pxelab.syslog.server import start_syslog as start
+
+    if not config.syslog_port:
+        return None
+    host = str(server_if.ip) if server_if is not None else config.http_address
+
+    def dropped(reason: str) -> None:
+        metrics.syslog_dropped.labels(reason).inc()
+
+    return await start(
+        host, config.syslog_port, parts.timeline, parts.inventory.reserved, on_drop=dropped
+    )
+
+
+def rescan(inventory: Fleet, images: ImageIndex) -> None:
+    """Re-read the hosts dir and look the hosts' image files up again (blocking: a worker
+    thread). New hosts' images are looked up before the hosts are published (`on_change`)."""
+    if not inventory.refresh():
+        images.refresh(inventory.hosts())
+
+
+async def run_until(
+    stop: asyncio.Event, inventory: Fleet, images: ImageIndex, store: StateStore | None = None
+) -> None:
+    """Serve until stop is set, rescanning the hosts and profiles dirs and the hosts' image
+    files every INVENTORY_POLL seconds, in a worker thread, and storing the MACs seen since
+    that nothing could serve."""
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), INVENTORY_POLL)
-        await asyncio.to_thread(inventory.refresh)
+        await asyncio.to_thread(rescan, inventory, images)
+        if store is not None:
+            await remember_seen(inventory, store)
+
+
+async def remember_seen(fleet: Fleet, store: StateStore) -> None:
+    """Write the unservable MACs seen since the last call to the store (a failure is logged)."""
+    records = [
+        SeenRecord(s.mac, s.arch or "", s.firmware or "", s.address, s.first, s.last)
+        for s in fleet.sightings.take_unservable()
+    ]
+    try:
+        await store.note_seen(records)
+    except StoreError as exc:
+        log.warning("cannot remember %d machines seen: %s", len(records), exc)
 
 
 async def close_all(services: list[Service], runner: web.AppRunner, parts: Parts) -> None:
@@ -239,23 +323,51 @@ async def close_all(services: list[Service], runner: web.AppRunner, parts: Parts
     for service in services:
         await service.wait_closed()
     await runner.cleanup()
+    if parts.inventory.boot_api is not None:
+        await parts.inventory.boot_api.close()
     await parts.events.close()
     await parts.store.close()
 
 
 async def serve(config: Config) -> None:
     """Run until SIGINT or SIGTERM; raise ConfigError (before serving) for a bad setting."""
-    tls = control.tls_context(config)  # a bad certificate or key stops us first, in one line
-    parts = await prepare(config)
+    try:
+        tls = control.tls_context(config)  # a bad certificate or key stops us first, in one line
+        parts = await prepare(config)
+    except OSError as exc:  # what no check above foresaw: still one line, not a traceback
+        raise ConfigError(f"cannot start: {exc}") from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     services: list[Service] = []
-    runner = http_runner(config, parts)
+    try:
+        runner = await _start(config, parts, tls, services)
+    except OSError as exc:
+        raise ConfigError(f"cannot start: {exc}") from None
+    try:
+        await run_until(stop, parts.inventory, parts.renderer.images, parts.store)
+        log.info("pxelab stopping")
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        await close_all(services, runner, parts)
+
+
+async def _start(
+    config: Config, parts: Parts, tls: ssl.SSLContext | None, services: list[Service]
+) -> web.AppRunner:
+    """Start HTTP, TFTP and DHCP (appending them to services), drop root, log the ready line;
+    on any failure stop what started and raise."""
+    from pxelab.app.dhcp import handout
+
+    decided = await asyncio.to_thread(handout, config)
+    runner = http_runner(config, parts, decided)
     await runner.setup()
     try:
         parts.events.start()
+        if parts.inventory.boot_api is not None:
+            parts.inventory.boot_api.start()
         http = await start_http(config, runner, tls)
         http_port: int = runner.addresses[0][1]
         server_if = interface_address(config) if _serves_ipv4(config) else None
@@ -266,8 +378,14 @@ async def serve(config: Config) -> None:
             tftp_port = tftp.port
             if config.ipv6_prefix is not None:
                 services.append(await start_tftp(config, parts, server_if, host="::"))
+        syslog = await start_syslog(config, parts, server_if, runner.app[METRICS])
+        if syslog is None:
+            config = dataclasses.replace(config, syslog_port=0)
+        else:
+            services.append(syslog)
+        parts.renderer.syslog_port = config.syslog_port
         if server_if is not None:
-            services.append(await _start_dhcp(config, server_if, http_port, parts))
+            services.append(await _start_dhcp(config, server_if, http_port, parts, decided))
         if config.interface and config.ipv6_prefix is not None:
             from pxelab.app.dhcp6 import start_ipv6
 
@@ -275,20 +393,19 @@ async def serve(config: Config) -> None:
             services.append(v6)
         if config.user:
             await drop_privileges(config)
-        log.info(
-            "pxelab ready: %s, tftp %s, dhcp %s; hosts from %s; state in %s",
-            http,
-            f"on port {tftp_port} from {config.tftp_root}" if tftp_port else "off",
-            _dhcp_summary(config, server_if),
-            config.hosts_dir,
-            control.store_place(config),
-        )
-        await run_until(stop, parts.inventory)
-        log.info("pxelab stopping")
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
+    except BaseException:
         await close_all(services, runner, parts)
+        raise
+    log.info(
+        "pxelab ready: %s, tftp %s, dhcp %s, syslog %s; hosts from %s; state in %s",
+        http,
+        f"on port {tftp_port} from {config.tftp_root}" if tftp_port else "off",
+        _dhcp_summary(config, server_if),
+        f"on port {syslog.port}" if syslog else "off",
+        config.hosts_dir,
+        control.store_place(config),
+    )
+    return runner
 
 
 async def drop_privileges(config: Config) -> None:
@@ -305,17 +422,24 @@ async def drop_privileges(config: Config) -> None:
         raise ConfigError("key 'user' is not set: no user to drop privileges to")
     await asyncio.get_running_loop().run_in_executor(None, lambda: None)
     account = privileges.lookup(config.user)
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 and config.state_url is None:  # the embedded store writes there
         privileges.give_state_dir(account, config.state_dir)
     privileges.drop_to(account)
     log.info("running as user %s (uid %d, gid %d)", account.name, account.uid, account.gid)
 
 
 async def _start_dhcp(
-    config: Config, server_if: IPv4Interface, http_port: int, parts: Parts
+    config: Config, server_if: IPv4Interface, http_port: int, parts: Parts, decided: DhcpHandout
 ) -> Service:
-    from pxelab.app.dhcp import start_from_config
+    from pxelab.app.dhcp import fleet_observer, start_from_config
 
     return await start_from_config(
-        config, server_if, http_port, parts.inventory, parts.store, parts.timeline
+        config,
+        server_if,
+        http_port,
+        parts.inventory,
+        parts.store,
+        parts.timeline,
+        decided,
+        observer=fleet_observer(parts.inventory),
     )

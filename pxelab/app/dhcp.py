@@ -16,15 +16,23 @@ from pathlib import Path
 from typing import Protocol
 
 from pxelab.app.config import Config
+from pxelab.app.dns import dns_choice
+from pxelab.boot.explain import DhcpHandout
 from pxelab.dhcp.arch import BootFiles
-from pxelab.dhcp.context import DhcpContext, DhcpMode, HostLookup, UnknownMacs
+from pxelab.dhcp.context import DhcpContext, DhcpMode, HostLookup, Sender, UnknownMacs
 from pxelab.dhcp.interface import interface_ipv4
-from pxelab.dhcp.server import DhcpServer, start_dhcp
+from pxelab.dhcp.packet import DhcpPacket
+from pxelab.dhcp.server import DhcpServer, Observer, start_dhcp
+from pxelab.dhcp.traits import client_traits
 from pxelab.errors import ConfigError
 from pxelab.events import Timeline
+from pxelab.hosts.fleet import Fleet
 from pxelab.state import Change, StateStore, StoreError
 
 log = logging.getLogger("pxelab.dhcp")
+
+SYSLOG_PORT = 514
+"""Option 7 carries no port: it is offered only when the receiver is on syslog's own port."""
 
 
 class Closable(Protocol):
@@ -60,17 +68,29 @@ def boot_files_in(tftp_root: Path) -> BootFiles:
     return BootFiles(uefi_arm64=None)
 
 
+def handout(config: Config) -> DhcpHandout:
+    """What DHCP hands every client, decided once at start: the boot files and the DNS servers
+    (blocking: stats the TFTP root, may read resolv.conf). The daemon and `pxelab explain`
+    both call this."""
+    dns = dns_choice(config.dns, config.dhcp_mode, config.resolv_conf)
+    return DhcpHandout(boot_files_in(config.tftp_root), dns.servers, dns.source)
+
+
 def contexts(
-    config: Config, server_if: IPv4Interface, http_port: int
+    config: Config, server_if: IPv4Interface, http_port: int, decided: DhcpHandout | None = None
 ) -> tuple[DhcpContext, list[DhcpContext]]:
-    """The local subnet's context and those of the subnets behind relays."""
+    """The local subnet's context and those of the subnets behind relays (with what `handout`
+    decided, made now when not given)."""
+    decided = decided or handout(config)
     mode = DhcpMode(config.dhcp_mode)
     default_unknown = UnknownMacs.SERVE if mode is DhcpMode.FULL else UnknownMacs.IGNORE
     common = _Common(
         http_port=http_port,
         mode=mode,
         unknown_macs=UnknownMacs(config.unknown_macs) if config.unknown_macs else default_unknown,
-        boot_files=boot_files_in(config.tftp_root),
+        boot_files=decided.boot_files,
+        dns=decided.dns,
+        log_server=config.syslog_port == SYSLOG_PORT,
     )
     return _local_context(config, server_if, common), _relayed_contexts(config, server_if, common)
 
@@ -87,6 +107,10 @@ class _Common:
     """Whether clients missing from the inventory are answered."""
     boot_files: BootFiles
     """Boot file per firmware family."""
+    dns: tuple[IPv4Address, ...]
+    """DNS servers for subnets that set none of their own."""
+    log_server: bool
+    """Option 7 names this server: its syslog receiver runs on the standard port."""
 
 
 def _local_context(config: Config, server_if: IPv4Interface, common: _Common) -> DhcpContext:
@@ -109,7 +133,6 @@ def _local_context(config: Config, server_if: IPv4Interface, common: _Common) ->
             pool_start=first,
             pool_end=last,
             router=config.router,
-            dns=config.dns,
             lease_time=config.lease_time,
             **vars(common),
         )
@@ -136,10 +159,9 @@ def _relayed_contexts(
                     pool_start=subnet.first,
                     pool_end=subnet.last,
                     router=subnet.router,
-                    dns=subnet.dns if subnet.dns is not None else config.dns,
                     lease_time=subnet.lease_time or config.lease_time,
                     relayed=True,
-                    **vars(common),
+                    **(vars(common) | ({"dns": subnet.dns} if subnet.dns is not None else {})),
                 )
             )
         except ConfigError as exc:
@@ -172,11 +194,18 @@ async def start_from_config(
     hosts: HostLookup,
     store: StateStore,
     timeline: Timeline | None = None,
+    decided: DhcpHandout | None = None,
+    observer: Observer | None = None,
 ) -> DhcpService:
     """The DHCP sockets (leases kept in `store` in full mode); ConfigError names the key."""
     if config.interface is None:
         raise ConfigError("key 'interface' is not set: DHCP has no interface to answer on")
-    local, relayed = contexts(config, server_if, http_port)
+    given: DhcpHandout = (
+        decided if decided is not None else await asyncio.to_thread(handout, config)
+    )
+    local, relayed = contexts(config, server_if, http_port, given)
+    if local.mode is DhcpMode.FULL:
+        log.info("DHCP clients get DNS servers: %s", _dns_line(given))
     addresses = {}
     for name in config.dhcp_interfaces:
         try:
@@ -197,6 +226,7 @@ async def start_from_config(
             timeline=timeline,
             more_interfaces=more,
             spread=instance_spread(store) if shared else 0.0,
+            observer=observer,
         )
     except OSError as exc:
         raise ConfigError(
@@ -216,6 +246,21 @@ async def start_from_config(
             log.warning("router advertisements off: %s", exc)
     await asyncio.sleep(0)
     return DhcpService(parts)
+
+
+def fleet_observer(fleet: Fleet) -> Observer:
+    """Tells the fleet what each request shows (profiles match on it; unservable MACs are kept)."""
+
+    def observe(request: DhcpPacket, sender: Sender, now: float) -> None:
+        arch, firmware, address = client_traits(request, sender.address)
+        fleet.observe(request.mac, arch, firmware, address, now)
+
+    return observe
+
+
+def _dns_line(decided: DhcpHandout) -> str:
+    servers = ", ".join(map(str, decided.dns))
+    return f"{servers} ({decided.dns_source})" if servers else decided.dns_source
 
 
 def instance_spread(store: StateStore) -> float:

@@ -1,4 +1,5 @@
-"""Fill the TFTP root with iPXE binaries: Debian's x86 builds, other architectures from a path."""
+"""Fill the TFTP root with boot loaders: Debian's x86 iPXE builds (other architectures from a
+path), and Debian's signed shim and GRUB under the names pxelab's DHCP hands out."""
 
 from __future__ import annotations
 
@@ -54,3 +55,83 @@ def install_ipxe(
             raise AssetError(f"{src} -> {tftp_root / name}: {exc.strerror or exc}") from None
         done.append(Installed(name, src, size))
     return done
+
+
+@dataclass(frozen=True)
+class Loader:
+    """One boot loader pxelab serves, and where Debian installs it."""
+
+    name: str
+    """Its name in the TFTP root (the name DHCP hands out, see pxelab.dhcp.arch.BootFiles)."""
+    source: str
+    """Its path in Debian's package, relative to `/`."""
+    package: str
+    """The Debian package that installs it."""
+    purpose: str
+    """What boots with it."""
+
+
+DEBIAN_LOADERS = (
+    Loader("ipxe.efi", "usr/lib/ipxe/ipxe.efi", "ipxe", "x86-64 UEFI (iPXE)"),
+    Loader(
+        "snponly.efi", "usr/lib/ipxe/snponly.efi", "ipxe", "x86-64 UEFI (iPXE, firmware NIC driver)"
+    ),
+    Loader("undionly.kpxe", "usr/lib/ipxe/undionly.kpxe", "ipxe", "x86 BIOS (iPXE)"),
+    Loader(
+        "shimx64.efi",
+        "usr/lib/shim/shimx64.efi.signed",
+        "shim-signed",
+        "x86-64 Secure Boot and GRUB hosts: signed shim",
+    ),
+    Loader(
+        "grubx64.efi",
+        "usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed",
+        "grub-efi-amd64-signed",
+        "x86-64: signed network GRUB, loaded by shim",
+    ),
+    Loader(
+        "grubnetaa64.efi",
+        "usr/lib/grub/arm64-efi-signed/grubnetaa64.efi.signed",
+        "grub-efi-arm64-signed",
+        "arm64 UEFI: signed network GRUB (no arm64 iPXE needed)",
+    ),
+)
+"""Every loader `pxelab assets loaders` copies, in the order it reports them."""
+
+
+@dataclass(frozen=True)
+class LoaderReport:
+    """What `install_loaders` did: the loaders copied, and those whose package is missing."""
+
+    copied: tuple[Installed, ...]
+    """Copied into the TFTP root."""
+    missing: tuple[Loader, ...]
+    """Not installed on this machine (their Debian package says what to install)."""
+
+
+def install_loaders(tftp_root: Path, root: Path = Path("/")) -> LoaderReport:
+    """Copy every loader of DEBIAN_LOADERS that `root` has into the TFTP root, renamed to the
+    name pxelab serves; the missing ones are reported, not fatal. AssetError when a copy fails."""
+    copied, missing = [], []
+    for loader in DEBIAN_LOADERS:
+        src = root / loader.source
+        if not src.is_file():
+            missing.append(loader)
+            continue
+        try:
+            size = copy_atomic(src, tftp_root / loader.name)
+        except OSError as exc:
+            raise AssetError(f"{src} -> {tftp_root / loader.name}: {exc.strerror or exc}") from None
+        copied.append(Installed(loader.name, src, size))
+    return LoaderReport(tuple(copied), tuple(missing))
+
+
+def install_hint(loader: Loader) -> str:
+    """How to get a missing loader's package on a Debian machine."""
+    if loader.package.endswith("arm64-signed"):
+        return (
+            f"apt-get install {loader.package} on an arm64 machine; elsewhere "
+            f"`dpkg --add-architecture arm64 && apt-get update && apt-get download "
+            f"{loader.package}:arm64`, `dpkg-deb -x` it into a directory and pass it as --root"
+        )
+    return f"apt-get install {loader.package}"

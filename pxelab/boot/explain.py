@@ -7,19 +7,34 @@ Pure apart from an optional look at the TFTP root: the DHCP part asks the real D
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from pathlib import Path
 from typing import Any
 
 from pxelab.boot.explain6 import dhcp6_answers
+from pxelab.boot.images import DEFAULT_ISO
 from pxelab.boot.render import INSTALL_DATA, INSTALL_DATA_FOR, Renderer, RenderError
+from pxelab.boot.rules import image_choice, is_url
 from pxelab.dhcp.arch import BootFiles
 from pxelab.dhcp.context import DhcpContext
 from pxelab.dhcp.packet import DhcpPacket, MessageType, Op, OptionCode
 from pxelab.dhcp.reply import choose_boot
 from pxelab.hosts.install import HostState
 from pxelab.hosts.inventory import Host
+
+
+@dataclass(frozen=True)
+class DhcpHandout:
+    """What the daemon's DHCP hands every client, decided once at start (pxelab.app.dhcp.handout):
+    the daemon, `pxelab explain` and /api/explain use the same one."""
+
+    boot_files: BootFiles = field(default_factory=BootFiles)
+    """Boot file per firmware family (GRUB for arm64 when the TFTP root has no arm64 iPXE)."""
+    dns: tuple[IPv4Address, ...] = ()
+    """DNS servers (option 6)."""
+    dns_source: str = ""
+    """Where those came from (the setting, resolv.conf, none and why)."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +131,28 @@ def dhcp_answers(
     return answers
 
 
+def image_files(host: Host, renderer: Renderer) -> dict[str, Any]:
+    """Where the host's kernel, initrd (and Ubuntu's ISO) are served from, and what was tried."""
+    if not host.distro:
+        return {}
+    names = [("kernel", host.kernel), ("initrd", host.initrd)]
+    if host.template == "ubuntu":
+        names.append(("iso", host.iso or DEFAULT_ISO))
+    found: dict[str, Any] = {}
+    for what, name in names:
+        if is_url(name):
+            found[what] = {"name": name, "url": name}
+            continue
+        choice = image_choice(host, name, renderer.images)
+        found[what] = {
+            "name": name,
+            "path": choice.path,
+            "found": choice.found,
+            "tried": list(choice.tried),
+        }
+    return found
+
+
 def explain(
     host: Host,
     state: HostState,
@@ -125,12 +162,17 @@ def explain(
     http_port: int,
     *,
     arch: str | None = None,
-    boot_files: BootFiles | None = None,
+    handout: DhcpHandout | None = None,
     tftp_root: Path | None = None,
     server_ip6: IPv6Address | None = None,
+    origins: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Everything pxelab would serve this host, as JSON-ready data; ValueError for a bad arch.
-    With `server_ip6` (IPv6 is served) it also says what DHCPv6 hands out."""
+
+    `handout` is what the daemon's DHCP hands out (pxelab.app.dhcp.handout decides it). With
+    `server_ip6` (IPv6 is served) it also says what DHCPv6 hands out; `origins` says where each
+    host value came from (host file, profile, boot API, default)."""
+    handout = handout or DhcpHandout()
     if arch is not None and arch not in CLIENTS:
         raise ValueError(f"unknown --arch {arch!r}: use one of {', '.join(CLIENTS)}")
     clients = [arch] if arch else list(CLIENTS_FOR_ARCH[host.arch])
@@ -144,19 +186,23 @@ def explain(
             "pxeboot": host.pxeboot,
             "source": host.source,
         },
+        "origins": dict(origins or {}),
         "state": state.to_json(),
         "dhcp": {
             "address": str(host.ip) if host.ip else "from the pool",
+            "dns": [str(ip) for ip in handout.dns],
+            "dns_source": handout.dns_source,
             "answers": dhcp_answers(
-                host, clients, server_ip, http_port, boot_files or BootFiles(), tftp_root
+                host, clients, server_ip, http_port, handout.boot_files, tftp_root
             ),
         },
     }
+    result["images"] = image_files(host, renderer)
     if server_ip6 is not None:
         kinds = [
             (n, CLIENTS[n].option93, CLIENTS[n].vendor_class, CLIENTS[n].ipxe) for n in clients
         ]
-        files = boot_files or BootFiles()
+        files = handout.boot_files
         result["dhcp6"] = dhcp6_answers(host, kinds, server_ip6, http_port, files)
     errors: list[str] = []
     try:
@@ -186,8 +232,17 @@ def as_text(result: dict[str, Any]) -> str:
         + (f", distro {host['distro']}" if host["distro"] else "")
         + f") from {host['source']}",
         f"install state: {result['state']['state']}",
+    ]
+    if result.get("origins"):
+        out.append("where each value came from:")
+        width = max(len(k) for k in result["origins"])
+        out += [f"  {k:<{width}}  {v}" for k, v in result["origins"].items()]
+    out += [
         "",
         f"DHCP: address {result['dhcp']['address']}",
+        "  DNS servers (option 6): "
+        + (", ".join(result["dhcp"]["dns"]) or "none")
+        + (f" ({result['dhcp']['dns_source']})" if result["dhcp"]["dns_source"] else ""),
     ]
     for answer in result["dhcp"]["answers"]:
         file = answer["boot_file"] or "no boot file"
@@ -198,6 +253,7 @@ def as_text(result: dict[str, Any]) -> str:
             exists = {True: "present", False: "MISSING", None: "not checked"}[tftp["exists"]]
             how = "TFTP" if tftp["via"] == "tftp" else "HTTP /tftp/"
             out.append(f"    {how} serves {tftp['file']}: {exists} in the TFTP root")
+    out += ["", *_images_text(result["images"]), ""]
     dhcp6 = result.get("dhcp6")
     if dhcp6 is not None:
         out.append(f"DHCPv6: address {dhcp6['address']} (server {dhcp6['server']})")
@@ -215,6 +271,22 @@ def as_text(result: dict[str, Any]) -> str:
     for error in result["errors"]:
         out.append(f"error: {error}")
     return "\n".join(out) + "\n"
+
+
+def _images_text(images: dict[str, Any]) -> list[str]:
+    if not images:
+        return ["images: none (no distro: kernel and initrd are URLs)"]
+    out = ["images (under the images dir, first found of the paths tried):"]
+    for what, found in images.items():
+        if "url" in found:
+            out.append(f"  {what}: {found['url']}")
+        elif found["found"]:
+            out.append(f"  {what}: {found['path']}")
+        elif found["found"] is None:
+            out.append(f"  {what}: {found['path']} (not looked up yet)")
+        else:
+            out.append(f"  {what}: MISSING, tried {', '.join(found['tried'])}")
+    return out
 
 
 def _indent(text: str) -> str:

@@ -1,4 +1,5 @@
-"""`pxelab assets fetch|import|ipxe|list`: get verified boot files into the images dir."""
+"""`pxelab assets fetch|import|ipxe|loaders|list`: verified boot files into the images dir, boot
+loaders into the TFTP root."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import aiohttp
 
 from pxelab.assets import AssetError
 from pxelab.assets.catalog import Catalog, check_sha256, load_catalog, normalize_arch
-from pxelab.assets.ipxe import DEBIAN_IPXE, install_ipxe
+from pxelab.assets.ipxe import DEBIAN_IPXE, install_hint, install_ipxe, install_loaders
 from pxelab.assets.progress import Progress, human_bytes
 from pxelab.assets.store import fetch, import_iso, list_cache
 from pxelab.cli.settings import add_settings_flags, settings_from_args
@@ -80,6 +81,20 @@ def register(commands: Any) -> None:
     )
     add_settings_flags(p, ["tftp_root"])
     p.set_defaults(func=cmd_ipxe)
+
+    p = sub.add_parser(
+        "loaders",
+        help="copy Debian's iPXE, signed shim and signed GRUB into the TFTP root, "
+        "under the names pxelab serves",
+    )
+    p.add_argument(
+        "--root",
+        type=Path,
+        default=Path("/"),
+        help="where the Debian packages are installed or unpacked (default /)",
+    )
+    add_settings_flags(p, ["tftp_root"])
+    p.set_defaults(func=cmd_loaders)
 
     p = sub.add_parser("list", help="what is cached, and whether it is verified")
     p.add_argument("--check", action="store_true", help="re-hash every file (slow)")
@@ -161,6 +176,26 @@ def cmd_ipxe(args: argparse.Namespace) -> int:
     for item in done:
         print(f"{config.tftp_root / item.name}  {human_bytes(item.size)}  from {item.source}")
     return 0
+
+
+def cmd_loaders(args: argparse.Namespace) -> int:
+    config = settings_from_args(args)
+    try:
+        config.tftp_root.mkdir(parents=True, exist_ok=True)
+        report = install_loaders(config.tftp_root, args.root)
+    except OSError as exc:
+        return _fail(f"key 'tftp_root': cannot create {config.tftp_root}: {exc.strerror or exc}")
+    except AssetError as exc:
+        return _fail(str(exc))
+    for item in report.copied:
+        print(f"{config.tftp_root / item.name}  {human_bytes(item.size)}  from {item.source}")
+    for loader in report.missing:
+        print(
+            f"missing {loader.name} ({loader.purpose}): {args.root / loader.source} is not "
+            f"there; install the Debian package {loader.package}: {install_hint(loader)}",
+            file=sys.stderr,
+        )
+    return 0 if report.copied else EXIT_FAILED
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -16,21 +16,27 @@ from typing import Any
 
 from pxelab.app.config import Config
 from pxelab.boot.explain import CLIENTS, as_text, explain
+from pxelab.boot.images import ImageIndex
 from pxelab.boot.render import Renderer
 from pxelab.cli.settings import add_settings_flags, settings_from_args, with_store
 from pxelab.errors import ConfigError, HostFileError
 from pxelab.files import write_atomic
+from pxelab.hosts.fleet import Fleet
 from pxelab.hosts.install import HostState, InstallState, InstallStore
 from pxelab.hosts.inventory import TEMPLATES, Host, Inventory, normalize_mac, parse_host
 from pxelab.state import AuditRecord, StateStore
 
 EXIT_NOT_FOUND = 1
 EXIT_BAD_INPUT = 2
-SETTINGS = ("hosts_dir", "state_dir", "state_url")
+SETTINGS = ("hosts_dir", "profiles_dir", "state_dir", "state_url")
 EXPLAIN_SETTINGS = (
     *SETTINGS,
     "templates_dir",
     "tftp_root",
+    "images_dir",
+    "dns",
+    "resolv_conf",
+    "dhcp_mode",
     "address",
     "interface",
     "http_address",
@@ -51,7 +57,12 @@ def find(inventory: Inventory, key: str) -> Host | None:
 def _named_host(args: argparse.Namespace) -> tuple[Config, Host | None]:
     """The settings, and the host `args.host` names (by name or MAC), if there is one."""
     config = settings_from_args(args)
-    return config, find(Inventory(config.hosts_dir), args.host)
+    return config, find(fleet_of(config), args.host)
+
+
+def fleet_of(config: Config) -> Fleet:
+    """The host files and profiles the daemon with these settings serves."""
+    return Fleet(config.hosts_dir, config.profiles_dir)
 
 
 def write_host_file(path: Path, data: dict[str, Any]) -> None:
@@ -75,7 +86,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         host = parse_host(data, str(path))
     except HostFileError as exc:
         return _fail(str(exc), EXIT_BAD_INPUT)
-    inventory = Inventory(config.hosts_dir)
+    inventory = fleet_of(config)
     for other in inventory.hosts():
         if other.source != str(path) and (
             other.mac == host.mac or (host.ip and other.ip == host.ip)
@@ -99,7 +110,7 @@ def install_states(config: Config, macs: list[str]) -> dict[str, HostState]:
 
 def cmd_list(args: argparse.Namespace) -> int:
     config = settings_from_args(args)
-    inventory = Inventory(config.hosts_dir)
+    inventory = fleet_of(config)
     states = install_states(config, [h.mac for h in inventory.hosts()])
     rows = [
         (
@@ -207,21 +218,38 @@ def cmd_explain(args: argparse.Namespace) -> int:
         mac = normalize_mac(args.mac)
     except ValueError as exc:
         return _fail(str(exc), EXIT_BAD_INPUT)
-    host = Inventory(config.hosts_dir).lookup(mac)
+    fleet = fleet_of(config)
+    if args.arch is not None:  # what DHCP would learn from such a client, for profile selectors
+        client = CLIENTS[args.arch]
+        firmware = {0: "bios", None: None}.get(client.option93, "uefi")
+        if client.option93 in (16, 19):
+            firmware = "uefi-http"
+        arch = "aarch64" if "arm64" in client.name else "x86_64"
+        fleet.sightings.saw(mac, arch, firmware, "", time.time())
+    host = fleet.lookup(mac)
     if host is None:
-        return _fail(f"no host with mac {mac} in {config.hosts_dir}", EXIT_NOT_FOUND)
+        return _fail(
+            f"no host with mac {mac} in {config.hosts_dir}, and no profile in "
+            f"{config.profiles_dir} matches it"
+            + ("" if args.arch else " (selectors on arch or firmware need --arch)"),
+            EXIT_NOT_FOUND,
+        )
+    from pxelab.app.dhcp import handout  # what a daemon started now would hand out
+
     server = server_address(config)
     port = config.http_port or 8080
     result = explain(
         host,
         install_states(config, [mac])[mac],
-        Renderer(config.templates_dir),
+        Renderer(config.templates_dir, ImageIndex(config.images_dir, live=True)),
         f"http://{server}:{port}",
         server,
         port,
         arch=args.arch,
+        handout=handout(config),
         tftp_root=config.tftp_root,
         server_ip6=server_address6(config),
+        origins=fleet.origins(host),
     )
     print(json.dumps(result, indent=2) if args.json else as_text(result), end="")
     return 0 if not result["errors"] else 1
@@ -264,6 +292,10 @@ def register(commands: Any) -> None:
         parser.add_argument("host", help="host name or MAC")
         add_settings_flags(parser, SETTINGS)
         parser.set_defaults(func=func)
+
+    from pxelab.cli import fleet
+
+    fleet.register(sub)
 
     exp = commands.add_parser(
         "explain", help="what DHCP, TFTP and HTTP would serve a machine, and why"

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import logging
+import logging.handlers
+import queue
 import sys
 from collections.abc import Callable, Sequence
 
@@ -49,14 +52,48 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def setup_logging(level: str, *, queued: bool = False) -> Callable[[], None]:
+    """Log to stderr; returns what flushes and stops the log (call it before exiting).
+
+    queued (the daemon): the event loop only puts each record on a queue; a thread formats and
+    writes it (one write per line otherwise cost every HTTP request a syscall on the loop).
+    Stopping drains the queue, so a clean stop (SIGTERM, SIGINT) loses no line. Like
+    logging.basicConfig, it does nothing when the root logger has handlers already."""
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.server").addFilter(_one_line_bad_requests)
+    root = logging.getLogger()
+    if root.handlers:
+        return lambda: None
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler: logging.Handler = stream
+    stop: Callable[[], None] = stream.flush
+    if queued:
+        records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        listener = logging.handlers.QueueListener(records, stream)
+        listener.start()
+        handler = logging.handlers.QueueHandler(records)
+        stop = _once(listener.stop)
+        atexit.register(stop)
+    root.setLevel(level.upper())
+    root.addHandler(handler)
+    return stop
+
+
+def _once(action: Callable[[], None]) -> Callable[[], None]:
+    """action, run by the first call only (QueueListener.stop twice would block)."""
+    done = False
+
+    def run() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            action()
+
+    return run
 
 
 def _one_line_bad_requests(record: logging.LogRecord) -> bool:
@@ -75,8 +112,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from pxelab.app.daemon import serve
 
     config = settings_from_args(args)
-    setup_logging(config.log_level)
-    asyncio.run(serve(config))
+    stop_logging = setup_logging(config.log_level, queued=True)
+    try:
+        asyncio.run(serve(config))
+    finally:
+        stop_logging()
     return 0
 
 

@@ -175,7 +175,11 @@ def cmd_probe(args: argparse.Namespace) -> int:
     try:
         import scapy  # noqa: F401
     except ImportError:
-        print("pxelab probe needs scapy: pip install scapy", file=sys.stderr)
+        print(
+            "pxelab probe needs scapy: pip install 'pxelab[probe]' "
+            "(or: apt-get install python3-scapy)",
+            file=sys.stderr,
+        )
         return 2
     found = probes(args.arch, random.randbytes(16), ipxe=args.ipxe, http=args.http)
     return run_probe(args.interface, mac, found, args.wait)

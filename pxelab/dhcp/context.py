@@ -106,6 +106,8 @@ class DhcpContext:
     """Whether clients missing from the inventory are answered at all."""
     relayed: bool = False
     """The subnet is reached through relays (giaddr), so `server_ip` is not in it."""
+    log_server: bool = False
+    """Hand out `server_ip` as the log server (option 7): pxelab's syslog receiver is on 514."""
 
     def __post_init__(self) -> None:
         net = self.network

@@ -58,6 +58,7 @@ class OptionCode(IntEnum):
     SUBNET_MASK = 1
     ROUTER = 3
     DNS_SERVERS = 6
+    LOG_SERVERS = 7
     HOST_NAME = 12
     DOMAIN_NAME = 15
     VENDOR_SPECIFIC = 43

@@ -169,6 +169,8 @@ def answer(
         options.append((OptionCode.ROUTER, encode_ip(ctx.router)))
     if ctx.dns:
         options.append((OptionCode.DNS_SERVERS, encode_ips(ctx.dns)))
+    if ctx.log_server:
+        options.append((OptionCode.LOG_SERVERS, encode_ip(ctx.server_ip)))
     boot_opts, file, boot = boot_options(request, ctx, host)
     options.extend(boot_opts)
     packet = bootreply(

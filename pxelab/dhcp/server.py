@@ -36,6 +36,7 @@ from pxelab.dhcp.policy import DhcpCore, Pool
 from pxelab.dhcp.reply import DhcpReply, NoReply, describe_arch
 from pxelab.errors import MalformedPacket
 from pxelab.events import Event, Timeline
+from pxelab.sockbuf import deepen_receive_buffer
 
 log = logging.getLogger("pxelab.dhcp")
 
@@ -44,6 +45,8 @@ ATF_COM = 0x02
 ARPHRD_ETHER = 1
 RESERVED_TTL = 0.5
 """Seconds the inventory's reserved-address map is reused (the inventory rescans as often)."""
+Observer = Callable[[DhcpPacket, Sender, float], None]
+"""Told of every parsed request before the core decides (the fleet's sightings)."""
 MAX_DISTINCT_ERRORS = 256
 """Distinct internal errors whose traceback is logged; later ones are only counted."""
 
@@ -151,8 +154,10 @@ class DhcpServer:
         store: LeaseStore | None,
         clock: Callable[[], float],
         timeline: Timeline | None,
+        observer: Observer | None = None,
     ) -> None:
         self.core = core
+        self.observer = observer
         self.store = store
         self.clock = clock
         self.timeline = timeline
@@ -227,6 +232,8 @@ class DhcpServer:
         now = self.clock()
         sender = Sender(addr[0], addr[1], endpoint.interface, endpoint.port)
         try:
+            if self.observer is not None:
+                self.observer(request, sender, now)
             outcome = self.core.handle(request, sender, now)
         except Exception as exc:  # a bug in the core: keep serving, say it once, count it
             what = f"{_kind(request)} from {request.mac} ({addr[0]}:{addr[1]})"
@@ -382,6 +389,7 @@ def open_dhcp_socket(interface: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        deepen_receive_buffer(sock)  # a rack powering on at once: queue, don't drop
         try:
             # Without this a broadcast reply never reaches a client that has no address yet.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
@@ -439,6 +447,7 @@ async def start_dhcp(
     timeline: Timeline | None = None,
     more_interfaces: Sequence[tuple[str, DhcpContext]] = (),
     spread: float = 0.0,
+    observer: Observer | None = None,
 ) -> DhcpServer:
     """Serve DHCP on `interface` (subnet `ctx`) and on `more_interfaces` (each with its subnet);
     `relayed` are the subnets behind relays. One socket per interface and port.
@@ -452,7 +461,7 @@ async def start_dhcp(
     pools = make_pools([*local, *((None, r) for r in relayed)], stored, spread)
     if leases is not None:
         pools[0] = Pool(ctx, leases, interface)
-    server = DhcpServer(DhcpCore(pools, CachedHosts(hosts)), store, clock, timeline)
+    server = DhcpServer(DhcpCore(pools, CachedHosts(hosts)), store, clock, timeline, observer)
     ports = [port]
     if ctx.mode is DhcpMode.PROXY:
         ports.append(PXE_PORT if pxe_port is None else pxe_port)

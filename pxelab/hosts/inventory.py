@@ -9,7 +9,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from pathlib import Path
@@ -292,6 +292,11 @@ def parse_host(data: Any, source: str) -> Host:
 
 def load_host_file(path: Path) -> Host:
     """Read and parse one host file; every failure is a HostFileError naming the file."""
+    return parse_host(read_host_json(path), str(path))
+
+
+def read_host_json(path: Path) -> Any:
+    """The decoded JSON of one host file; every failure is a HostFileError naming the file."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -300,7 +305,7 @@ def load_host_file(path: Path) -> Host:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise HostFileError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
-    return parse_host(data, str(path))
+    return data
 
 
 @dataclass
@@ -314,14 +319,24 @@ class Inventory:
     """The hosts in a directory of `*.json` files, looked up by MAC, kept in step with the disk.
 
     A broken file is logged (file and reason) once per change and skipped; the others keep working.
+    A file whose MAC, name or address clashes with a host already serving is rejected the same
+    way: the serving host stays.
     By default a lookup rescans the directory when the last scan is over 0.5 s old (for the CLI
     and tests); the daemon passes `rescan_on_lookup=False` and calls `refresh` from a worker
     thread, so no lookup on its event loop touches the disk.
     """
 
-    def __init__(self, directory: Path | None, *, rescan_on_lookup: bool = True) -> None:
+    def __init__(
+        self,
+        directory: Path | None,
+        *,
+        rescan_on_lookup: bool = True,
+        on_change: Callable[[list[Host]], object] | None = None,
+    ) -> None:
         self.directory = directory
         self.rescan_on_lookup = rescan_on_lookup
+        self.on_change = on_change
+        """Called (in the refreshing thread) with the new hosts before lookups see them."""
         self._files: dict[Path, _Entry] = {}
         self._by_mac: dict[str, Host] = {}
         self._by_name: dict[str, Host] = {}
@@ -359,6 +374,14 @@ class Inventory:
         self._refresh_if_stale()
         return {h.ip6: h.mac for h in self._by_mac.values() if h.ip6 is not None}
 
+    def load(self, path: Path) -> Host:
+        """Read one host file (a subclass may add what the file inherits)."""
+        return load_host_file(path)
+
+    def forget_files(self) -> None:
+        """Make the next refresh re-read every file (what they inherit changed)."""
+        self._files = {p: _Entry((0, 0, 0), e.host, e.error) for p, e in self._files.items()}
+
     def _refresh_if_stale(self) -> None:
         if self.rescan_on_lookup and time.monotonic() - self._last_scan >= _RELOAD_INTERVAL:
             self.refresh()
@@ -391,7 +414,7 @@ class Inventory:
                 continue
             changed = True
             try:
-                files[path] = _Entry(stamp, load_host_file(path), None)
+                files[path] = _Entry(stamp, self.load(path), None)
             except HostFileError as exc:
                 log.error("host file skipped: %s", exc)
                 files[path] = _Entry(stamp, None, str(exc))
@@ -399,33 +422,64 @@ class Inventory:
             changed = True
             del files[gone]
         if changed:
-            self._files = files
-            self._reindex()
+            by_mac, by_name = self._reindex(files)
+            if self.on_change is not None:  # before anyone can look the new hosts up
+                self.on_change(list(by_mac.values()))
+            self._files, self._by_mac, self._by_name = files, by_mac, by_name
+            log.info("inventory: %d hosts from %s", len(by_mac), self.directory)
         return changed
 
-    def _reindex(self) -> None:
+    def _reindex(self, files: dict[Path, _Entry]) -> tuple[dict[str, Host], dict[str, Host]]:
+        """MAC and name indexes of `files`. A host already serving keeps its MAC, name and
+        address: a file that clashes with it is rejected (logged, and in `errors`), whatever
+        the file names. Unchanged serving hosts come first, then changed ones, then new files,
+        each group in file-name order."""
+        serving = {id(h) for h in self._by_mac.values()}
+        sources = {h.source for h in self._by_mac.values()}
+
+        def rank(item: tuple[Path, _Entry]) -> tuple[int, Path]:
+            host = item[1].host
+            if host is not None and id(host) in serving:
+                return 0, item[0]
+            return (1 if str(item[0]) in sources else 2), item[0]
+
         by_mac: dict[str, Host] = {}
         by_name: dict[str, Host] = {}
         by_ip: dict[IPv4Address, Host] = {}
-        for path, entry in sorted(self._files.items()):
+        for _path, entry in sorted(files.items(), key=rank):
             host = entry.host
             if host is None:
                 continue
             entry.error = None
-            clash = by_mac.get(host.mac) or by_name.get(host.name)
-            if clash is None and host.ip is not None:
-                clash = by_ip.get(host.ip)
+            clash = _clash(host, by_mac, by_name, by_ip)
             if clash is not None:
-                entry.error = (
-                    f"{path}: mac, name or ip clashes with {clash.source}; keeping {clash.source}"
-                )
-                log.error("host file skipped: %s", entry.error)
+                entry.error = clash
+                log.error("host file rejected: %s", clash)
                 continue
             by_mac[host.mac] = by_name[host.name] = host
             if host.ip is not None:
                 by_ip[host.ip] = host
-        self._by_mac, self._by_name = by_mac, by_name
-        log.info("inventory: %d hosts from %s", len(by_mac), self.directory)
+        return by_mac, by_name
+
+
+def _clash(
+    host: Host,
+    by_mac: dict[str, Host],
+    by_name: dict[str, Host],
+    by_ip: dict[IPv4Address, Host],
+) -> str | None:
+    """Why `host` cannot join the hosts indexed so far, or None."""
+    for what, other in (
+        (f"mac {host.mac}", by_mac.get(host.mac)),
+        (f"name {host.name!r}", by_name.get(host.name)),
+        (f"ip {host.ip}", by_ip.get(host.ip) if host.ip is not None else None),
+    ):
+        if other is not None:
+            return (
+                f"{host.source}: {what} is already served by {other.source}, "
+                f"which keeps serving; this file is not used until the clash is fixed"
+            )
+    return None
 
 
 def host_files_in(directory: Path) -> list[Path]:

@@ -7,6 +7,7 @@ POST /api/hosts/<mac>/reinstall, GET /api/explain/<mac>?arch=; who may write: px
 
 from __future__ import annotations
 
+import asyncio
 import time
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
@@ -16,11 +17,13 @@ from aiohttp import web
 from pxelab.boot.explain import explain
 from pxelab.dhcp.leases import Lease
 from pxelab.events import Event
+from pxelab.hosts.fleet import Fleet
 from pxelab.hosts.install import UNRECORDED, HostState, InstallState, StateError
 from pxelab.hosts.inventory import Host, normalize_mac
 from pxelab.http.auth import SIGNED_CALLBACK
 from pxelab.http.guard import GUARD, WHO, audit, refuse
 from pxelab.http.keys import (
+    HANDOUT,
     INSTALL_STORE,
     INVENTORY,
     NOTE,
@@ -118,7 +121,8 @@ async def show_host(request: web.Request) -> web.Response:
 
 
 async def host_events(request: web.Request) -> web.Response:
-    """GET /api/hosts/<mac>/events: its boot timeline, oldest first (404 if never seen)."""
+    """GET /api/hosts/<mac>/events?stage=: its boot timeline, oldest first (404 if never seen);
+    `stage` keeps one stage's events (`log`: the installer's syslog lines)."""
     mac = _mac(request)
     events = request.app[TIMELINE].events(mac)
     store = request.app.get(STATE_STORE)
@@ -129,6 +133,9 @@ async def host_events(request: web.Request) -> web.Response:
             request[NOTE] = f"events from this instance only: {exc}"
     if not events and request.app[INVENTORY].lookup(mac) is None:
         raise web.HTTPNotFound(text=f"no host with mac {mac} and no events from it\n")
+    stage = request.query.get("stage")
+    if stage:
+        events = [e for e in events if e.stage == stage]
     return web.json_response({"mac": mac, "events": [e.to_json() for e in events]})
 
 
@@ -226,17 +233,22 @@ async def explain_host(request: web.Request) -> web.Response:
     # Asked over IPv6: also say what DHCPv6 hands out, with this address in the URLs.
     server_ip6 = local if isinstance(local, IPv6Address) and not local.is_link_local else None
     port = int(sockname[1]) if sockname else 80
-    try:
-        result = explain(
+    inventory = request.app[INVENTORY]
+    state = _state(request, mac)
+    try:  # in a worker thread: explain looks at the TFTP root and may load templates
+        result = await asyncio.to_thread(
+            explain,
             host,
-            _state(request, mac),
+            state,
             request.app[RENDERER],
             base_url(request),
             server_ip,
             port,
             arch=request.query.get("arch") or None,
+            handout=request.app[HANDOUT],
             tftp_root=request.app.get(TFTP_ROOT),
             server_ip6=server_ip6,
+            origins=inventory.origins(host) if isinstance(inventory, Fleet) else None,
         )
     except ValueError as exc:
         raise web.HTTPBadRequest(text=f"{exc}\n") from None

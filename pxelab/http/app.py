@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from pathlib import Path
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from pxelab.boot.explain import DhcpHandout
+from pxelab.boot.images import ImageIndex
 from pxelab.boot.render import Renderer, RenderError
 from pxelab.boot.rules import boots_from_disk, image_path
 from pxelab.events import Event, Timeline
 from pxelab.hosts.install import InstallStore, StateError
 from pxelab.hosts.inventory import Inventory, normalize_mac
 from pxelab.http.api import add_routes as add_api_routes
+from pxelab.http.fleet_api import add_routes as add_fleet_routes
 from pxelab.http.guard import Guard, install_guard
 from pxelab.http.install import add_routes as add_install_routes
 from pxelab.http.keys import (
+    HANDOUT,
     IMAGES_DIR,
     INSTALL_STORE,
     INVENTORY,
@@ -123,24 +128,61 @@ async def confined_file(root: Path, relative: str) -> Path | None:
     return await asyncio.to_thread(confined, root, relative)
 
 
-def image_stage(inventory: Inventory, mac: str, relative: str) -> str:
+def image_stage(
+    inventory: Inventory, mac: str, relative: str, images: ImageIndex | None = None
+) -> str:
     """Timeline stage of an image request: kernel, initrd or iso of the host at mac, else image."""
     host = inventory.lookup(mac) if mac else None
     if host is None or not host.distro:
         return "image"
     for stage, name in (("kernel", host.kernel), ("initrd", host.initrd), ("iso", host.iso)):
-        if name and relative == image_path(host, name):
+        if name and relative == image_path(host, name, images):
             return stage
     return "image"
 
 
-async def _file_or_404(request: web.Request, root: Path, where: str) -> tuple[str, Path]:
-    """The request's {path} as a file confined to root (the shared rule), or a 404."""
-    relative = request.match_info["path"]
-    path = await confined_file(root, relative)
+def range_unsatisfiable(request: web.Request, size: int, mtime: float) -> bool:
+    """aiohttp's FileResponse would answer 416 (with an empty body): the same rule, decided
+    first, so the 416 can carry its one-line text."""
+    if_range = request.if_range
+    if if_range is not None and mtime > if_range.timestamp():
+        return False  # If-Range no longer matches: the whole file, 200
+    try:
+        wanted = request.http_range
+    except ValueError:
+        return True
+    start, end = wanted.start, wanted.stop
+    if start is None or (start < 0 and end is None):
+        return False
+    return bool(start >= size)
+
+
+def _stat_confined(root: Path, relative: str) -> tuple[Path, os.stat_result] | None:
+    path = confined(root, relative)
     if path is None:
+        return None
+    try:
+        return path, path.stat()
+    except OSError:
+        return None
+
+
+async def _file_or_404(request: web.Request, root: Path, where: str) -> tuple[str, Path]:
+    """The request's {path} as a file confined to root (the shared rule), or a 404; a 416 with
+    its line when the Range cannot be served."""
+    relative = request.match_info["path"]
+    found = await asyncio.to_thread(_stat_confined, root, relative)
+    if found is None:
         request[NOTE] = f"not a file inside the {where}"
         raise web.HTTPNotFound(text=f"no file {relative} in the {where}\n")
+    path, st = found
+    if range_unsatisfiable(request, st.st_size, st.st_mtime):
+        request[NOTE] = "range not satisfiable"
+        asked = request.headers.get("Range", "")[:80]
+        raise web.HTTPRequestRangeNotSatisfiable(
+            text=f"range {asked!r} is not satisfiable: {relative} has {st.st_size} bytes\n",
+            headers={"Content-Range": f"bytes */{st.st_size}"},
+        )
     return relative, path
 
 
@@ -149,7 +191,8 @@ async def image_file(request: web.Request) -> web.StreamResponse:
     relative, path = await _file_or_404(request, request.app[IMAGES_DIR], "images dir")
     if request.method == "GET":
         timeline, ip = request.app[TIMELINE], remote(request)
-        stage = image_stage(request.app[INVENTORY], timeline.mac_at(ip), relative)
+        inventory, images = request.app[INVENTORY], request.app[RENDERER].images
+        stage = image_stage(inventory, timeline.mac_at(ip), relative, images)
         timeline.record(Event(time.time(), stage, ip=ip, path=f"/images/{relative}"))
     return web.FileResponse(path, chunk_size=256 * 1024)
 
@@ -182,12 +225,14 @@ def make_app(
     metrics: Metrics | None = None,
     guard: Guard | None = None,
     store: StateStore | None = None,
+    handout: DhcpHandout | None = None,
 ) -> web.Application:
     """The aiohttp application; the caller runs it.
 
     Without install_store, install states live in memory. With tftp_root, /tftp/ serves it
     (and explain says whether boot files exist). The guard (pxelab.http.guard) checks every
     request first and signs the renderer's install callbacks; without one no write is allowed.
+    `handout` is what the daemon's DHCP hands out, for explain (default: DhcpHandout()).
     Add options as keyword-only arguments.
     """
     app = web.Application()
@@ -199,6 +244,7 @@ def make_app(
     if store is not None:
         app[STATE_STORE] = store
     app[METRICS] = metrics or Metrics()
+    app[HANDOUT] = handout or DhcpHandout()
     renderer.signer = install_guard(app, guard).signer(app[INSTALL_STORE].get)
     unsubscribe = app[TIMELINE].subscribe(app[METRICS].on_event)
 
@@ -216,6 +262,7 @@ def make_app(
         app.router.add_get("/tftp/{path:.+}", tftp_file)  # UEFI HTTP boot gets iPXE here
     app.router.add_get("/metrics", metrics_page)
     add_install_routes(app)
+    add_fleet_routes(app)
     add_api_routes(app)
     add_status_routes(app)  # GET /, the status page
     return app

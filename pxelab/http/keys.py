@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from pxelab.boot.explain import DhcpHandout
 from pxelab.boot.render import Renderer
 from pxelab.events import Timeline
 from pxelab.hosts.install import InstallStore
@@ -27,6 +28,9 @@ STATE_STORE: web.AppKey[StateStore] = web.AppKey("state_store")
 """The state store, when the app has one: leases and the events of every instance."""
 TFTP_ROOT: web.AppKey[Path] = web.AppKey("tftp_root", Path)
 """The TFTP root, when the app knows it (explain says whether boot files exist)."""
+
+HANDOUT: web.AppKey[DhcpHandout] = web.AppKey("handout", DhcpHandout)
+"""What the daemon's DHCP hands out (boot files, DNS), for explain."""
 
 _HOST_HEADER = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 """A Host header that is safe to put in scripts, kernel lines and YAML."""

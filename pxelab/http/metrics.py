@@ -44,6 +44,9 @@ class Metrics:
             "pxelab_errors", "Errors: HTTP 5xx, failed TFTP transfers, error events", ["service"],
             registry=r,
         )  # fmt: skip
+        self.syslog_dropped = Counter(
+            "pxelab_syslog_dropped", "Syslog datagrams dropped, by reason", ["reason"], registry=r
+        )
         self.installs = Counter(
             "pxelab_installs_completed", "Hosts that reported their install done", registry=r
         )

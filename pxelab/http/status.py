@@ -22,11 +22,13 @@ from aiohttp import web
 
 from pxelab.assets import AssetError
 from pxelab.assets.store import CachedFile, list_cache, read_manifest
+from pxelab.boot.rules import image_choice, is_url
 from pxelab.events import Event
 from pxelab.hosts.install import StateError
 from pxelab.hosts.inventory import Host, normalize_mac
 from pxelab.http import api, session
-from pxelab.http.keys import IMAGES_DIR, INSTALL_STORE, INVENTORY, NOTE, TIMELINE
+from pxelab.http.fleet_api import seen_records
+from pxelab.http.keys import IMAGES_DIR, INSTALL_STORE, INVENTORY, NOTE, RENDERER, TIMELINE
 
 EVENTS_SHOWN = 50
 """Events per host on the page (newest first); the API has them all."""
@@ -49,10 +51,16 @@ SECURITY_HEADERS = {
 """Nothing but this server's own files, scripts, styles and forms; no framing."""
 
 
+LOG_ERROR = 3
+"""Syslog severity `err`: installer lines at this severity or worse are highlighted."""
+
+
 def is_problem(event: Event) -> bool:
     """An event that belongs in "Recent errors": stage error, DHCP NAK, a failed TFTP transfer."""
     if event.stage == "error":
         return True
+    if event.stage == "log":
+        return event.severity is not None and event.severity <= LOG_ERROR
     if event.stage == "dhcp":
         return event.message_type == "NAK"
     if event.stage == "tftp":
@@ -207,6 +215,14 @@ STATUS_HUB: web.AppKey[StatusHub] = web.AppKey("status_hub", StatusHub)
 TEMPLATES: web.AppKey[jinja2.Environment] = web.AppKey("status_templates", jinja2.Environment)
 
 
+def _kernel_view(request: web.Request, host: Host) -> dict[str, Any] | None:
+    """Where the host's kernel is served from (the images index, from memory), or None."""
+    if not host.distro or is_url(host.kernel):
+        return None
+    choice = image_choice(host, host.kernel, request.app[RENDERER].images)
+    return {"path": choice.path, "found": choice.found, "tried": choice.tried}
+
+
 def _host_view(request: web.Request, host: Host) -> dict[str, Any]:
     try:
         state, error = request.app[INSTALL_STORE].get(host.mac).state.value, ""
@@ -218,6 +234,7 @@ def _host_view(request: web.Request, host: Host) -> dict[str, Any]:
         "mac": host.mac,
         "arch": host.arch,
         "distro": host.distro,
+        "kernel": _kernel_view(request, host),
         "state": state,
         "state_error": error,
         "last": request.app[TIMELINE].last(host.mac),
@@ -298,8 +315,15 @@ async def status_page(request: web.Request) -> web.Response:
     signed_in = await session.page_session(request)
     assets, sources = await asyncio.to_thread(_assets, request)
     hosts = inventory.hosts()
+    try:
+        seen = await seen_records(request)
+    except web.HTTPException:
+        seen = []
     known = {h.mac for h in hosts}
     unknown = [m for m in reversed(timeline.macs()) if m not in known]
+    served = [h for m in unknown if (h := inventory.lookup(m)) is not None]  # profile, boot API
+    hosts += served
+    unknown = [m for m in unknown if m not in {h.mac for h in served}]
     timelines = [
         _timeline_view(h.mac, h.name, timeline.events(h.mac)) for h in hosts if timeline.last(h.mac)
     ]
@@ -311,6 +335,7 @@ async def status_page(request: web.Request) -> web.Response:
             now=time.time(),
             hosts=[_host_view(request, h) for h in hosts],
             unknown=[_unknown_view(m, timeline.last(m)) for m in unknown],
+            seen=seen,
             timelines=timelines,
             problems=_problems(request, assets),
             problem_limit=PROBLEMS_KEPT,

@@ -19,9 +19,9 @@ from pxelab.errors import PxelabError
 from pxelab.events import Event
 from pxelab.hosts.install import HostState
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema this code reads and writes; a database with a newer one is refused at start.
-Version 2 added `leases6` (DHCPv6 leases)."""
+Version 2 added `leases6` (DHCPv6 leases), version 3 `seen` (machines nothing serves)."""
 
 
 class StoreError(PxelabError):
@@ -62,6 +62,35 @@ class TokenRecord:
     """Hex SHA-256 of the token."""
     created: float
     """Wall-clock time it was created."""
+
+
+@dataclass(frozen=True)
+class SeenRecord:
+    """A MAC that asked pxelab to boot it and that nothing could serve (a machine to adopt)."""
+
+    mac: str
+    """The MAC, normalised."""
+    arch: str
+    """`x86_64` or `aarch64` from its DHCP request, or "" when it sent none pxelab knows."""
+    firmware: str
+    """bios, uefi or uefi-http, or "" when not known."""
+    address: str
+    """Its last known address, or ""."""
+    first: float
+    """Wall-clock time it was first seen."""
+    last: float
+    """Wall-clock time it was last seen."""
+
+    def to_json(self) -> dict[str, str | float]:
+        """As `pxelab hosts seen --json` and GET /api/hosts/seen show it."""
+        return {
+            "mac": self.mac,
+            "arch": self.arch,
+            "firmware": self.firmware,
+            "address": self.address,
+            "first_seen": self.first,
+            "last_seen": self.last,
+        }
 
 
 @dataclass(frozen=True)
@@ -145,6 +174,18 @@ class StateStore(Protocol):
 
     async def secret(self) -> bytes:
         """The server secret for signed install callbacks: made once, shared by all instances."""
+
+    async def note_seen(self, records: Sequence[SeenRecord]) -> None:
+        """Remember unservable MACs: first seen is kept, last seen and what is known updated."""
+        ...
+
+    async def seen(self) -> list[SeenRecord]:
+        """Every remembered unservable MAC, most recently seen first."""
+        ...
+
+    async def forget_seen(self, mac: str) -> bool:
+        """Drop a MAC from the seen list (adopted); False when it was not there."""
+        ...
 
     def subscribe(self, listener: ChangeListener) -> Callable[[], None]:
         """Call listener for every change (this instance's and, when shared, the others');

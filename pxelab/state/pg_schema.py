@@ -9,6 +9,11 @@ from pxelab.state.leases6 import PG_LEASES6
 
 LOCK_KEY = 0x7078656C6162  # "pxelab": serialises schema work between instances starting at once
 
+SEEN = """CREATE TABLE seen (
+    mac text PRIMARY KEY, arch text NOT NULL, firmware text NOT NULL, address text NOT NULL,
+    first double precision NOT NULL, last double precision NOT NULL)"""
+"""Version 3: MACs seen that nothing could serve."""
+
 SCHEMA = (
     "CREATE TABLE schema_version (version integer NOT NULL)",
     """CREATE TABLE leases (
@@ -29,6 +34,7 @@ SCHEMA = (
     """CREATE TABLE tokens (
         name text PRIMARY KEY, digest text NOT NULL, created double precision NOT NULL)""",
     "CREATE TABLE secret (id integer PRIMARY KEY CHECK (id = 1), value bytea NOT NULL)",
+    SEEN,
     """CREATE FUNCTION pxelab_commit_lease(
         p_ip bigint, p_mac text, p_state text, p_expires double precision, p_instance text,
         p_now double precision, p_notify text)
@@ -87,7 +93,17 @@ SCHEMA = (
 )
 """The schema at SCHEMA_VERSION."""
 
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: (PG_LEASES6,)}
+UPSERT_SEEN = """
+INSERT INTO seen AS s (mac, arch, firmware, address, first, last) VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (mac) DO UPDATE SET
+    arch = CASE WHEN EXCLUDED.arch = '' THEN s.arch ELSE EXCLUDED.arch END,
+    firmware = CASE WHEN EXCLUDED.firmware = '' THEN s.firmware ELSE EXCLUDED.firmware END,
+    address = CASE WHEN EXCLUDED.address = '' THEN s.address ELSE EXCLUDED.address END,
+    first = least(s.first, EXCLUDED.first), last = greatest(s.last, EXCLUDED.last)
+"""
+"""Remember an unservable MAC: first seen kept, the rest updated with what is known."""
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: (PG_LEASES6,), 2: (SEEN,)}
 """Statements that take a database from version N to N + 1."""
 
 

@@ -22,7 +22,14 @@ from pxelab.dhcp.leases import Lease, LeaseState
 from pxelab.events import Event
 from pxelab.hosts.install import HostState
 from pxelab.hosts.inventory import normalize_mac
-from pxelab.state import AuditRecord, Change, StoreError, StoreUnavailable, TokenRecord
+from pxelab.state import (
+    AuditRecord,
+    Change,
+    SeenRecord,
+    StoreError,
+    StoreUnavailable,
+    TokenRecord,
+)
 from pxelab.state.base import (
     EVENTS_PER_HOST,
     Views,
@@ -38,7 +45,7 @@ from pxelab.state.base import (
     public_url,
 )
 from pxelab.state.leases6 import Lease6, pg_commit6, pg_load6
-from pxelab.state.pg_schema import prepare
+from pxelab.state.pg_schema import UPSERT_SEEN, prepare
 
 CHANNEL = "pxelab"
 """The NOTIFY channel every instance listens on."""
@@ -467,3 +474,26 @@ class PostgresStore(Views):
 
             self._secret = await self._run("read the server secret", get)
         return self._secret
+
+    async def note_seen(self, records: Sequence[SeenRecord]) -> None:
+        rows = [(r.mac, r.arch, r.firmware, r.address, r.first, r.last) for r in records]
+        if rows:
+            await self._run(
+                "remember machines seen", lambda conn: conn.executemany(UPSERT_SEEN, rows)
+            )
+
+    async def seen(self) -> list[SeenRecord]:
+        rows = await self._run(
+            "read machines seen",
+            lambda conn: conn.fetch(
+                "SELECT mac, arch, firmware, address, first, last FROM seen ORDER BY last DESC"
+            ),
+        )
+        return [SeenRecord(*r) for r in rows]
+
+    async def forget_seen(self, mac: str) -> bool:
+        status = await self._run(
+            "forget a machine seen",
+            lambda conn: conn.execute("DELETE FROM seen WHERE mac = $1", mac),
+        )
+        return bool(status != "DELETE 0")

@@ -23,7 +23,7 @@ from pxelab.dhcp.leases import Lease, LeaseState
 from pxelab.events import Event
 from pxelab.hosts.install import HostState, StateError, parse_state
 from pxelab.hosts.inventory import normalize_mac
-from pxelab.state import SCHEMA_VERSION, AuditRecord, StoreError, TokenRecord
+from pxelab.state import SCHEMA_VERSION, AuditRecord, SeenRecord, StoreError, TokenRecord
 from pxelab.state.base import (
     EVENTS_PER_HOST,
     Refused,
@@ -36,7 +36,8 @@ from pxelab.state.base import (
     lease_from_row,
     log,
 )
-from pxelab.state.leases6 import SQLITE_LEASES6, Lease6, sqlite_commit6, sqlite_load6
+from pxelab.state.leases6 import Lease6, sqlite_commit6, sqlite_load6
+from pxelab.state.sqlite_schema import MIGRATIONS, SCHEMA, UPSERT_LEASE, UPSERT_SEEN
 
 FILE_NAME = "pxelab.sqlite3"
 """The database file in `state_dir`."""
@@ -44,41 +45,6 @@ LEGACY_LEASES = "dhcp-leases.sqlite3"
 """Where pxelab kept its leases before the state store (imported on first open)."""
 LEGACY_INSTALL_DIR = "install"
 """Where pxelab kept one install-state JSON file per MAC before the state store."""
-
-SCHEMA = (
-    "CREATE TABLE schema_version (version INTEGER NOT NULL)",
-    """CREATE TABLE leases (
-        ip INTEGER PRIMARY KEY, mac TEXT NOT NULL, state TEXT NOT NULL,
-        expires REAL NOT NULL, instance TEXT NOT NULL DEFAULT '')""",
-    "CREATE UNIQUE INDEX leases_bound_mac ON leases (mac) WHERE state = 'bound'",
-    """CREATE TABLE install (
-        mac TEXT PRIMARY KEY, state TEXT NOT NULL, changed REAL,
-        changed_by TEXT NOT NULL DEFAULT '', generation INTEGER NOT NULL DEFAULT 0)""",
-    """CREATE TABLE events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, mac TEXT NOT NULL, time REAL NOT NULL,
-        data TEXT NOT NULL)""",
-    "CREATE INDEX events_mac ON events (mac, id)",
-    """CREATE TABLE audit (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, who TEXT NOT NULL,
-        client TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL,
-        allowed INTEGER NOT NULL, reason TEXT NOT NULL)""",
-    "CREATE TABLE tokens (name TEXT PRIMARY KEY, digest TEXT NOT NULL, created REAL NOT NULL)",
-    "CREATE TABLE secret (id INTEGER PRIMARY KEY CHECK (id = 1), value BLOB NOT NULL)",
-    SQLITE_LEASES6,
-)
-"""The schema at SCHEMA_VERSION, created in one transaction."""
-
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: (SQLITE_LEASES6,)}
-"""Statements that take a database from version N to N + 1."""
-
-_UPSERT_LEASE = """
-INSERT INTO leases (ip, mac, state, expires, instance) VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (ip) DO UPDATE SET
-    mac = excluded.mac, state = excluded.state, expires = excluded.expires,
-    instance = excluded.instance
-WHERE leases.mac = excluded.mac OR leases.expires <= ?
-RETURNING ip
-"""
 
 T = TypeVar("T")
 
@@ -305,7 +271,7 @@ class SqliteStore(Views):
                 "DELETE FROM leases WHERE mac = ? AND ip <> ? AND state = 'bound'", (lease.mac, ip)
             )
         row = self.db.execute(
-            _UPSERT_LEASE,
+            UPSERT_LEASE,
             (ip, lease.mac, lease.state.value, lease.expires, self.instance, now),
         ).fetchone()
         if row is not None:
@@ -493,3 +459,31 @@ class SqliteStore(Views):
 
             self._secret = await self._call("read the server secret", get)
         return self._secret
+
+    # -- machines seen that nothing serves ----------------------------------------------------
+
+    async def note_seen(self, records: Sequence[SeenRecord]) -> None:
+        rows = [(r.mac, r.arch, r.firmware, r.address, r.first, r.last) for r in records]
+
+        def upsert() -> None:
+            with self._transaction() as db:
+                db.executemany(UPSERT_SEEN, rows)
+
+        if rows:
+            await self._call("remember machines seen", upsert)
+
+    async def seen(self) -> list[SeenRecord]:
+        rows = await self._call(
+            "read machines seen",
+            lambda: self.db.execute(
+                "SELECT mac, arch, firmware, address, first, last FROM seen ORDER BY last DESC"
+            ).fetchall(),
+        )
+        return [SeenRecord(*row) for row in rows]
+
+    async def forget_seen(self, mac: str) -> bool:
+        count = await self._call(
+            "forget a machine seen",
+            lambda: self.db.execute("DELETE FROM seen WHERE mac = ?", (mac,)).rowcount,
+        )
+        return bool(count)

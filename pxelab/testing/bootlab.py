@@ -45,6 +45,10 @@ class LabDirs:
         return self.root / "hosts"
 
     @property
+    def profiles(self) -> Path:
+        return self.root / "profiles"
+
+    @property
     def images(self) -> Path:
         return self.root / "images"
 
@@ -55,6 +59,13 @@ class LabDirs:
     @property
     def state(self) -> Path:
         return self.root / "state"
+
+
+def write_profile(dirs: LabDirs, name: str, profile: Mapping[str, Any]) -> Path:
+    """Write one profile file, named after the profile."""
+    path = dirs.profiles / f"{name}.json"
+    write_atomic(path, json.dumps(dict(profile), indent=2) + "\n")
+    return path
 
 
 def write_host(dirs: LabDirs, host: Mapping[str, Any]) -> Path:
@@ -107,7 +118,7 @@ def prepare(root: Path, hosts: Iterable[Mapping[str, Any]], distro: str = "demo"
     """Lay out a lab: the test kernel and initrd as images/<distro>/amd64/ (and arm64/ when the
     arm64 inputs are there), iPXE and the signed shim and GRUB in the TFTP root, host files."""
     dirs = LabDirs(root)
-    for d in (dirs.hosts, dirs.tftp, dirs.state):
+    for d in (dirs.hosts, dirs.profiles, dirs.tftp, dirs.state):
         d.mkdir(parents=True, exist_ok=True)
     _image(dirs.images / distro / "amd64", find_kernel(), Path("/bin/busybox"))
     for name in IPXE_FILES:
@@ -189,6 +200,7 @@ def launch(dirs: LabDirs, args: list[str], ns: NetNs | None = None) -> Daemon:
     argv = [
         sys.executable, "-m", "pxelab", "serve",
         "--hosts-dir", str(dirs.hosts),
+        "--profiles-dir", str(dirs.profiles),
         "--images-dir", str(dirs.images),
         "--tftp-root", str(dirs.tftp),
         "--state-dir", str(dirs.state),
@@ -222,6 +234,7 @@ def start_daemon(lab: Lab, dirs: LabDirs, *extra: str, http_port: int = 8080) ->
 def start_daemon_usernet(dirs: LabDirs, *extra: str) -> Daemon:
     """`pxelab serve` on 127.0.0.1, HTTP only, on a free port: for QEMU user-mode guests, no root."""
     args = ["--http-address", "127.0.0.1", "--http-port", "0", "--tftp-port", "0"]
+    args += ["--syslog-port", "0"]  # port 514 needs root; user-mode guests cannot reach it
     return launch(dirs, [*args, *extra], None)
 
 

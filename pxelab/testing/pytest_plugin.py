@@ -79,6 +79,12 @@ class PxelabServer:
         bootlab.write_host(self.dirs, host)
         return host
 
+    def add_profile(self, name: str, match: dict[str, Any], **fields: Any) -> dict[str, Any]:
+        """Write a profile (distro `demo` unless fields say otherwise) with these selectors."""
+        profile: dict[str, Any] = {"distro": "demo", "match": match, **fields}
+        bootlab.write_profile(self.dirs, name, profile)
+        return profile
+
 
 @pytest.fixture
 def pxelab_server(

@@ -19,7 +19,9 @@ from pxelab.tftp.session import MIN_BLKSIZE, SessionConfig, check_request
 __all__ = [
     "HEADERS",
     "MAX_PER_CLIENT",
+    "MAX_QUEUED",
     "MAX_SESSIONS",
+    "MAX_WAIT",
     "START_FAILED",
     "Decision",
     "InFlight",
@@ -27,6 +29,7 @@ __all__ = [
     "Refusal",
     "Slots",
     "Verdict",
+    "Waiting",
     "clamp_to_mtu",
     "decide",
     "malformed",
@@ -35,10 +38,14 @@ __all__ = [
 
 Address = tuple[str, int]
 
-MAX_SESSIONS = 512
+MAX_SESSIONS = 2048
 """Default cap on transfers in flight (requests being opened count too)."""
 MAX_PER_CLIENT = 16
 """Default cap on transfers in flight from one client IP address."""
+MAX_QUEUED = 1024
+"""Default number of requests over a cap that wait for a slot; more are dropped."""
+MAX_WAIT = 30.0
+"""Seconds a request waits for a slot at most (its client has long retried or given up)."""
 HEADERS = 20 + 8 + 4
 """IPv4 + UDP + TFTP DATA header bytes: blksize + HEADERS must fit in the path MTU."""
 
@@ -51,14 +58,23 @@ class Limits:
     """The caps on transfers in flight (`tftp_max_sessions`, `tftp_max_per_client`)."""
 
     max_sessions: int = MAX_SESSIONS
-    """Transfers in flight at most; more requests are dropped (clients retry)."""
+    """Transfers in flight at most; more requests wait for a slot."""
     max_per_client: int = MAX_PER_CLIENT
-    """Transfers in flight from one client IP at most."""
+    """Transfers in flight from one client IP at most; more requests from it wait for a slot."""
+    max_queued: int = MAX_QUEUED
+    """Requests waiting for a slot at most; more are dropped (the client retries)."""
+    max_wait: float = MAX_WAIT
+    """Seconds a request waits for a slot at most; then it is dropped."""
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1 or self.max_per_client < 1:
             raise ValueError(
                 f"TFTP caps must be >= 1, not {self.max_sessions} and {self.max_per_client}"
+            )
+        if self.max_queued < 0 or self.max_wait < 0:
+            raise ValueError(
+                f"TFTP wait queue: max_queued and max_wait must be >= 0, not "
+                f"{self.max_queued} and {self.max_wait}"
             )
 
 
@@ -71,7 +87,9 @@ class InFlight:
     from_ip: int
     """Those from the client's IP address (any port)."""
     same_client: bool
-    """True when one is from this very address and port: the request is a repeat."""
+    """True when one (or a waiting request) is from this very address and port: a repeat."""
+    queued: int = 0
+    """Requests over a cap waiting for a slot, from every client."""
 
 
 class Verdict(StrEnum):
@@ -80,9 +98,11 @@ class Verdict(StrEnum):
     SERVE = "serve"
     """Take a slot and open the file."""
     REPEATED = "repeated"
-    """A repeated RRQ (our first answer was lost): the transfer already running answers it."""
+    """A repeated RRQ (our first answer was lost, or it waits): the first one is answered."""
+    QUEUED = "queued"
+    """A cap is reached: the request waits for a slot (`Slots.queue`), first come first served."""
     BUSY = "busy"
-    """A cap is reached: drop it without an answer and count it; the client retries."""
+    """A cap is reached and the wait queue is full: drop it and count it; the client retries."""
     REFUSED = "refused"
     """Answer with `Decision.error` and log `Decision.reason`."""
     IGNORED = "ignored"
@@ -111,16 +131,19 @@ def decide(packet: Packet, client: Address, in_flight: InFlight, limits: Limits)
         return Decision(Verdict.IGNORED, f"{type(packet).__name__} to the listener")
     if in_flight.same_client:
         return Decision(Verdict.REPEATED, "repeated RRQ")
+    cap = ""
     if in_flight.total >= limits.max_sessions:
-        why = f"dropped, {in_flight.total} transfers in flight (tftp_max_sessions)"
-        return Decision(Verdict.BUSY, why)
-    if in_flight.from_ip >= limits.max_per_client:
+        cap = f"{in_flight.total} transfers in flight (tftp_max_sessions)"
+    elif in_flight.from_ip >= limits.max_per_client:
         ip = client[0]
-        why = f"dropped, {in_flight.from_ip} transfers in flight for {ip} (tftp_max_per_client)"
-        return Decision(Verdict.BUSY, why)
+        cap = f"{in_flight.from_ip} transfers in flight for {ip} (tftp_max_per_client)"
+    if cap and in_flight.queued >= limits.max_queued:
+        return Decision(Verdict.BUSY, f"dropped, {cap}, {in_flight.queued} waiting")
     bad_mode = check_request(packet)
     if bad_mode is not None:
         return Decision(Verdict.REFUSED, "", bad_mode)
+    if cap:
+        return Decision(Verdict.QUEUED, f"waits, {cap}")
     return Decision(Verdict.SERVE)
 
 
@@ -171,25 +194,50 @@ def clamp_to_mtu(config: SessionConfig, mtu: int | None) -> SessionConfig:
     return dataclasses.replace(config, max_blksize=max(MIN_BLKSIZE, mtu - HEADERS))
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """A request over a cap, waiting for a slot."""
+
+    client: Address
+    """Who asked."""
+    request: ReadRequest
+    """What it asked for."""
+    local: str | None
+    """The address it was sent to, if known (the answer comes from there)."""
+    since: float
+    """When it arrived (the adapter's clock)."""
+
+
 class Slots:
-    """Who has a transfer in flight (or a request being opened): the adapter's bookkeeping."""
+    """Who has a transfer in flight (or a request being opened), and who waits for a slot."""
 
     def __init__(self) -> None:
         self._clients: set[Address] = set()
         self._per_ip: Counter[str] = Counter()
+        self._waiting: dict[Address, Waiting] = {}  # in arrival order
 
     def __len__(self) -> int:
         return len(self._clients)
 
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a slot."""
+        return len(self._waiting)
+
     def in_flight(self, client: Address) -> InFlight:
         """What `decide` needs to know about a request from `client`."""
-        return InFlight(len(self._clients), self._per_ip[client[0]], client in self._clients)
+        same = client in self._clients or client in self._waiting
+        return InFlight(len(self._clients), self._per_ip[client[0]], same, len(self._waiting))
 
     def take(self, client: Address) -> None:
         """Count a request that is being served (after Verdict.SERVE)."""
         if client not in self._clients:
             self._clients.add(client)
             self._per_ip[client[0]] += 1
+
+    def queue(self, waiting: Waiting) -> None:
+        """Keep a request until a slot frees (after Verdict.QUEUED)."""
+        self._waiting.setdefault(waiting.client, waiting)
 
     def release(self, client: Address) -> None:
         """Free the client's slot; releasing one not taken does nothing."""
@@ -198,3 +246,24 @@ class Slots:
             self._per_ip[client[0]] -= 1
             if self._per_ip[client[0]] <= 0:
                 del self._per_ip[client[0]]
+
+    def admit(self, limits: Limits, now: float) -> tuple[list[Waiting], list[Waiting]]:
+        """Waiting requests that fit under the caps now, in arrival order, each with its slot
+        taken; and those that waited longer than `max_wait` (dropped)."""
+        ready: list[Waiting] = []
+        expired: list[Waiting] = []
+        for client, waiting in list(self._waiting.items()):
+            if len(self._clients) >= limits.max_sessions:
+                break
+            if now - waiting.since > limits.max_wait:
+                expired.append(self._waiting.pop(client))
+            elif self._per_ip[client[0]] < limits.max_per_client:
+                ready.append(self._waiting.pop(client))
+                self.take(client)
+        return ready, expired
+
+    def clear_waiting(self) -> list[Waiting]:
+        """Forget every waiting request (the server is closing)."""
+        waiting = list(self._waiting.values())
+        self._waiting.clear()
+        return waiting

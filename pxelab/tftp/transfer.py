@@ -19,6 +19,7 @@ from typing import Any, cast
 from pxelab.errors import MalformedPacket
 from pxelab.events import Event
 from pxelab.tftp.admission import refusal
+from pxelab.tftp.batch import GSO, run_end, send_run
 from pxelab.tftp.files import FileSource, Opened
 from pxelab.tftp.packet import Ack, ErrorCode, ErrorPacket, Packet, ReadRequest, build, parse
 from pxelab.tftp.report import log_outcome, stopped_event, transfer_event
@@ -190,28 +191,40 @@ class Transfer(asyncio.DatagramProtocol):
             self._timer = self._loop.call_at(step.deadline, self._expire)
 
     def _send(self, datagrams: tuple[bytes, ...]) -> None:
-        """Send on the connected socket directly (the hot path); the transport queues the rest."""
+        """Send on the connected socket directly (the hot path): runs of equal-sized blocks in
+        one GSO `sendmsg` each (`batch`), else one `send` per datagram; once the socket buffer
+        is full, the transport queues the rest."""
         transport, sock = self._transport, self._sock
         if transport is None:
             return
-        for i, datagram in enumerate(datagrams):
-            # The selector datagram transport has a write buffer (typeshed does not say so).
-            if sock is None or cast(asyncio.WriteTransport, transport).get_write_buffer_size():
-                for rest in datagrams[i:]:
-                    transport.sendto(rest)
-                return
-            try:
-                sock.send(datagram)
-            except BlockingIOError:
-                sock = None  # the socket buffer is full: the transport queues from here on
+        # The selector datagram transport has a write buffer (typeshed does not say so).
+        if sock is None or cast(asyncio.WriteTransport, transport).get_write_buffer_size():
+            for datagram in datagrams:
                 transport.sendto(datagram)
+            return
+        start, count = 0, len(datagrams)
+        while start < count:
+            end = run_end(datagrams, start) if GSO.enabled and count - start > 1 else start + 1
+            try:
+                if end - start > 1:
+                    send_run(sock, datagrams[start:end], len(datagrams[start]))
+                else:
+                    sock.send(datagrams[start])
+            except BlockingIOError:
+                # the socket buffer is full: the transport queues from here on
+                for datagram in datagrams[start:]:
+                    transport.sendto(datagram)
+                return
             except ConnectionRefusedError:
                 self.abort("client unreachable")
                 return
             except OSError as exc:
+                if end - start > 1 and GSO.refused(exc):
+                    continue  # the same datagrams again, one send each
                 # Lost like any datagram on a lossy link: the retransmission timer recovers.
                 log.debug("%s transfer send failed: %s", peer(self.client), exc)
                 return
+            start = end
 
     def abort(self, reason: str) -> None:
         """Stop the transfer without telling the client (server closing, client gone)."""

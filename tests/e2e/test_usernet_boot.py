@@ -6,11 +6,15 @@ virtualenv and runs the copyable example test and `pxelab demo` as the unprivile
 
 from __future__ import annotations
 
+import json
 import pwd
 import re
 import shutil
 import subprocess
 import tempfile
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -96,3 +100,40 @@ def test_no_step_needs_root(world_venv: Path) -> None:
     nobody = pwd.getpwnam("nobody")
     assert who.stdout.split() == [str(nobody.pw_uid), str(nobody.pw_uid), str(nobody.pw_gid)]
     assert nobody.pw_uid != 0 and nobody.pw_gid != 0
+
+
+@pytest.mark.e2e
+@pytest.mark.pxelab(network="user")
+def test_a_pvmlab_image_tree_boots_unchanged(
+    pxelab_server: PxelabServer, qemu_vm: Callable[..., QemuVm]
+) -> None:
+    """pvmlab's `images/<distro>/x86_64/` and its VM JSON, as pvmlab writes them: the script,
+    explain and the status page all use the path that exists."""
+    images = pxelab_server.dirs.images
+    (images / "pvm-distro").mkdir()
+    (images / "demo" / "amd64").rename(images / "pvm-distro" / "x86_64")
+    mac = "52:54:00:00:0a:11"
+    pxelab_server.add_host(
+        "pvm1", mac, role="worker", ip="192.168.254.10/24", subnet="192.168.254.0/24",
+        distro="pvm-distro", pxeboot=True, template="generic", kernel_args="quiet",
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{pxelab_server.daemon.http_port}"
+    deadline = time.monotonic() + 30  # until the daemon's next scan of the hosts and images
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/api/explain/{mac}") as response:
+                kernel = json.load(response)["images"]["kernel"]
+            if kernel["found"]:
+                break
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 404  # the host file is not scanned yet
+        assert time.monotonic() < deadline, "the new host and image tree were never picked up"
+        time.sleep(0.1)
+    assert kernel["path"] == "pvm-distro/x86_64/vmlinuz" and kernel["found"] is True
+    with urllib.request.urlopen(f"{base}/") as response:
+        assert "<code>pvm-distro/x86_64/vmlinuz</code>" in response.read().decode()
+    vm = qemu_vm(mac)
+    found = vm.wait_for(r"PXELAB-BOOT-OK mac=(\S+) cmdline=(.*)", timeout=240)
+    assert found.group(1) == mac
+    assert re.search(r"GET /images/pvm-distro/x86_64/vmlinuz 200 ", pxelab_server.log)
+    assert re.search(r"GET /images/pvm-distro/x86_64/initrd 200 ", pxelab_server.log)

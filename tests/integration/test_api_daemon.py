@@ -109,3 +109,75 @@ def test_metrics_count_real_tftp_transfers_through_the_timeline(dirs: LabDirs) -
         assert {key: samples.get(key) for key in expected} == expected
     finally:
         assert daemon.stop() == 0
+
+
+def _until(daemon: Daemon, path: str, wanted: str, seconds: float = 5.0) -> str:
+    """GET path until its body contains wanted (the daemon follows files and the store)."""
+    deadline = time.monotonic() + seconds
+    while wanted not in (body := _http(daemon, path)):
+        assert time.monotonic() < deadline, body
+        time.sleep(0.1)
+    return body
+
+
+def test_cached_scripts_follow_templates_host_files_and_reinstalls(dirs: LabDirs) -> None:
+    """The daemon caches each /boot?mac= script; every thing it is made from invalidates it."""
+    templates = dirs.root / "templates"
+    templates.mkdir()
+    boot = templates / "boot.ipxe.j2"
+    boot.write_text("#!ipxe\n{% include 'part.j2' %}\nkernel {{ kernel_url }}\n")
+    (templates / "part.j2").write_text("echo one {{ host.name }}\n")
+    assert _pxelab(dirs, "hosts", "add", "d1", "--mac", MAC, "--distro", "demo").returncode == 0
+    token = create_token(dirs, "ops")
+    daemon = start_daemon_usernet(dirs, "--templates-dir", str(templates))
+    path = f"/boot?mac={MAC}"
+    try:
+        assert "echo one d1" in _http(daemon, path)
+        assert "echo one d1" in _http(daemon, path)  # from the cache
+        # an included template changes on disk
+        (templates / "part.j2").write_text("echo two {{ host.name }}\n")
+        _until(daemon, path, "echo two d1")
+        # the host file changes (its image directory)
+        host_file = next(dirs.hosts.glob("*.json"))
+        data = json.loads(host_file.read_text())
+        host_file.write_text(json.dumps({**data, "distro": "other"}))
+        _until(daemon, path, "/images/other/")
+        # installed (through the API), then `hosts reinstall` from another process
+        _http(daemon, f"/api/hosts/{MAC}/installed", "POST", token)
+        assert _http(daemon, path).splitlines()[-1] == "exit"
+        assert _pxelab(dirs, "hosts", "reinstall", "d1").returncode == 0
+        _until(daemon, path, "echo two d1")
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_no_access_log_line_is_lost_on_sigterm(dirs: LabDirs) -> None:
+    """The daemon writes its log from a queue in a thread; SIGTERM drains it before exiting."""
+    assert _pxelab(dirs, "hosts", "add", "d1", "--mac", MAC, "--distro", "demo").returncode == 0
+    daemon = start_daemon_usernet(dirs)
+    requests = 300
+    try:
+        for i in range(requests):
+            _http(daemon, f"/boot?mac={MAC}&n={i}")
+    finally:
+        assert daemon.stop() == 0
+    lines = daemon.text().splitlines()
+    for i in range(requests):
+        assert sum(f"GET /boot?mac={MAC}&n={i} 200 " in line for line in lines) == 1, i
+    assert "pxelab stopping" in daemon.text()
+
+
+def test_http_listens_with_room_for_a_rack_powering_on(dirs: LabDirs) -> None:
+    """1,000 machines connecting at once must not wait for SYN retransmissions (backlog 1024)."""
+    daemon = start_daemon_usernet(dirs)
+    try:
+        listening = subprocess.run(
+            ["ss", "-Hltn", "sport", "=", f":{daemon.http_port}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+        assert int(listening[2]) == min(1024, somaxconn), listening  # Send-Q: the backlog
+    finally:
+        assert daemon.stop() == 0

@@ -178,6 +178,56 @@ async def test_ipxe_fills_the_tftp_root(tmp_path: Path) -> None:
     assert not (tmp_path / "t2").exists()
 
 
+async def test_loaders_copies_and_renames_debians_signed_shim_and_grub(tmp_path: Path) -> None:
+    """From this machine's packages (ipxe, shim-signed, grub-efi-amd64-signed: scripts/setup.sh
+    installs them): the x86 loaders under the names DHCP hands out; the arm64 GRUB is not
+    installed here, so the command names its package (and exits 0: the others are there)."""
+    tftp = tmp_path / "tftp"
+    code, out = await pxelab("assets", "loaders", "--tftp-root", str(tftp))
+    assert code == 0, out
+    names = ["grubx64.efi", "ipxe.efi", "shimx64.efi", "snponly.efi", "undionly.kpxe"]
+    assert sorted(p.name for p in tftp.iterdir()) == names
+    assert (tftp / "shimx64.efi").read_bytes() == Path(
+        "/usr/lib/shim/shimx64.efi.signed"
+    ).read_bytes()
+    assert (tftp / "grubx64.efi").read_bytes() == Path(
+        "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"
+    ).read_bytes()
+    assert "missing grubnetaa64.efi (arm64 UEFI" in out
+    assert "install the Debian package grub-efi-arm64-signed" in out
+
+
+async def test_loaders_from_an_unpacked_arm64_package(tmp_path: Path) -> None:
+    """--root: a directory Debian packages were unpacked into (dpkg-deb -x), as for arm64 GRUB
+    on an amd64 machine; none of them there -> exit 1."""
+    root = tmp_path / "root"
+    for source, data in (
+        ("usr/lib/ipxe/ipxe.efi", b"ipxe"),
+        ("usr/lib/ipxe/snponly.efi", b"snp"),
+        ("usr/lib/ipxe/undionly.kpxe", b"undi"),
+        ("usr/lib/shim/shimx64.efi.signed", b"shim"),
+        ("usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed", b"grubx64"),
+        ("usr/lib/grub/arm64-efi-signed/grubnetaa64.efi.signed", b"grubaa64"),
+    ):
+        (root / source).parent.mkdir(parents=True, exist_ok=True)
+        (root / source).write_bytes(data)
+    tftp = tmp_path / "tftp"
+    code, out = await pxelab("assets", "loaders", "--tftp-root", str(tftp), "--root", str(root))
+    assert code == 0, out
+    assert (tftp / "grubnetaa64.efi").read_bytes() == b"grubaa64"
+    assert (tftp / "shimx64.efi").read_bytes() == b"shim"
+    assert (tftp / "grubx64.efi").read_bytes() == b"grubx64"
+    (root / "usr/lib/shim/shimx64.efi.signed").unlink()
+    code, out = await pxelab("assets", "loaders", "--tftp-root", str(tftp), "--root", str(root))
+    assert (
+        code == 0 and "install the Debian package shim-signed: apt-get install shim-signed" in out
+    )
+    code, out = await pxelab(
+        "assets", "loaders", "--tftp-root", str(tftp), "--root", str(tmp_path / "empty")
+    )
+    assert code == 1 and out.count("install the Debian package") == 6, out
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
 async def test_interrupted_fetch_caches_nothing_and_the_next_run_resumes(
     tmp_path: Path, sig: signal.Signals

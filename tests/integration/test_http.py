@@ -77,6 +77,21 @@ async def test_images_range_and_head(client: Client) -> None:
     assert await head.read() == b""
 
 
+@pytest.mark.parametrize("rng", ["bytes=1024-", "bytes=5000-6000", "bytes=abc"])
+async def test_an_unsatisfiable_range_is_416_with_its_line(client: Client, rng: str) -> None:
+    resp = await client.get("/images/demo/amd64/vmlinuz", headers={"Range": rng})
+    assert resp.status == 416 and resp.headers["Content-Range"] == "bytes */1024"
+    text = await resp.text()
+    assert text == f"range {rng!r} is not satisfiable: demo/amd64/vmlinuz has 1024 bytes\n"
+    stale = await client.get(  # If-Range no longer matches: the whole file, as aiohttp does
+        "/images/demo/amd64/vmlinuz",
+        headers={"Range": rng, "If-Range": "Mon, 01 Jan 2001 00:00:00 GMT"},
+    )
+    assert stale.status == 200 and len(await stale.read()) == 1024
+    tail = await client.get("/images/demo/amd64/vmlinuz", headers={"Range": "bytes=-5000"})
+    assert tail.status == 206 and len(await tail.read()) == 1024
+
+
 @pytest.mark.parametrize(
     "path",
     [

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -315,3 +317,59 @@ async def test_ipv6_leases_commit_load_and_refuse(store: StateStore, backend: Ba
     finally:
         await other.close()
     assert {lease.client for lease in await store.load_leases6()} == {B, "duid:0004ab"}
+
+
+# -- machines seen that nothing serves ----------------------------------------------------------
+
+
+async def test_seen_machines_are_remembered_and_forgotten(
+    store: StateStore, backend: Backend
+) -> None:
+    from pxelab.state import SeenRecord
+
+    await store.note_seen([SeenRecord(A, "x86_64", "uefi", "", 10.0, 10.0)])
+    await store.note_seen([SeenRecord(B, "", "", "10.0.0.9", 11.0, 11.0)])
+    # seen again: first seen kept, last seen and what is known updated, unknowns ("") keep theirs
+    await store.note_seen([SeenRecord(A, "", "uefi-http", "10.0.0.5", 20.0, 25.0)])
+    other = await reopened(backend)
+    try:
+        assert await other.seen() == [
+            SeenRecord(A, "x86_64", "uefi-http", "10.0.0.5", 10.0, 25.0),
+            SeenRecord(B, "", "", "10.0.0.9", 11.0, 11.0),
+        ]
+    finally:
+        await other.close()
+    assert await store.forget_seen(A)
+    assert not await store.forget_seen(A)
+    assert [r.mac for r in await store.seen()] == [B]
+
+
+async def test_a_version_1_database_gains_the_seen_table(backend: Backend) -> None:
+    """Version 1 -> 2 (leases6) -> 3 (seen), on both backends."""
+    from pxelab.state import SCHEMA_VERSION, SeenRecord
+
+    first = backend.make("one")
+    await first.open()
+    await first.close()
+    drops = ("DROP TABLE seen", "DROP TABLE leases6", "UPDATE schema_version SET version = 1")
+    for statement in drops:
+        if backend.kind == "sqlite":
+            import sqlite3
+
+            from pxelab.state.sqlite import FILE_NAME
+
+            with contextlib.closing(sqlite3.connect(backend.state_dir / FILE_NAME)) as db:
+                db.execute(statement)
+                db.commit()
+        else:
+            assert backend.cluster is not None
+            backend.cluster.psql(statement, urlsplit(backend.url).path.lstrip("/"))
+    migrated = backend.make("two")
+    await migrated.open()
+    try:
+        await migrated.note_seen([SeenRecord(C, "aarch64", "uefi", "", 1.0, 2.0)])
+        assert [r.mac for r in await migrated.seen()] == [C]
+        assert await migrated.load_leases6() == []
+        assert SCHEMA_VERSION == 3
+    finally:
+        await migrated.close()

@@ -248,7 +248,7 @@ async def test_form_post_reinstalls_and_redirects_back(
     cookie_only = await client.post(f"/api/hosts/{MAC}/reinstall", data={"csrf": csrf})
     assert cookie_only.status == 401  # the session never stands in for the API's token
     page = await _page(client)
-    assert page.find(f"host-{KEY}").all("td")[4].text == "installed"
+    assert page.find(f"host-{KEY}").all("td")[5].text == "installed"  # after Kernel
 
     foreign = await client.post(
         form_url,
@@ -322,7 +322,7 @@ async def test_stream_sends_each_event_as_rendered_html(
     name, data = await _message(response.content)
     assert name == "boot" and data["key"] == KEY and data["stage"] == "script" and data["known"]
     row = parse(data["row"]).find(f"host-{KEY}")
-    assert "script" in row.all("td")[5].text and row.all("td")[0].text == "web-1"
+    assert "script" in row.all("td")[6].text and row.all("td")[0].text == "web-1"
     assert "boot script /boot" in parse(data["item"]).text
     assert parse(data["timeline"]).find(f"tl-{KEY}").all("li")
     assert data["problem"] == ""

@@ -16,7 +16,7 @@ def test_systemd_analyze_verify_is_silent(tmp_path: Path) -> None:
     pxelab = Path(sys.executable).with_name("pxelab")
     assert pxelab.exists(), f"{pxelab}: pxelab's console script is installed beside the interpreter"
     local = tmp_path / "pxelab.service"
-    local.write_text(UNIT.read_text().replace("/usr/local/bin/pxelab", str(pxelab)))
+    local.write_text(UNIT.read_text().replace("/opt/pxelab/bin/pxelab", str(pxelab)))
     proc = subprocess.run(
         [analyze, "verify", str(local)], capture_output=True, text=True, timeout=60
     )

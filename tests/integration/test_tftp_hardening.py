@@ -109,24 +109,70 @@ async def servers() -> AsyncIterator[list[TftpServer]]:
 # --- caps ---------------------------------------------------------------------------------
 
 
-async def test_per_client_cap_drops_extra_requests_but_serves_other_clients(
+async def receive_rest(client: RawClient, first: Data, tid: Address) -> bytes:
+    """ACK blocks lockstep from `first` (already received) to the end of the file."""
+    content, packet = bytearray(first.data), first
+    while True:
+        client.send(Ack(packet.block), tid)
+        if len(packet.data) < 512:
+            return bytes(content)
+        received, tid = await client.recv()
+        assert isinstance(received, Data), received
+        packet = received
+        content += packet.data
+
+
+async def test_per_client_cap_makes_extra_requests_wait_not_time_out(
     root: Path, servers: list[TftpServer], caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Machines behind one address: the one over the cap is served as soon as a slot frees,
+    without retransmitting its RRQ; other addresses are served meanwhile."""
     caplog.set_level(logging.INFO, "pxelab.tftp")
     tftp = await start_tftp(root, HOST, 0, config=SessionConfig(timeout=5), max_per_client=1)
     servers.append(tftp)
     first, second, other = await open_client(), await open_client(), await open_client("127.0.0.2")
+    small = (root / "small.bin").read_bytes()
+    try:
+        first.send(ReadRequest("small.bin", "octet"), (HOST, tftp.port))
+        packet, tid = await first.recv()
+        assert isinstance(packet, Data)
+        second.send(ReadRequest("small.bin", "octet"), (HOST, tftp.port))
+        await wait_for(lambda: tftp.queued == 1)  # it waits: the first transfer holds the slot
+        assert await second.nothing_for(QUIET)
+        assert "waits, 1 transfers in flight for 127.0.0.1 (tftp_max_per_client)" in caplog.text
+        assert await fetch(other, tftp.port, "small.bin") == small
+        assert await receive_rest(first, packet, tid) == small
+        # the slot is free: the waiting request is answered with no retransmission
+        packet, tid = await second.recv()
+        assert isinstance(packet, Data) and packet.block == 1
+        assert await receive_rest(second, packet, tid) == small
+        assert (tftp.queued, tftp.refused_busy, tftp.expired) == (1, 0, 0)
+        await wait_for(lambda: tftp.sessions == 0)
+    finally:
+        for client in (first, second, other):
+            client.close()
+
+
+async def test_a_full_wait_queue_drops_requests(
+    root: Path, servers: list[TftpServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "pxelab.tftp")
+    tftp = await start_tftp(
+        root, HOST, 0, config=SessionConfig(timeout=5), max_per_client=1, max_queued=0
+    )
+    servers.append(tftp)
+    first, second = await open_client(), await open_client()
     try:
         first.send(ReadRequest("small.bin", "octet"), (HOST, tftp.port))
         await first.recv()
         second.send(ReadRequest("small.bin", "octet"), (HOST, tftp.port))
         await wait_for(lambda: tftp.refused_busy == 1)  # judged and dropped ...
         assert await second.nothing_for(QUIET)  # ... without an answer: the client will retry
-        assert "dropped, 1 transfers in flight for 127.0.0.1 (tftp_max_per_client)" in caplog.text
-        assert await fetch(other, tftp.port, "small.bin") == (root / "small.bin").read_bytes()
-        assert tftp.refused_busy == 1
+        reason = "dropped, 1 transfers in flight for 127.0.0.1 (tftp_max_per_client), 0 waiting"
+        assert reason in caplog.text
+        assert (tftp.refused_busy, tftp.queued) == (1, 0)
     finally:
-        for client in (first, second, other):
+        for client in (first, second):
             client.close()
 
 
@@ -141,13 +187,37 @@ async def test_global_cap_and_slots_come_back(root: Path, servers: list[TftpServ
             tids.append((await client.recv())[1])
         assert tftp.sessions == 2
         clients[2].send(ReadRequest("small.bin", "octet"), (HOST, tftp.port))
-        await wait_for(lambda: tftp.refused_busy == 1)
-        assert await clients[2].nothing_for(QUIET)
-        # The first client gives up with an ERROR: its slot is free again.
+        await wait_for(lambda: tftp.queued == 1)  # it waits for a slot ...
+        assert await clients[2].nothing_for(QUIET)  # ... and gets no answer meanwhile
+        assert tftp.sessions == 2
+        # The first client gives up with an ERROR: its slot goes to the waiting request.
         clients[0].send(ErrorPacket(ErrorCode.NOT_DEFINED, "bye"), tids[0])
-        await wait_for(lambda: tftp.sessions == 1)
-        assert await fetch(clients[2], tftp.port, "small.bin") == (root / "small.bin").read_bytes()
-        assert tftp.refused_busy == 1
+        packet, tid = await clients[2].recv()
+        assert isinstance(packet, Data)
+        assert await receive_rest(clients[2], packet, tid) == (root / "small.bin").read_bytes()
+        assert (tftp.queued, tftp.refused_busy) == (1, 0)
+        # and with the waiting request gone, a new one is served at once
+        clients[0].close()
+        clients[0] = await open_client()
+        assert await fetch(clients[0], tftp.port, "small.bin") == (root / "small.bin").read_bytes()
+    finally:
+        for client in clients:
+            client.close()
+
+
+async def test_closing_with_requests_waiting(root: Path, servers: list[TftpServer]) -> None:
+    tftp = await start_tftp(root, HOST, 0, config=SessionConfig(timeout=5), max_sessions=1)
+    clients = [await open_client() for _ in range(3)]
+    try:
+        for client in clients:
+            client.send(ReadRequest("small.bin", "octet"), (HOST, tftp.port))
+        await clients[0].recv()
+        await wait_for(lambda: tftp.queued == 2)
+        tftp.close()
+        await asyncio.wait_for(tftp.wait_closed(), 5)
+        assert tftp.sessions == 0 and tftp.transfers == 0
+        # closed, and nothing answers the waiting requests (a window: no signal but silence)
+        assert await clients[1].nothing_for(QUIET) and await clients[2].nothing_for(0.01)
     finally:
         for client in clients:
             client.close()

@@ -31,6 +31,7 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
         http_port=9000,
         hosts_dir=Path("/srv/hosts"),
         dns=(IPv4Address("1.1.1.1"),),
+        profiles_dir=Config().profiles_dir.expanduser(),
         images_dir=Config().images_dir.expanduser(),
         tftp_root=Config().tftp_root.expanduser(),
         state_dir=Config().state_dir.expanduser(),

@@ -139,7 +139,51 @@ def test_clashing_hosts_keep_the_first_file(tmp_path: Path) -> None:
     inv = Inventory(tmp_path)
     host = inv.lookup("52:54:00:00:00:01")
     assert host is not None and host.name == "a"
-    assert "clashes" in inv.errors[str(tmp_path / "b.json")]
+    assert "is already served by" in inv.errors[str(tmp_path / "b.json")]
+
+
+@pytest.mark.parametrize(
+    "newcomer",
+    [
+        {"name": "typo", "mac": "52:54:00:00:00:01"},
+        {"name": "web", "mac": "52:54:00:00:00:99"},
+        {"name": "other", "mac": "52:54:00:00:00:98", "ip": "10.0.0.5"},
+    ],
+    ids=["same-mac", "same-name", "same-ip"],
+)
+def test_a_new_file_never_takes_a_serving_host_down(
+    tmp_path: Path, newcomer: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    _write(tmp_path / "z-web.json", {"name": "web", "mac": "52:54:00:00:00:01", "ip": "10.0.0.5"})
+    inv = Inventory(tmp_path)
+    serving = inv.lookup("52:54:00:00:00:01")
+    assert serving is not None
+    _write(tmp_path / "a-new.json", newcomer)  # sorts first: it used to win
+    assert inv.refresh() is True
+    assert inv.lookup("52:54:00:00:00:01") is serving
+    assert inv.by_name("web") is serving
+    assert inv.reserved() == {serving.ip: serving.mac}
+    error = inv.errors[str(tmp_path / "a-new.json")]
+    assert f"already served by {tmp_path / 'z-web.json'}, which keeps serving" in error
+    assert f"host file rejected: {error}" in caplog.text
+    if newcomer["name"] == "other":
+        assert inv.lookup("52:54:00:00:00:98") is None
+    (tmp_path / "z-web.json").unlink()  # once the serving host goes, the newcomer serves
+    assert inv.refresh() is True
+    assert inv.errors == {}
+    assert inv.by_name(newcomer["name"]) is not None
+
+
+def test_on_change_sees_the_new_hosts_before_lookups_do(tmp_path: Path) -> None:
+    seen: list[tuple[list[str], object]] = []
+    inv = Inventory(tmp_path, rescan_on_lookup=False)
+    inv.on_change = lambda hosts: seen.append(
+        (sorted(h.name for h in hosts), inv.lookup("52:54:00:00:00:07"))
+    )
+    _write(tmp_path / "n.json", {"name": "n", "mac": "52:54:00:00:00:07"})
+    assert inv.refresh() is True
+    assert seen == [(["n"], None)]  # called first; then the host is published
+    assert inv.lookup("52:54:00:00:00:07") is not None
 
 
 def test_missing_directory_is_empty_not_fatal(tmp_path: Path) -> None:

@@ -137,3 +137,30 @@ def _state(state_dir: Path) -> HostState:
             await store.close()
 
     return asyncio.run(read())
+
+
+def test_explain_says_what_the_daemon_does_for_arm64_and_a_pvmlab_tree(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No ipxe-arm64.efi in the TFTP root: DHCP hands out GRUB, so explain says GRUB (the same
+    function decides for both); the kernel is found in pvmlab's `aarch64/` directory, and a
+    missing initrd lists every path tried."""
+    (tmp_path / "tftp").mkdir()
+    (tmp_path / "images/demo/aarch64").mkdir(parents=True)
+    (tmp_path / "images/demo/aarch64/vmlinuz").write_bytes(b"kernel")
+    _run(tmp_path, "hosts", "add", "a1", "--mac", MAC, "--arch", "aarch64", "--distro", "demo")
+    capsys.readouterr()
+    common = ["--tftp-root", str(tmp_path / "tftp"), "--images-dir", str(tmp_path / "images")]
+    common += ["--address", "10.0.0.1", "--http-port", "8080", "--dns", "10.0.0.53"]
+    assert _run(tmp_path, "explain", MAC, *common) == 0
+    text = capsys.readouterr().out
+    assert "ARM64 UEFI PXE [uefi-arm64]: grubnetaa64.efi" in text
+    assert "TFTP serves grubnetaa64.efi: MISSING in the TFTP root" in text
+    assert "ARM64 UEFI HTTP boot [http-arm64]: http://10.0.0.1:8080/tftp/grubnetaa64.efi" in text
+    assert "DNS servers (option 6): 10.0.0.53 (the 'dns' setting)" in text
+    assert "  kernel: demo/aarch64/vmlinuz\n" in text
+    assert "  initrd: MISSING, tried demo/aarch64/initrd, demo/arm64/initrd, demo/initrd\n" in text
+    assert "kernel http://10.0.0.1:8080/images/demo/aarch64/vmlinuz" in text
+    (tmp_path / "tftp" / "ipxe-arm64.efi").write_bytes(b"efi")
+    assert _run(tmp_path, "explain", MAC, "--arch", "uefi-arm64", *common) == 0
+    assert "ARM64 UEFI PXE [uefi-arm64]: ipxe-arm64.efi" in capsys.readouterr().out

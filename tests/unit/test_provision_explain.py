@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pxelab.boot.explain import as_text, explain
+from pxelab.boot.explain import DhcpHandout, as_text, explain
 from pxelab.boot.render import Renderer
 from pxelab.dhcp.arch import BootFiles
 from pxelab.hosts.install import UNRECORDED, HostState, InstallState
@@ -68,7 +68,7 @@ def test_arm64_and_one_arch_and_custom_boot_files() -> None:
     }
     files = BootFiles(bios=None)
     one = explain(
-        _host(), UNRECORDED, Renderer(), BASE, SERVER, 8080, arch="bios", boot_files=files
+        _host(), UNRECORDED, Renderer(), BASE, SERVER, 8080, arch="bios", handout=DhcpHandout(files)
     )
     assert list(_answers(one)) == ["bios"]
     assert _answers(one)["bios"]["boot_file"] is None

@@ -20,7 +20,8 @@ from pxelab.hosts.install import HostState, InstallState
 from pxelab.state import SCHEMA_VERSION, StoreError
 from pxelab.state.base import event_from_text, event_to_text
 from pxelab.state.open import open_store
-from pxelab.state.sqlite import FILE_NAME, SCHEMA, SqliteStore
+from pxelab.state.sqlite import FILE_NAME, SqliteStore
+from pxelab.state.sqlite_schema import SCHEMA
 
 A, B = "52:54:00:00:00:0a", "52:54:00:00:00:0b"
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,7 +117,7 @@ def test_state_url_key() -> None:
 
 async def test_a_version_1_database_gains_the_ipv6_lease_table(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / FILE_NAME)
-    for statement in SCHEMA[:-1]:  # version 1: everything but leases6
+    for statement in SCHEMA[:-2]:  # version 1: everything but leases6 (2) and seen (3)
         db.execute(statement)
     db.execute("INSERT INTO schema_version VALUES (1)")
     db.commit()
@@ -131,4 +132,4 @@ async def test_a_version_1_database_gains_the_ipv6_lease_table(tmp_path: Path) -
     finally:
         await store.close()
     version = sqlite3.connect(tmp_path / FILE_NAME).execute("SELECT version FROM schema_version")
-    assert version.fetchone()[0] == SCHEMA_VERSION == 2
+    assert version.fetchone()[0] == SCHEMA_VERSION == 3

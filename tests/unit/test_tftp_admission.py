@@ -14,6 +14,7 @@ from pxelab.tftp.admission import (
     Limits,
     Slots,
     Verdict,
+    Waiting,
     clamp_to_mtu,
     decide,
     malformed,
@@ -46,22 +47,53 @@ IDLE = InFlight(total=0, from_ip=0, same_client=False)
         (RRQ, InFlight(1, 1, True), Verdict.REPEATED, "repeated RRQ", None),
         # a repeat is answered by its transfer even when the caps are reached
         (RRQ, InFlight(4, 2, True), Verdict.REPEATED, "repeated RRQ", None),
+        # over a cap, a request waits for a slot while the wait queue has room
         (
             RRQ,
             InFlight(4, 0, False),
-            Verdict.BUSY,
-            "dropped, 4 transfers in flight (tftp_max_sessions)",
+            Verdict.QUEUED,
+            "waits, 4 transfers in flight (tftp_max_sessions)",
             None,
         ),
         (
             RRQ,
-            InFlight(2, 2, False),
-            Verdict.BUSY,
-            "dropped, 2 transfers in flight for 10.0.0.5 (tftp_max_per_client)",
+            InFlight(2, 2, False, queued=1023),
+            Verdict.QUEUED,
+            "waits, 2 transfers in flight for 10.0.0.5 (tftp_max_per_client)",
             None,
         ),
-        # the caps come before the mode: a busy server drops whatever it is asked
-        (ReadRequest("f", "mail"), InFlight(4, 0, False), Verdict.BUSY, "dropped, 4", None),
+        # ... and is dropped once the queue is full
+        (
+            RRQ,
+            InFlight(4, 0, False, queued=1024),
+            Verdict.BUSY,
+            "dropped, 4 transfers in flight (tftp_max_sessions), 1024 waiting",
+            None,
+        ),
+        (
+            RRQ,
+            InFlight(2, 2, False, queued=1024),
+            Verdict.BUSY,
+            "dropped, 2 transfers in flight for 10.0.0.5 (tftp_max_per_client), 1024 waiting",
+            None,
+        ),
+        # a full server drops whatever it is asked; with room to wait, a bad mode is refused
+        (
+            ReadRequest("f", "mail"),
+            InFlight(4, 0, False, queued=1024),
+            Verdict.BUSY,
+            "dropped, 4",
+            None,
+        ),
+        (
+            ReadRequest("f", "mail"),
+            InFlight(4, 0, False),
+            Verdict.REFUSED,
+            "",
+            ErrorPacket(ErrorCode.ILLEGAL_OPERATION, "unsupported mode 'mail'"),
+        ),
+        # a request below the caps does not wait behind those that do (other IPs)
+        (RRQ, InFlight(3, 1, False, queued=5), Verdict.SERVE, "", None),
         (
             ReadRequest("f", "mail"),
             IDLE,
@@ -217,10 +249,16 @@ def test_limits_must_be_positive(sessions: int, per_client: int) -> None:
         Limits(sessions, per_client)
 
 
+@pytest.mark.parametrize(("queued", "wait"), [(-1, 30.0), (10, -1.0)])
+def test_wait_queue_limits_must_not_be_negative(queued: int, wait: float) -> None:
+    with pytest.raises(ValueError, match="max_queued and max_wait must be >= 0"):
+        Limits(4, 2, queued, wait)
+
+
 def test_slots_count_clients_and_ips() -> None:
     slots = Slots()
     a1, a2, b = ("10.0.0.1", 1000), ("10.0.0.1", 1001), ("10.0.0.2", 1000)
-    assert slots.in_flight(a1) == InFlight(0, 0, False)
+    assert slots.in_flight(a1) == InFlight(0, 0, False, 0)
     slots.take(a1)
     slots.take(a2)
     slots.take(b)
@@ -240,8 +278,8 @@ def test_slots_count_clients_and_ips() -> None:
 
 
 def test_slots_and_decide_enforce_the_caps_together() -> None:
-    """The adapter's loop: decide on the counts, take a slot on SERVE; the caps then hold."""
-    slots, limits = Slots(), Limits(max_sessions=3, max_per_client=2)
+    """The adapter's loop with no wait queue: take a slot on SERVE; the caps hold, the rest drop."""
+    slots, limits = Slots(), Limits(max_sessions=3, max_per_client=2, max_queued=0)
     verdicts = []
     for client in [("10.0.0.1", p) for p in (1, 2, 3)] + [("10.0.0.2", 1), ("10.0.0.3", 1)]:
         decision = decide(RRQ, client, slots.in_flight(client), limits)
@@ -250,3 +288,55 @@ def test_slots_and_decide_enforce_the_caps_together() -> None:
         verdicts.append(decision.verdict)
     assert verdicts == [Verdict.SERVE, Verdict.SERVE, Verdict.BUSY, Verdict.SERVE, Verdict.BUSY]
     assert len(slots) == 3
+
+
+def test_requests_over_the_caps_wait_and_are_served_in_order() -> None:
+    """Many machines behind one address: none is dropped, each gets a slot as one frees."""
+    slots, limits = Slots(), Limits(max_sessions=3, max_per_client=2)
+    nat = [("10.0.0.1", port) for port in range(1, 7)]
+    other = ("10.0.0.2", 1)
+    verdicts = []
+    for now, client in enumerate([*nat, other]):
+        decision = decide(RRQ, client, slots.in_flight(client), limits)
+        verdicts.append(decision.verdict)
+        if decision.verdict is Verdict.SERVE:
+            slots.take(client)
+        elif decision.verdict is Verdict.QUEUED:
+            slots.queue(Waiting(client, RRQ, None, float(now)))
+    assert verdicts == [Verdict.SERVE] * 2 + [Verdict.QUEUED] * 4 + [Verdict.SERVE]
+    assert (len(slots), slots.waiting) == (3, 4)
+    # a repeat of a waiting request is not queued twice
+    assert decide(RRQ, nat[2], slots.in_flight(nat[2]), limits).verdict is Verdict.REPEATED
+    # nothing fits while every slot is taken
+    assert slots.admit(limits, 10.0) == ([], [])
+    slots.release(other)  # a global slot frees, but 10.0.0.1 is at its own cap
+    assert slots.admit(limits, 10.0) == ([], [])
+    slots.release(nat[0])
+    ready, expired = slots.admit(limits, 10.0)
+    assert [w.client for w in ready] == [nat[2]] and expired == []
+    slots.release(nat[1])
+    assert [w.client for w in slots.admit(limits, 10.0)[0]] == [nat[3]]
+    assert slots.in_flight(nat[3]) == InFlight(2, 2, True, 2)
+
+
+def test_a_request_that_waited_too_long_is_dropped_not_served() -> None:
+    slots, limits = Slots(), Limits(max_sessions=1, max_per_client=1, max_wait=5.0)
+    slots.take(("10.0.0.1", 1))
+    old, fresh = ("10.0.0.2", 1), ("10.0.0.3", 1)
+    slots.queue(Waiting(old, RRQ, "10.0.0.254", 0.0))
+    slots.queue(Waiting(fresh, RRQ, None, 4.0))
+    slots.release(("10.0.0.1", 1))
+    ready, expired = slots.admit(limits, 6.0)
+    assert [w.client for w in expired] == [old]
+    assert [(w.client, w.local) for w in ready] == [(fresh, None)]
+    assert slots.waiting == 0
+    assert slots.in_flight(fresh) == InFlight(1, 1, True, 0)
+
+
+def test_closing_forgets_the_waiting_requests() -> None:
+    slots = Slots()
+    slots.queue(Waiting(CLIENT, RRQ, None, 0.0))
+    slots.queue(Waiting(CLIENT, RRQ, None, 1.0))  # the same client twice: kept once
+    assert [w.since for w in slots.clear_waiting()] == [0.0]
+    assert slots.waiting == 0
+    assert slots.admit(LIMITS, 2.0) == ([], [])
