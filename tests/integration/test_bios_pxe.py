@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,6 +63,10 @@ def test_bios_pxe_client_gets_undionly_over_tftp(served: tuple[Lab, bootlab.Daem
         timeout=30,
     )
     assert fetched.read_bytes() == (bootlab.IPXE_DIR / "undionly.kpxe").read_bytes()
-    log = daemon.text()
+    # curl exits once it has sent its last ACK, maybe before the daemon has read it and logged
+    # the transfer: wait for that line (a positive signal) rather than read the log at once
+    deadline = time.monotonic() + 10
+    while "RRQ 'undionly.kpxe': sent" not in (log := daemon.text()):
+        assert time.monotonic() < deadline, log
+        time.sleep(0.05)
     assert "(arch x86 BIOS (0)): ACK" in log and "file=undionly.kpxe" in log, log
-    assert "RRQ 'undionly.kpxe': sent" in log, log
