@@ -12,6 +12,7 @@ import pytest
 import tftpy
 
 from pxelab.tftp.server import TftpServer, start_tftp
+from tests.integration.test_tftp_server import until
 
 HOST = "127.0.0.1"
 MIB = 1 << 20
@@ -199,7 +200,8 @@ async def test_one_info_line_per_request(
     base = f"tftp://{HOST}:{server.port}"
     await run("curl", "-sS", "-o", str(tmp_path / "a"), f"{base}/big.bin")
     await run("curl", "-sS", "-o", str(tmp_path / "b"), f"{base}/missing.efi")
-    await asyncio.sleep(0.05)
+    # curl exits after its last ACK, maybe before the server has read it: wait for both lines
+    await until(lambda: sum(" RRQ " in r.getMessage() for r in caplog.records) >= 2)
     lines = [r.getMessage() for r in caplog.records if " RRQ " in r.getMessage()]
     assert len(lines) == 2, lines
     assert lines[0].startswith(f"{HOST}:")

@@ -156,8 +156,8 @@ async def test_lockstep_read_from_a_new_port(
         assert await fetch(other, server.port, "small.bin") == (root / "small.bin").read_bytes()
     finally:
         other.close()
-    await asyncio.sleep(0.05)
-    assert "RRQ 'small.bin': sent 1280 bytes in" in caplog.text
+    # the last ACK is sent before the server has read it: wait for the line, do not sleep
+    await until(lambda: "RRQ 'small.bin': sent 1280 bytes in" in caplog.text)
 
 
 async def test_tsize_then_error_8_is_a_normal_end(
