@@ -51,5 +51,18 @@ def test_uefi_boot_completes_under_loss_and_reordering(tmp_path: Path) -> None:
         dropped = [int(n) for n in re.findall(r"'dropped': (\d+)", counts)]
         assert len(dropped) == 2 and all(n > 50 for n in dropped), counts  # it really was lossy
         log = daemon.text()
-        assert re.search(r"RRQ 'ipxe\.efi': sent \d+ bytes", log), log
+        # The VM ran iPXE, so it had all of ipxe.efi. The server logs the transfer as sent, or,
+        # when the loss took the client's last ACK (about one run in ten: seen here), as
+        # unfinished with only that last window unacknowledged: the firmware has moved on and
+        # never answers the retransmissions, so the transfer times out or is stopped.
+        sent = re.search(r"RRQ 'ipxe\.efi': sent (\d+) bytes", log)
+        unacked = re.search(
+            r"RRQ 'ipxe\.efi': (?:timed out, (\d+) of (\d+) bytes acknowledged"
+            r"|stopped, server closing \((\d+) of (\d+) bytes(?: acknowledged)?\))",
+            log,
+        )
+        if sent is None:
+            assert unacked is not None, log
+            acked, size = (int(n) for n in unacked.groups() if n is not None)
+            assert 0 < size - acked <= 64 * 1468, unacked.group(0)  # the last window at most
         assert re.search(r"GET /images/demo/amd64/initrd 200", log), log
