@@ -35,17 +35,12 @@ class UnknownMacs(StrEnum):
     IGNORE = "ignore"
 
 
-class HostInfo(Protocol):
-    """What the DHCP policy reads from an inventory host."""
+class BootHostInfo(Protocol):
+    """What the DHCP and DHCPv6 policies read from an inventory host to choose its boot file."""
 
     @property
     def name(self) -> str:
         """The host's name, for log lines."""
-        ...
-
-    @property
-    def ip(self) -> IPv4Address | None:
-        """Its reserved address, or None to give it one from the pool."""
         ...
 
     @property
@@ -61,6 +56,15 @@ class HostInfo(Protocol):
     @property
     def secure_boot(self) -> bool:
         """True: it boots with Secure Boot, so it needs the signed shim and GRUB."""
+        ...
+
+
+class HostInfo(BootHostInfo, Protocol):
+    """What the DHCP policy reads from an inventory host."""
+
+    @property
+    def ip(self) -> IPv4Address | None:
+        """Its reserved address, or None to give it one from the pool."""
         ...
 
 

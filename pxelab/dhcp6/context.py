@@ -10,7 +10,7 @@ from ipaddress import IPv6Address, IPv6Network
 from typing import Protocol
 
 from pxelab.dhcp.arch import BootFiles
-from pxelab.dhcp.context import UnknownMacs
+from pxelab.dhcp.context import BootHostInfo, UnknownMacs
 from pxelab.dhcp6.leases import Lease6
 from pxelab.dhcp6.packet import SERVER_PORT, Message
 from pxelab.errors import ConfigError
@@ -19,32 +19,12 @@ POOL_FIRST, POOL_LAST = 0x1000, 0xFFFF
 """Default pool: these interface ids in the prefix (::1000 to ::ffff), clear of static ::1."""
 
 
-class Host6Info(Protocol):
+class Host6Info(BootHostInfo, Protocol):
     """What the DHCPv6 policy reads from an inventory host."""
-
-    @property
-    def name(self) -> str:
-        """The host's name, for log lines."""
-        ...
 
     @property
     def ip6(self) -> IPv6Address | None:
         """Its reserved IPv6 address, or None to give it one from the pool."""
-        ...
-
-    @property
-    def pxeboot(self) -> bool:
-        """False: give it an address but no boot file URL."""
-        ...
-
-    @property
-    def loader(self) -> str | None:
-        """`ipxe`, `grub`, or None to let the firmware decide."""
-        ...
-
-    @property
-    def secure_boot(self) -> bool:
-        """True: it boots with Secure Boot (the signed shim and GRUB)."""
         ...
 
 
