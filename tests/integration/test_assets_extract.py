@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from pxelab.assets.extract import extract
-from pxelab.assets.store import import_iso, list_cache, read_manifest
 from pxelab.testing.testiso import build_iso
+from tests.unit.test_assets_extract import import_and_check
 
 KERNEL_PATH, INITRD_PATH = "images/pxeboot/vmlinuz", "images/pxeboot/initrd.img"
 
@@ -31,15 +31,7 @@ def digest(path: Path) -> str:
 async def test_import_extracts_from_a_hybrid_iso(payload: dict[str, Path], tmp_path: Path) -> None:
     iso = tmp_path / "os-hybrid.iso"
     build_iso(iso, payload, "hybrid")
-    images = tmp_path / "images"
-    manifest = await import_iso(iso, "os", "amd64", KERNEL_PATH, INITRD_PATH, images)
-    target = images / "os" / "amd64"
-    assert digest(target / "vmlinuz") == digest(payload[KERNEL_PATH])
-    assert digest(target / "initrd") == digest(payload[INITRD_PATH])
-    assert digest(target / iso.name) == digest(iso)
-    assert read_manifest(target) == manifest
-    assert not manifest.verified  # no --sha256 given
-    assert {r.state for r in list_cache(images, check=True)} == {"unverified"}
+    await import_and_check(iso, payload, tmp_path / "images")
 
 
 def test_hybrid_iso_has_partition_tables_and_still_extracts(

@@ -39,14 +39,19 @@ async def test_import_extracts_from_every_iso_style(
 ) -> None:
     iso = tmp_path / f"os-{style}.iso"
     build_iso(iso, payload, style)
-    images = tmp_path / "images"
+    await import_and_check(iso, payload, tmp_path / "images")
+
+
+async def import_and_check(iso: Path, payload: dict[str, Path], images: Path) -> None:
+    """`pxelab assets import` of iso into images: kernel, initrd and the ISO, byte for byte,
+    and an unverified manifest (no --sha256 given)."""
     manifest = await import_iso(iso, "os", "amd64", KERNEL_PATH, INITRD_PATH, images)
     target = images / "os" / "amd64"
     assert digest(target / "vmlinuz") == digest(payload[KERNEL_PATH])
     assert digest(target / "initrd") == digest(payload[INITRD_PATH])
     assert digest(target / iso.name) == digest(iso)
     assert read_manifest(target) == manifest
-    assert not manifest.verified  # no --sha256 given
+    assert not manifest.verified
     assert {r.state for r in list_cache(images, check=True)} == {"unverified"}
 
 
