@@ -63,7 +63,7 @@ def _follow(daemon: bootlab.Daemon, vm: QemuVm, timeout: float) -> str | None:
 @contextlib.contextmanager
 def _started(network: str, root: Path) -> Iterator[tuple[bootlab.Daemon, QemuVm]]:
     host = {"name": "demo-vm", "arch": "x86_64", "mac": DEMO_MAC, "distro": "demo",
-            "kernel_args": "quiet pxelab.testing.demo=1"}  # fmt: skip
+            "kernel_args": "quiet pxelab.demo=1"}  # fmt: skip
     if network == "netns":
         with lab() as the_lab:
             print(f"pxelab demo: namespace {the_lab.server.name}, bridge {the_lab.subnet}.0/24")
