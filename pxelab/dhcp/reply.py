@@ -4,11 +4,11 @@ BOOTREPLY header, OFFER/ACK and NAK, and where each goes (RFC 2131 §4.1). Pure.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from pxelab.dhcp.arch import first_known, iana_name, vendor_class_arch
+from pxelab.dhcp.arch import BootFiles, first_known, iana_name, vendor_class_arch
 from pxelab.dhcp.context import (
     CLIENT_PORT,
     IPXE_SCRIPT,
@@ -16,6 +16,7 @@ from pxelab.dhcp.context import (
     PXE_PORT,
     SERVER_PORT,
     TFTP_OVER_HTTP,
+    BootHostInfo,
     DhcpContext,
     HostInfo,
 )
@@ -119,17 +120,32 @@ def choose_boot(request: DhcpPacket, ctx: DhcpContext, host: HostInfo | None) ->
             return BootChoice(None, False, "not a PXE client")
     elif from_vendor is not None and from_vendor not in codes:
         note = f"option 60 says arch {from_vendor}, option 93 wins"
+    return boot_for_arch(codes, host, ctx.boot_files, ctx.url, note)
+
+
+def boot_for_arch(
+    codes: tuple[int, ...],
+    host: BootHostInfo | None,
+    boot_files: BootFiles,
+    url: Callable[[str], str],
+    note: str,
+    tftp: Callable[[str], str] = str,
+) -> BootChoice:
+    """The boot file for the first known architecture in `codes` (option 93 or 61), the host's
+    loader considered: an HTTP URL (made by `url`) for UEFI HTTP boot, else a TFTP name (made
+    into what the reply carries by `tftp`: DHCPv6 wants a tftp:// URL). Shared by DHCP and
+    DHCPv6."""
     arch = first_known(codes)
     if arch is None:
         listed = ", ".join(f"{code} {iana_name(code)}" for code in codes)
         return BootChoice(None, False, f"no boot file: unknown client architecture {listed}")
     loader = None if host is None else host.loader or ("grub" if host.secure_boot else None)
-    name = ctx.boot_files.for_firmware(arch.firmware, None if arch.http else loader)
+    name = boot_files.for_firmware(arch.firmware, None if arch.http else loader)
     if name is None:
         return BootChoice(None, False, f"no boot file configured for {arch.label}")
     if arch.http:
-        return BootChoice(ctx.url(TFTP_OVER_HTTP + name), True, note or "UEFI HTTP boot")
-    return BootChoice(name, False, note)
+        return BootChoice(url(TFTP_OVER_HTTP + name), True, note or "UEFI HTTP boot")
+    return BootChoice(tftp(name), False, note)
 
 
 def boot_options(

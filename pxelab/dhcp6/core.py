@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from ipaddress import IPv6Address
 
-from pxelab.dhcp.arch import first_known, iana_name, vendor_class_arch
-from pxelab.dhcp.context import IPXE_SCRIPT, TFTP_OVER_HTTP, UnknownMacs
-from pxelab.dhcp.reply import BootChoice
+from pxelab.dhcp.arch import vendor_class_arch
+from pxelab.dhcp.context import IPXE_SCRIPT, UnknownMacs
+from pxelab.dhcp.reply import BootChoice, boot_for_arch
 from pxelab.dhcp6.context import Dhcp6Context, Dhcp6Reply, Host6Info, Host6Lookup, NoReply6, Sender6
 from pxelab.dhcp6.leases import Lease6, Lease6Table
 from pxelab.dhcp6.options import (
@@ -282,17 +282,7 @@ def choose_boot(msg: Dhcp6Message, ctx: Dhcp6Context, host: Host6Info | None) ->
         if from_vendor is None:
             return BootChoice(None, False, "not a netboot client (no option 61)")
         codes, note = (from_vendor,), f"arch {from_vendor} from option 16"
-    arch = first_known(codes)
-    if arch is None:
-        listed = ", ".join(f"{code} {iana_name(code)}" for code in codes)
-        return BootChoice(None, False, f"no boot file: unknown client architecture {listed}")
-    loader = None if host is None else host.loader or ("grub" if host.secure_boot else None)
-    name = ctx.boot_files.for_firmware(arch.firmware, None if arch.http else loader)
-    if name is None:
-        return BootChoice(None, False, f"no boot file configured for {arch.label}")
-    if arch.http:
-        return BootChoice(ctx.url(TFTP_OVER_HTTP + name), True, note or "UEFI HTTP boot")
-    return BootChoice(ctx.tftp_url(name), False, note)
+    return boot_for_arch(codes, host, ctx.boot_files, ctx.url, note, ctx.tftp_url)
 
 
 @dataclass(frozen=True)
