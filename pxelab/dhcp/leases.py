@@ -34,6 +34,10 @@ class Lease:
     """OFFERED (held briefly), BOUND (acknowledged), DECLINED (in use elsewhere), FREE (released)."""
     expires: float
     """When it stops holding the address, on the same clock as `now`."""
+    since: float = 0.0
+    """When the decision that wrote it was made (the request's `now`). For FREE: the `since` of
+    the record it removes. Instances sharing a store order their decisions by it, so a decision
+    that reaches the store late never undoes a newer one (see `supersedes`)."""
 
     def active(self, now: float) -> bool:
         """Whether it still keeps the address from others at `now`."""
@@ -51,6 +55,19 @@ class Grant:
     nothing changed (a bound address offered again)."""
 
 
+def supersedes(held: Lease, change: Lease) -> bool:
+    """Whether `held`, a binding in the store, makes `change` stale: both bind the same MAC, to
+    different addresses, and `held` was decided later. A store refuses such a change (the client
+    has moved on: the late reply must not be sent, nor its binding replace the newer one)."""
+    return (
+        change.state is LeaseState.BOUND
+        and held.state is LeaseState.BOUND
+        and held.mac == change.mac
+        and held.ip != change.ip
+        and held.since > change.since
+    )
+
+
 class LeaseStore(Protocol):
     """Where leases outlive the process: the SQLite file in `state_dir`, or the shared state store."""
 
@@ -59,8 +76,10 @@ class LeaseStore(Protocol):
         ...
 
     async def commit_leases(self, changes: Sequence[Lease], now: float) -> list[Lease]:
-        """Apply changes, each atomically. Returns, for each change refused because another MAC
-        holds that address in the store, the lease held there; [] when all were applied."""
+        """Apply changes, each atomically. Returns, for each change refused, the lease that refused
+        it: another MAC's live lease on its address, or a newer binding of its MAC elsewhere
+        (`supersedes`); [] when all were applied. A FREE removes only the record it names (same
+        MAC, `since` not newer), never one another instance wrote after it."""
         ...
 
 
@@ -138,9 +157,9 @@ class LeaseTable:
         if mine is not None and mine.state is LeaseState.BOUND:
             return Grant(mine, ())  # re-offering a bound address keeps the binding as it is
         if mine is not None and mine.state is LeaseState.OFFERED:
-            lease = replace(mine, expires=max(mine.expires, now + self.offer_hold))
+            lease = replace(mine, expires=max(mine.expires, now + self.offer_hold), since=now)
         else:
-            lease = Lease(candidate, mac, LeaseState.OFFERED, now + self.offer_hold)
+            lease = Lease(candidate, mac, LeaseState.OFFERED, now + self.offer_hold, now)
         return Grant(lease, tuple(self._apply(lease)))
 
     def bind(
@@ -156,7 +175,7 @@ class LeaseTable:
         """Bind `ip` to `mac` for `lease_time` seconds (the ACK); None when it may not (NAK)."""
         if not self._allowed(mac, ip, now, reserved, reservation):
             return None
-        lease = Lease(ip, mac, LeaseState.BOUND, now + lease_time)
+        lease = Lease(ip, mac, LeaseState.BOUND, now + lease_time, now)
         return Grant(lease, tuple(self._apply(lease)))
 
     def release(self, mac: str, ip: IPv4Address, now: float) -> list[Lease]:
@@ -165,7 +184,7 @@ class LeaseTable:
         lease = self._by_ip.get(ip)
         if lease is None or lease.mac != mac or lease.state is LeaseState.DECLINED:
             return []
-        return self._apply(Lease(ip, mac, LeaseState.FREE, now))
+        return self._apply(_freeing(lease, now))
 
     def decline(self, mac: str, ip: IPv4Address, now: float) -> list[Lease]:
         """Keep `ip` away from everyone for `decline_hold` seconds: `mac` found it in use;
@@ -173,14 +192,14 @@ class LeaseTable:
         lease = self._by_ip.get(ip)
         if lease is None or lease.mac != mac or not lease.active(now):
             return []
-        return self._apply(Lease(ip, mac, LeaseState.DECLINED, now + self.decline_hold))
+        return self._apply(Lease(ip, mac, LeaseState.DECLINED, now + self.decline_hold, now))
 
     def expire(self, now: float) -> list[Lease]:
         """Forget records whose time is up and return them as FREE (addresses are free anyway)."""
         gone = [lease for lease in self._by_ip.values() if not lease.active(now)]
         freed = []
         for lease in gone:
-            freed += self._apply(Lease(lease.ip, lease.mac, LeaseState.FREE, lease.expires))
+            freed += self._apply(_freeing(lease, lease.expires))
         return freed
 
     def learn(self, lease: Lease) -> list[Lease]:
@@ -269,8 +288,13 @@ class LeaseTable:
                 if previous is not None and previous != lease.ip:
                     moved = self._by_ip.pop(previous, None)
                     if moved is not None:
-                        changes.append(Lease(previous, moved.mac, LeaseState.FREE, moved.expires))
+                        changes.append(_freeing(moved, moved.expires))
                 self._by_mac[lease.mac] = lease.ip
             self._by_ip[lease.ip] = lease
         changes.append(lease)
         return changes
+
+
+def _freeing(lease: Lease, expires: float) -> Lease:
+    """The FREE record that removes `lease` (and only it: it carries its `since`)."""
+    return Lease(lease.ip, lease.mac, LeaseState.FREE, expires, lease.since)

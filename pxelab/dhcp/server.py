@@ -29,7 +29,7 @@ from pxelab.dhcp.context import (
     HostLookup,
     Sender,
 )
-from pxelab.dhcp.leases import Lease, LeaseStore, LeaseTable
+from pxelab.dhcp.leases import Lease, LeaseStore, LeaseTable, supersedes
 from pxelab.dhcp.options import message_type
 from pxelab.dhcp.packet import ZERO_IP, DhcpPacket, MessageType, OptionCode, build, parse
 from pxelab.dhcp.policy import DhcpCore, Pool
@@ -264,28 +264,21 @@ class DhcpServer:
 
     async def _commit(self, batch: list[_Pending]) -> None:
         changes = [lease for item in batch for lease in item.outcome.changes]
-        taken: set[IPv4Address] = set()
+        refused: list[Lease] = []
         if changes and self.store is not None:
             try:
-                refused = await self.store.commit_leases(changes, self.clock())
+                refused = list(dict.fromkeys(await self.store.commit_leases(changes, self.clock())))
             except Exception as exc:
                 self._failed(exc, f"storing {len(changes)} lease change(s)", self.clock())
-                refused = None
-            if refused is None:  # not stored: send nothing that depends on it
-                batch = [item for item in batch if not item.outcome.changes]
-            else:
-                for held in dict.fromkeys(refused):  # once per lease, in order
-                    log.info("%s is held by %s in the lease store; learned", held.ip, held.mac)
-                    self.core.learn(held)
-                    taken.add(held.ip)
+                batch = [item for item in batch if not item.outcome.changes]  # nothing stored
+            for held in refused:  # once per lease, in order
+                log.info("%s is held by %s in the lease store; learned", held.ip, held.mac)
+                self.core.learn(held)
         for item in batch:
-            lost = [lease for lease in item.outcome.changes if lease.ip in taken]
-            if lost:
+            why = _refusal(item.outcome.changes, refused) if refused else None
+            if why is not None:
                 log.info(
-                    "%s from %s: reply dropped: %s is taken in the lease store",
-                    _kind(item.request),
-                    item.request.mac,
-                    lost[0].ip,
+                    "%s from %s: reply dropped: %s", _kind(item.request), item.request.mac, why
                 )
                 continue
             self._finish(item)
@@ -356,6 +349,20 @@ def set_arp(fd: int, interface: str, ip: IPv4Address, mac: bytes) -> None:
         "=16s16si16s16s", protocol_address, hardware_address, ATF_COM, b"", interface.encode()
     )
     fcntl.ioctl(fd, SIOCSARP, arpreq)
+
+
+def _refusal(changes: Sequence[Lease], refused: Sequence[Lease]) -> str | None:
+    """Why the store refused one of a decision's changes (its reply must not be sent), or None."""
+    for change in changes:
+        for held in refused:
+            if supersedes(held, change):
+                return (
+                    f"{held.mac} has a newer binding, {held.ip}, in the lease store "
+                    f"(the client moved on from {change.ip})"
+                )
+            if held.ip == change.ip and held.mac != change.mac:
+                return f"{change.ip} is taken in the lease store"
+    return None
 
 
 def _kind(packet: DhcpPacket) -> str:

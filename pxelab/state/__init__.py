@@ -19,9 +19,10 @@ from pxelab.errors import PxelabError
 from pxelab.events import Event
 from pxelab.hosts.install import HostState
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The schema this code reads and writes; a database with a newer one is refused at start.
-Version 2 added `leases6` (DHCPv6 leases), version 3 `seen` (machines nothing serves)."""
+Version 2 added `leases6` (DHCPv6 leases), version 3 `seen` (machines nothing serves), version 4
+the leases' `since` (when each was decided, so instances never let a late write undo a newer)."""
 
 
 class StoreError(PxelabError):

@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from ipaddress import IPv4Address
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -63,12 +63,18 @@ def event_from_text(text: str, source: str) -> Event:
         raise StoreError(f"{source}: bad event row: {exc}") from None
 
 
-def lease_from_row(ip: int, mac: str, state: str, expires: float, source: str) -> Lease:
-    """A Lease from its stored columns; StoreError names the database and the address."""
+LEASE_COLUMNS = "ip, mac, state, expires, since"
+"""The columns `lease_from_row` takes, in its order."""
+
+
+def lease_from_row(row: Sequence[Any], source: str) -> Lease:
+    """A Lease from its stored columns (`LEASE_COLUMNS`, in order); StoreError names the
+    database and the address."""
     try:
-        return Lease(IPv4Address(ip), mac, LeaseState(state), float(expires))
-    except ValueError as exc:
-        raise StoreError(f"{source}: bad lease row for {ip}: {exc}") from None
+        ip, mac, state, expires, since = row[:5]
+        return Lease(IPv4Address(ip), str(mac), LeaseState(state), float(expires), float(since))
+    except (ValueError, TypeError) as exc:
+        raise StoreError(f"{source}: bad lease row {list(row)!r}: {exc}") from None
 
 
 def host_state_from_row(

@@ -14,11 +14,77 @@ SEEN = """CREATE TABLE seen (
     first double precision NOT NULL, last double precision NOT NULL)"""
 """Version 3: MACs seen that nothing could serve."""
 
+COMMIT_LEASE = """CREATE FUNCTION pxelab_commit_lease(
+    p_ip bigint, p_mac text, p_state text, p_expires double precision, p_since double precision,
+    p_instance text, p_now double precision, p_notify text)
+RETURNS TABLE (
+    h_ip bigint, h_mac text, h_state text, h_expires double precision, h_since double precision)
+LANGUAGE plpgsql AS $$
+-- One lease change, atomically, in one round trip (the rules of LeaseStore.commit_leases).
+-- Applied: no row. Refused: the lease that refused it, either another MAC's live lease on the
+-- address, or a binding of this MAC elsewhere decided after this one (the client moved on).
+-- FREE deletes only the record it names (this MAC, not newer); BOUND first drops the MAC's
+-- other bound row (one bound address per MAC), undone when refused.
+DECLARE
+    done bigint;
+    attempts integer := 0;
+BEGIN
+    IF p_state = 'free' THEN
+        DELETE FROM leases l WHERE l.ip = p_ip AND l.mac = p_mac AND l.since <= p_since;
+        PERFORM pg_notify('pxelab', p_notify);
+        RETURN;
+    END IF;
+    LOOP
+        h_ip := NULL;
+        BEGIN
+            IF p_state = 'bound' THEN
+                SELECT l.ip, l.mac, l.state, l.expires, l.since
+                INTO h_ip, h_mac, h_state, h_expires, h_since FROM leases l
+                WHERE l.mac = p_mac AND l.ip <> p_ip AND l.state = 'bound' AND l.since > p_since;
+                IF FOUND THEN
+                    RETURN NEXT;
+                    RETURN;
+                END IF;
+                DELETE FROM leases l WHERE l.mac = p_mac AND l.ip <> p_ip AND l.state = 'bound';
+            END IF;
+            INSERT INTO leases AS l (ip, mac, state, expires, since, instance)
+            VALUES (p_ip, p_mac, p_state, p_expires, p_since, p_instance)
+            ON CONFLICT (ip) DO UPDATE SET
+                mac = EXCLUDED.mac, state = EXCLUDED.state, expires = EXCLUDED.expires,
+                since = EXCLUDED.since, instance = EXCLUDED.instance
+            WHERE l.mac = EXCLUDED.mac OR l.expires <= p_now
+            RETURNING l.ip INTO done;
+            IF done IS NULL THEN
+                SELECT l.ip, l.mac, l.state, l.expires, l.since
+                INTO h_ip, h_mac, h_state, h_expires, h_since FROM leases l WHERE l.ip = p_ip;
+                RAISE EXCEPTION 'refused' USING ERRCODE = 'PX001';  -- undo the DELETE
+            END IF;
+            PERFORM pg_notify('pxelab', p_notify);
+            RETURN;
+        EXCEPTION
+            WHEN SQLSTATE 'PX001' THEN
+                IF h_ip IS NOT NULL THEN
+                    RETURN NEXT;
+                    RETURN;
+                END IF;  -- the holder was gone when read: try again
+            WHEN unique_violation OR deadlock_detected THEN
+                -- another instance bound this MAC (or crossed our rows) at the same moment
+                attempts := attempts + 1;
+                IF attempts >= 8 THEN
+                    RAISE;
+                END IF;
+        END;
+    END LOOP;
+END
+$$"""
+"""Version 4 (`since`): one lease change, as `LeaseStore.commit_leases` describes it."""
+
 SCHEMA = (
     "CREATE TABLE schema_version (version integer NOT NULL)",
     """CREATE TABLE leases (
         ip bigint PRIMARY KEY, mac text NOT NULL, state text NOT NULL,
-        expires double precision NOT NULL, instance text NOT NULL DEFAULT '')""",
+        expires double precision NOT NULL, instance text NOT NULL DEFAULT '',
+        since double precision NOT NULL DEFAULT 0)""",
     "CREATE UNIQUE INDEX leases_bound_mac ON leases (mac) WHERE state = 'bound'",
     """CREATE TABLE install (
         mac text PRIMARY KEY, state text NOT NULL, changed double precision,
@@ -35,60 +101,7 @@ SCHEMA = (
         name text PRIMARY KEY, digest text NOT NULL, created double precision NOT NULL)""",
     "CREATE TABLE secret (id integer PRIMARY KEY CHECK (id = 1), value bytea NOT NULL)",
     SEEN,
-    """CREATE FUNCTION pxelab_commit_lease(
-        p_ip bigint, p_mac text, p_state text, p_expires double precision, p_instance text,
-        p_now double precision, p_notify text)
-    RETURNS TABLE (h_ip bigint, h_mac text, h_state text, h_expires double precision)
-    LANGUAGE plpgsql AS $$
-    -- One lease change, atomically, in one round trip. Applied: no row. Refused (another MAC's
-    -- live lease holds the address): that lease. FREE deletes only the MAC's own row; BOUND
-    -- first drops the MAC's other bound row (one bound address per MAC), undone when refused.
-    DECLARE
-        done bigint;
-        attempts integer := 0;
-    BEGIN
-        IF p_state = 'free' THEN
-            DELETE FROM leases l WHERE l.ip = p_ip AND l.mac = p_mac;
-            PERFORM pg_notify('pxelab', p_notify);
-            RETURN;
-        END IF;
-        LOOP
-            h_ip := NULL;
-            BEGIN
-                IF p_state = 'bound' THEN
-                    DELETE FROM leases l
-                    WHERE l.mac = p_mac AND l.ip <> p_ip AND l.state = 'bound';
-                END IF;
-                INSERT INTO leases AS l (ip, mac, state, expires, instance)
-                VALUES (p_ip, p_mac, p_state, p_expires, p_instance)
-                ON CONFLICT (ip) DO UPDATE SET
-                    mac = EXCLUDED.mac, state = EXCLUDED.state, expires = EXCLUDED.expires,
-                    instance = EXCLUDED.instance
-                WHERE l.mac = EXCLUDED.mac OR l.expires <= p_now
-                RETURNING l.ip INTO done;
-                IF done IS NULL THEN
-                    SELECT l.ip, l.mac, l.state, l.expires
-                    INTO h_ip, h_mac, h_state, h_expires FROM leases l WHERE l.ip = p_ip;
-                    RAISE EXCEPTION 'refused' USING ERRCODE = 'PX001';  -- undo the DELETE
-                END IF;
-                PERFORM pg_notify('pxelab', p_notify);
-                RETURN;
-            EXCEPTION
-                WHEN SQLSTATE 'PX001' THEN
-                    IF h_ip IS NOT NULL THEN
-                        RETURN NEXT;
-                        RETURN;
-                    END IF;  -- the holder was gone when read: try again
-                WHEN unique_violation OR deadlock_detected THEN
-                    -- another instance bound this MAC (or crossed our rows) at the same moment
-                    attempts := attempts + 1;
-                    IF attempts >= 8 THEN
-                        RAISE;
-                    END IF;
-            END;
-        END LOOP;
-    END
-    $$""",
+    COMMIT_LEASE,
     PG_LEASES6,
 )
 """The schema at SCHEMA_VERSION."""
@@ -103,7 +116,15 @@ ON CONFLICT (mac) DO UPDATE SET
 """
 """Remember an unservable MAC: first seen kept, the rest updated with what is known."""
 
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: (PG_LEASES6,), 2: (SEEN,)}
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (PG_LEASES6,),
+    2: (SEEN,),
+    3: (
+        "ALTER TABLE leases ADD COLUMN since double precision NOT NULL DEFAULT 0",
+        "DROP FUNCTION pxelab_commit_lease",
+        COMMIT_LEASE,
+    ),
+}
 """Statements that take a database from version N to N + 1."""
 
 

@@ -32,6 +32,7 @@ from pxelab.state import (
 )
 from pxelab.state.base import (
     EVENTS_PER_HOST,
+    LEASE_COLUMNS,
     Views,
     due_for_pruning,
     event_from_text,
@@ -219,8 +220,7 @@ class PostgresStore(Views):
             if kind == "install":
                 self._set_view(key, host_state_from_text(data.get("s", "null"), self.name))
             elif kind == "lease" and "l" in data:
-                ip, mac, state, expires = data["l"]
-                lease = lease_from_row(int(ip), str(mac), str(state), float(expires), self.name)
+                lease = lease_from_row(data["l"], self.name)
         except (ValueError, KeyError, TypeError, AttributeError, StoreError) as exc:
             log.warning("state: %s: bad notification %r: %s", self.name, payload, exc)
             return
@@ -247,9 +247,9 @@ class PostgresStore(Views):
 
     async def load_leases(self) -> list[Lease]:
         rows = await self._run(
-            "read leases", lambda conn: conn.fetch("SELECT ip, mac, state, expires FROM leases")
+            "read leases", lambda conn: conn.fetch(f"SELECT {LEASE_COLUMNS} FROM leases")
         )
-        return [lease_from_row(r[0], r[1], r[2], r[3], self.name) for r in rows]
+        return [lease_from_row(r, self.name) for r in rows]
 
     async def commit_leases(self, changes: Sequence[Lease], now: float) -> list[Lease]:
         """Apply lease changes, each atomically; the leases that refused them (see StateStore)."""
@@ -268,30 +268,26 @@ class PostgresStore(Views):
 
     async def _apply_lease(self, conn: Any, lease: Lease, now: float) -> Lease | None:
         """One change, atomically, in one round trip (the schema's `pxelab_commit_lease`)."""
-        written = [int(lease.ip), lease.mac, lease.state.value, lease.expires]
+        written = [int(lease.ip), lease.mac, lease.state.value, lease.expires, lease.since]
         payload = json.dumps({"o": self._origin, "k": "lease", "m": lease.mac, "l": written})
         row = await conn.fetchrow(
-            "SELECT * FROM pxelab_commit_lease($1, $2, $3, $4, $5, $6, $7)",
-            int(lease.ip),
-            lease.mac,
-            lease.state.value,
-            lease.expires,
+            "SELECT * FROM pxelab_commit_lease($1, $2, $3, $4, $5, $6, $7, $8)",
+            *written,
             self.instance,
             now,
             payload,
         )
-        return None if row is None else lease_from_row(row[0], row[1], row[2], row[3], self.name)
+        return None if row is None else lease_from_row(row, self.name)
 
     async def active_leases(self, now: float) -> list[tuple[Lease, str]]:
         rows = await self._run(
             "read leases",
             lambda conn: conn.fetch(
-                "SELECT ip, mac, state, expires, instance FROM leases "
-                "WHERE expires > $1 ORDER BY ip",
+                f"SELECT {LEASE_COLUMNS}, instance FROM leases WHERE expires > $1 ORDER BY ip",
                 now,
             ),
         )
-        return [(lease_from_row(r[0], r[1], r[2], r[3], self.name), r[4]) for r in rows]
+        return [(lease_from_row(r, self.name), r[5]) for r in rows]
 
     async def load_leases6(self) -> list[Lease6]:
         return await self._run("read IPv6 leases", lambda conn: pg_load6(conn, self.name))

@@ -26,6 +26,7 @@ from pxelab.hosts.inventory import normalize_mac
 from pxelab.state import SCHEMA_VERSION, AuditRecord, SeenRecord, StoreError, TokenRecord
 from pxelab.state.base import (
     EVENTS_PER_HOST,
+    LEASE_COLUMNS,
     Refused,
     Views,
     due_for_pruning,
@@ -173,7 +174,8 @@ class SqliteStore(Views):
                 raise StoreError(f"{leases}: cannot import the old leases: {exc}") from None
             for ip, mac, state, expires in rows:
                 with contextlib.suppress(Refused):  # rows were unique by address already
-                    self._apply_lease(lease_from_row(ip, mac, state, expires, str(leases)), 0.0)
+                    lease = lease_from_row((ip, mac, state, expires, 0.0), str(leases))
+                    self._apply_lease(lease, 0.0)
             log.info("state: imported %d leases from %s", len(rows), leases)
         directory = self.legacy_dir / LEGACY_INSTALL_DIR
         count = 0
@@ -233,9 +235,9 @@ class SqliteStore(Views):
     async def load_leases(self) -> list[Lease]:
         rows = await self._call(
             "read leases",
-            lambda: self.db.execute("SELECT ip, mac, state, expires FROM leases").fetchall(),
+            lambda: self.db.execute(f"SELECT {LEASE_COLUMNS} FROM leases").fetchall(),
         )
-        return [lease_from_row(ip, mac, st, exp, str(self.path)) for ip, mac, st, exp in rows]
+        return [lease_from_row(row, str(self.path)) for row in rows]
 
     async def commit_leases(self, changes: Sequence[Lease], now: float) -> list[Lease]:
         """Apply lease changes, each atomically; the leases that refused them (see StateStore)."""
@@ -261,39 +263,40 @@ class SqliteStore(Views):
         return holders
 
     def _apply_lease(self, lease: Lease, now: float) -> None:
-        """One change inside a transaction; Refused (roll back!) names the lease holding the address."""
-        ip = int(lease.ip)
+        """One change inside a transaction; Refused (roll back!) names the lease that refused it
+        (the rules are those of `LeaseStore.commit_leases`, as in the PostgreSQL function)."""
+        ip, mac, source = int(lease.ip), lease.mac, str(self.path)
         if lease.state is LeaseState.FREE:
-            self.db.execute("DELETE FROM leases WHERE ip = ? AND mac = ?", (ip, lease.mac))
+            self.db.execute(
+                "DELETE FROM leases WHERE ip = ? AND mac = ? AND since <= ?", (ip, mac, lease.since)
+            )
             return
         if lease.state is LeaseState.BOUND:
+            newer = self.db.execute(
+                f"SELECT {LEASE_COLUMNS} FROM leases "
+                "WHERE mac = ? AND ip <> ? AND state = 'bound' AND since > ?",
+                (mac, ip, lease.since),
+            ).fetchone()
+            if newer is not None:
+                raise Refused(lease_from_row(newer, source))
             self.db.execute(
-                "DELETE FROM leases WHERE mac = ? AND ip <> ? AND state = 'bound'", (lease.mac, ip)
+                "DELETE FROM leases WHERE mac = ? AND ip <> ? AND state = 'bound'", (mac, ip)
             )
-        row = self.db.execute(
-            UPSERT_LEASE,
-            (ip, lease.mac, lease.state.value, lease.expires, self.instance, now),
-        ).fetchone()
-        if row is not None:
+        values = (ip, mac, lease.state.value, lease.expires, lease.since, self.instance, now)
+        if self.db.execute(UPSERT_LEASE, values).fetchone() is not None:
             return
-        held = self.db.execute(
-            "SELECT ip, mac, state, expires FROM leases WHERE ip = ?", (ip,)
-        ).fetchone()
-        raise Refused(lease_from_row(held[0], held[1], held[2], held[3], str(self.path)))
+        held = self.db.execute(f"SELECT {LEASE_COLUMNS} FROM leases WHERE ip = ?", (ip,))
+        raise Refused(lease_from_row(held.fetchone(), source))
 
     async def active_leases(self, now: float) -> list[tuple[Lease, str]]:
         rows = await self._call(
             "read leases",
             lambda: self.db.execute(
-                "SELECT ip, mac, state, expires, instance FROM leases "
-                "WHERE expires > ? ORDER BY ip",
+                f"SELECT {LEASE_COLUMNS}, instance FROM leases WHERE expires > ? ORDER BY ip",
                 (now,),
             ).fetchall(),
         )
-        return [
-            (lease_from_row(ip, mac, st, exp, str(self.path)), instance)
-            for ip, mac, st, exp, instance in rows
-        ]
+        return [(lease_from_row(row, str(self.path)), row[5]) for row in rows]
 
     async def load_leases6(self) -> list[Lease6]:
         return await self._call("read IPv6 leases", sqlite_load6, self)

@@ -11,7 +11,8 @@ SCHEMA = (
     "CREATE TABLE schema_version (version INTEGER NOT NULL)",
     """CREATE TABLE leases (
         ip INTEGER PRIMARY KEY, mac TEXT NOT NULL, state TEXT NOT NULL,
-        expires REAL NOT NULL, instance TEXT NOT NULL DEFAULT '')""",
+        expires REAL NOT NULL, instance TEXT NOT NULL DEFAULT '',
+        since REAL NOT NULL DEFAULT 0)""",
     "CREATE UNIQUE INDEX leases_bound_mac ON leases (mac) WHERE state = 'bound'",
     """CREATE TABLE install (
         mac TEXT PRIMARY KEY, state TEXT NOT NULL, changed REAL,
@@ -31,14 +32,18 @@ SCHEMA = (
 )
 """The schema at SCHEMA_VERSION, created in one transaction."""
 
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: (SQLITE_LEASES6,), 2: (SEEN,)}
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (SQLITE_LEASES6,),
+    2: (SEEN,),
+    3: ("ALTER TABLE leases ADD COLUMN since REAL NOT NULL DEFAULT 0",),
+}
 """Statements that take a database from version N to N + 1."""
 
 UPSERT_LEASE = """
-INSERT INTO leases (ip, mac, state, expires, instance) VALUES (?, ?, ?, ?, ?)
+INSERT INTO leases (ip, mac, state, expires, since, instance) VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (ip) DO UPDATE SET
     mac = excluded.mac, state = excluded.state, expires = excluded.expires,
-    instance = excluded.instance
+    since = excluded.since, instance = excluded.instance
 WHERE leases.mac = excluded.mac OR leases.expires <= ?
 RETURNING ip
 """

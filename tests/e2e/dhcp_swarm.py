@@ -4,7 +4,8 @@ address (replies come broadcast, to port 68):
 
     python -m tests.e2e.dhcp_swarm JSON     # {"count": 300, "prefix": "02:5a", "seconds": 60}
 
-Prints one JSON line per client: {"mac", "ip", "server", "tries"} (ip null when it got none).
+Prints one JSON line per client: {"mac", "ip", "server", "tries", "history"} (ip null when it got
+none; history says, per try, what was offered by whom and how it ended).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Client:
     tries: int = 0
     server: str = ""
     ip: str | None = None
+    history: list[str] = field(default_factory=list)
     waiting: asyncio.Future[DhcpPacket] | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -92,6 +94,10 @@ async def _exchange(swarm: Swarm, client: Client, packet: DhcpPacket) -> DhcpPac
         return None
 
 
+def _address(server_id: bytes) -> str:
+    return str(IPv4Address(server_id)) if len(server_id) == 4 else ""
+
+
 def _kind(packet: DhcpPacket) -> int | None:
     value = packet.option(OptionCode.MESSAGE_TYPE)
     return value[0] if value else None
@@ -106,8 +112,10 @@ async def lease(swarm: Swarm, client: Client, deadline: float) -> None:
         swarm.by_xid[client.xid] = client
         offer = await _exchange(swarm, client, _message(client, MessageType.DISCOVER))
         if offer is None or _kind(offer) != MessageType.OFFER:
+            client.history.append("no OFFER")
             continue
         server_id = offer.option(OptionCode.SERVER_ID) or b""
+        offered = f"{offer.yiaddr} from {_address(server_id)}"
         request = _message(
             client,
             MessageType.REQUEST,
@@ -117,8 +125,10 @@ async def lease(swarm: Swarm, client: Client, deadline: float) -> None:
         ack = await _exchange(swarm, client, request)
         if ack is not None and _kind(ack) == MessageType.ACK:
             client.ip = str(ack.yiaddr)
-            client.server = str(IPv4Address(server_id)) if len(server_id) == 4 else ""
+            client.server = _address(server_id)
+            client.history.append(f"{offered}: ACK")
             break
+        client.history.append(f"{offered}: {'no reply' if ack is None else _kind(ack)}")
         await asyncio.sleep(random.uniform(0.1, 0.5))
     client.done.set()
 
@@ -156,4 +166,5 @@ if __name__ == "__main__":
         )
     )
     for c in result:
-        print(json.dumps({"mac": c.mac, "ip": c.ip, "server": c.server, "tries": c.tries}))
+        row = {"mac": c.mac, "ip": c.ip, "server": c.server, "tries": c.tries}
+        print(json.dumps(row | {"history": c.history}))

@@ -129,7 +129,7 @@ def test_two_instances_share_leases_and_states(tmp_path: Path, pg_cluster: Postg
             macs = list(pairs.values())
             assert len(macs) == len(set(macs)), "a MAC holds two bound addresses"
             wrong = {
-                r["ip"]: (r["mac"], pairs.get(r["ip"]))
+                r["ip"]: (r["mac"], pairs.get(r["ip"]), r["history"])
                 for r in rows
                 if pairs.get(r["ip"]) != r["mac"]
             }

@@ -6,6 +6,7 @@ Needs root (SO_BINDTODEVICE); all traffic stays on 127.0.0.0/8.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import logging
 import socket
@@ -272,6 +273,45 @@ async def test_a_change_the_store_refuses_is_learned_and_its_reply_dropped(
         [(IPv4Address("127.0.0.101"), LeaseState.OFFERED)],
     ]
     assert any("reply dropped: 127.0.0.100 is taken" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_decision_that_a_newer_binding_superseded_is_dropped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another instance bound the client elsewhere after this one took its REQUEST (the client
+    gave up waiting and went on): the late decision is refused, learned and not answered."""
+    require_root()
+    caplog.set_level(logging.INFO, logger="pxelab.dhcp")
+    mac = "52:54:00:cc:00:01"
+    store = SqliteStore(tmp_path / "pxelab.sqlite3")
+    await store.open()
+    srv = await start_dhcp(CTX, NoHosts(), "lo", port=0, store=store, clock=lambda: 100.0)
+    loop = asyncio.get_running_loop()
+    try:
+        with relay_socket() as relay:
+            await loop.sock_sendto(relay, discover(1), ("127.0.0.1", srv.port))
+            offer = parse(await asyncio.wait_for(loop.sock_recv(relay, 2048), 5))
+            # meanwhile, elsewhere: the same MAC bound to .105 by a decision made at 150
+            newer = Lease(IPv4Address("127.0.0.105"), mac, LeaseState.BOUND, 2e9, since=150.0)
+            assert await store.commit_leases([newer], now=150.0) == []
+            options = (
+                (OptionCode.MESSAGE_TYPE, bytes((MessageType.REQUEST,))),
+                (OptionCode.REQUESTED_IP, offer.yiaddr.packed),
+                (OptionCode.SERVER_ID, CTX.server_ip.packed),
+            )
+            request = dataclasses.replace(parse(discover(2)), options=options)
+            await loop.sock_sendto(relay, build(request), ("127.0.0.1", srv.port))
+            with pytest.raises(TimeoutError):  # no ACK for the address the client left
+                await asyncio.wait_for(loop.sock_recv(relay, 2048), 1.0)
+        assert await store.load_leases() == [newer]  # the newer binding stands
+        assert srv.leases.get(mac, 100.0) == newer  # and the table learned it
+    finally:
+        srv.close()
+        await srv.wait_closed()
+        await store.close()
+    assert offer.yiaddr == IPv4Address("127.0.0.100")
+    dropped = f"reply dropped: {mac} has a newer binding, 127.0.0.105, in the lease store"
+    assert any(dropped in r.getMessage() for r in caplog.records)
 
 
 class BrokenHosts(NoHosts):

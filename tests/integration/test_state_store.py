@@ -98,6 +98,39 @@ async def test_free_deletes_only_the_holders_row(store: StateStore) -> None:
     assert await store.load_leases() == []
 
 
+async def test_a_late_binding_never_undoes_a_newer_one(backend: Backend, store: StateStore) -> None:
+    """Instance one decided A -> .5 at 10 but stores it after instance two stored A -> .6,
+    decided at 20 (the client gave up on one and asked again): one's write is refused."""
+    other = await reopened(backend, "two")
+    try:
+        newer = Lease(ip(6), A, LeaseState.BOUND, 1020, since=20)
+        assert await other.commit_leases([newer], now=20) == []
+        late = Lease(ip(5), A, LeaseState.BOUND, 1010, since=10)
+        assert await store.commit_leases([late], now=21) == [newer]
+        assert await store.load_leases() == [newer]
+        # a decision made after it does move A, and the renewal of .6 by either is applied
+        moved = Lease(ip(5), A, LeaseState.BOUND, 1030, since=30)
+        assert await store.commit_leases([moved], now=30) == []
+        assert await other.load_leases() == [moved]
+        renewed = Lease(ip(5), A, LeaseState.BOUND, 1040, since=40)
+        assert await other.commit_leases([renewed], now=40) == []
+        assert await store.load_leases() == [renewed]
+    finally:
+        await other.close()
+
+
+async def test_a_free_removes_only_the_record_it_names(store: StateStore) -> None:
+    bound_at_10 = Lease(ip(5), A, LeaseState.BOUND, 1010, since=10)
+    await store.commit_leases([bound_at_10], now=10)
+    # an instance withdraws its offer of .5 made at 5; the client had taken another's, bound at 10
+    withdrawn = Lease(ip(5), A, LeaseState.FREE, 11, since=5)
+    assert await store.commit_leases([withdrawn], now=11) == []
+    assert await store.load_leases() == [bound_at_10]
+    # the RELEASE of the binding made at 10 removes it
+    assert await store.commit_leases([Lease(ip(5), A, LeaseState.FREE, 12, since=10)], 12) == []
+    assert await store.load_leases() == []
+
+
 async def test_expiry_lets_another_mac_take_the_address(store: StateStore) -> None:
     await store.commit_leases([bound(5, A, expires=100)], now=0)
     assert await store.commit_leases([bound(5, B, expires=500)], now=99) == [bound(5, A, 100)]
@@ -344,14 +377,20 @@ async def test_seen_machines_are_remembered_and_forgotten(
     assert [r.mac for r in await store.seen()] == [B]
 
 
-async def test_a_version_1_database_gains_the_seen_table(backend: Backend) -> None:
-    """Version 1 -> 2 (leases6) -> 3 (seen), on both backends."""
+async def test_a_version_1_database_is_migrated_to_the_current_one(backend: Backend) -> None:
+    """Version 1 -> 2 (leases6) -> 3 (seen) -> 4 (the leases' since), on both backends."""
     from pxelab.state import SCHEMA_VERSION, SeenRecord
 
     first = backend.make("one")
     await first.open()
     await first.close()
-    drops = ("DROP TABLE seen", "DROP TABLE leases6", "UPDATE schema_version SET version = 1")
+    drops = (
+        "DROP TABLE seen",
+        "DROP TABLE leases6",
+        "ALTER TABLE leases DROP COLUMN since",
+        f"INSERT INTO leases VALUES ({int(ip(5))}, '{A}', 'bound', 900, 'old')",
+        "UPDATE schema_version SET version = 1",
+    )
     for statement in drops:
         if backend.kind == "sqlite":
             import sqlite3
@@ -370,6 +409,9 @@ async def test_a_version_1_database_gains_the_seen_table(backend: Backend) -> No
         await migrated.note_seen([SeenRecord(C, "aarch64", "uefi", "", 1.0, 2.0)])
         assert [r.mac for r in await migrated.seen()] == [C]
         assert await migrated.load_leases6() == []
-        assert SCHEMA_VERSION == 3
+        assert await migrated.load_leases() == [bound(5, A, 900)]  # since 0: decided "at 0"
+        assert await migrated.commit_leases([bound(6, A, 950)], now=1) == []  # the new function
+        assert await migrated.load_leases() == [bound(6, A, 950)]
+        assert SCHEMA_VERSION == 4
     finally:
         await migrated.close()

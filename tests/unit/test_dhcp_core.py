@@ -168,21 +168,24 @@ def test_each_decision_returns_the_lease_changes_it_made() -> None:
     offer = reply(the_core.handle(packet(MessageType.DISCOVER), sender(), 0))
     assert offer.changes == (Lease(ip, STRANGER, LeaseState.OFFERED, 30),)
     again = reply(the_core.handle(packet(MessageType.DISCOVER), sender(), 1))
-    assert again.changes == (Lease(ip, STRANGER, LeaseState.OFFERED, 31),)  # hold extended
+    assert again.changes == (Lease(ip, STRANGER, LeaseState.OFFERED, 31, since=1),)  # extended
     ack = reply(the_core.handle(request_for(offer), sender(), 2))
-    assert ack.changes == (Lease(ip, STRANGER, LeaseState.BOUND, 602),)
+    assert ack.changes == (Lease(ip, STRANGER, LeaseState.BOUND, 602, since=2),)
     rediscover = reply(the_core.handle(packet(MessageType.DISCOVER), sender(), 3))
     assert rediscover.packet.yiaddr == ip and rediscover.changes == ()  # bound: nothing changes
     inform = reply(the_core.handle(packet(MessageType.INFORM, ciaddr=str(ip)), sender(), 4))
     assert inform.changes == ()
     release = the_core.handle(packet(MessageType.RELEASE, ciaddr=str(ip)), sender(), 5)
-    assert release == NoReply(f"released {ip}", (Lease(ip, STRANGER, LeaseState.FREE, 5),))
+    freed = Lease(ip, STRANGER, LeaseState.FREE, 5, since=2)  # the record the ACK at 2 wrote
+    assert release == NoReply(f"released {ip}", (freed,))
     offer = reply(the_core.handle(packet(MessageType.DISCOVER, OTHER), sender(), 6))
     decline = the_core.handle(
         packet(MessageType.DECLINE, OTHER, options={50: offer.packet.yiaddr.packed}), sender(), 7
     )
     assert isinstance(decline, NoReply)
-    assert decline.changes == (Lease(offer.packet.yiaddr, OTHER, LeaseState.DECLINED, 607),)
+    assert decline.changes == (
+        Lease(offer.packet.yiaddr, OTHER, LeaseState.DECLINED, 607, since=7),
+    )
 
 
 def test_a_request_for_another_server_withdraws_our_offer_rfc2131_3_1_4() -> None:
@@ -220,13 +223,13 @@ def test_the_sweep_runs_every_expire_every_seconds_and_its_changes_come_first() 
     due = reply(the_core.handle(packet(MessageType.DISCOVER, KNOWN), sender(), 60))
     assert due.changes == (
         Lease(IPv4Address("10.0.0.101"), OTHER, LeaseState.FREE, 10),
-        Lease(IPv4Address("10.0.0.50"), KNOWN, LeaseState.OFFERED, 90),
+        Lease(IPv4Address("10.0.0.50"), KNOWN, LeaseState.OFFERED, 90, since=60),
     )
     assert far.leases.get(KNOWN, 60) is not None  # still bound there
     assert the_core.sweep(119) == []  # next one at 120
     assert the_core.sweep(120) == [
-        Lease(IPv4Address("10.0.0.100"), STRANGER, LeaseState.FREE, 70),
-        Lease(IPv4Address("10.0.0.50"), KNOWN, LeaseState.FREE, 90),
+        Lease(IPv4Address("10.0.0.100"), STRANGER, LeaseState.FREE, 70, since=40),
+        Lease(IPv4Address("10.0.0.50"), KNOWN, LeaseState.FREE, 90, since=60),
         Lease(IPv4Address("10.1.0.11"), KNOWN, LeaseState.FREE, 100),
     ]
 

@@ -30,7 +30,8 @@ def test_offer_holds_an_address_briefly_then_frees_it() -> None:
     assert offer == Grant(
         Lease(ip(100), A, LeaseState.OFFERED, 10), (Lease(ip(100), A, LeaseState.OFFERED, 10),)
     )
-    assert lease_of(leases.offer(B, 5, reserved=NONE)) == Lease(ip(101), B, LeaseState.OFFERED, 15)
+    offered = Lease(ip(101), B, LeaseState.OFFERED, 15, since=5)  # decided at 5
+    assert lease_of(leases.offer(B, 5, reserved=NONE)) == offered
     # After the hold, A's address goes to the next client... once the cursor wraps.
     assert leases.holder(ip(100), 10) is None
     assert leases.offer(C, 11, reserved=NONE) is not None
@@ -49,7 +50,7 @@ def test_bind_lasts_for_lease_time_and_expiry_frees() -> None:
     leases = table()
     leases.offer(A, 0, reserved=NONE)
     bound = lease_of(leases.bind(A, ip(100), 1, 3600, reserved=NONE))
-    assert bound == Lease(ip(100), A, LeaseState.BOUND, 3601)
+    assert bound == Lease(ip(100), A, LeaseState.BOUND, 3601, since=1)
     assert leases.get(A, 3600) == bound
     # Rediscover keeps the binding, and changes nothing.
     assert leases.offer(A, 100, reserved=NONE) == Grant(bound, ())
@@ -99,7 +100,7 @@ def test_reservation_always_wins() -> None:
     reserved = {ip(50): A}
     leases.bind(B, ip(50), 0, 3600, reserved=NONE, reservation=ip(50))  # a stale binding
     offer = lease_of(leases.offer(A, 1, reserved=reserved, reservation=ip(50)))
-    assert offer == Lease(ip(50), A, LeaseState.OFFERED, 11)
+    assert offer == Lease(ip(50), A, LeaseState.OFFERED, 11, since=1)
     assert leases.get(B, 1) is None
     # A reserved host may not take any other address.
     assert leases.bind(A, ip(100), 2, 60, reserved=reserved, reservation=ip(50)) is None
@@ -112,8 +113,8 @@ def test_moving_to_another_address_drops_the_old_one() -> None:
     moved = leases.bind(A, ip(102), 1, 60, reserved=NONE)
     assert leases.holder(ip(100), 2) is None
     assert moved is not None and moved.changes == (
-        Lease(ip(100), A, LeaseState.FREE, 60),
-        Lease(ip(102), A, LeaseState.BOUND, 61),
+        Lease(ip(100), A, LeaseState.FREE, 60, since=0),  # frees the record decided at 0
+        Lease(ip(102), A, LeaseState.BOUND, 61, since=1),
     )
 
 
@@ -130,7 +131,7 @@ def test_decline_keeps_the_address_from_everyone() -> None:
     leases.offer(A, 0, reserved=NONE)
     assert leases.decline(B, ip(100), 1) == []
     declined = leases.decline(A, ip(100), 1)
-    assert declined == [Lease(ip(100), A, LeaseState.DECLINED, 601)]
+    assert declined == [Lease(ip(100), A, LeaseState.DECLINED, 601, since=1)]
     assert leases.get(A, 2) is None
     assert leases.offer(A, 2, reserved=NONE) is None
     assert leases.offer(B, 2, reserved=NONE) is None

@@ -117,8 +117,10 @@ def test_state_url_key() -> None:
 
 async def test_a_version_1_database_gains_the_ipv6_lease_table(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / FILE_NAME)
-    for statement in SCHEMA[:-2]:  # version 1: everything but leases6 (2) and seen (3)
+    for statement in SCHEMA[:-2]:  # version 1: everything but leases6 (2), seen (3)...
         db.execute(statement)
+    db.execute("ALTER TABLE leases DROP COLUMN since")  # ... and the leases' since (4)
+    db.execute("INSERT INTO leases VALUES (167772165, ?, 'bound', 900.0, 'old')", (A,))
     db.execute("INSERT INTO schema_version VALUES (1)")
     db.commit()
     db.close()
@@ -129,7 +131,9 @@ async def test_a_version_1_database_gains_the_ipv6_lease_table(tmp_path: Path) -
         lease = Lease6(IPv6Address("2001:db8::1000"), A, 7, LeaseState.BOUND, 100.0)
         assert await store.commit_leases6([lease], 0) == []
         assert await store.load_leases6() == [lease]
+        old = Lease(IPv4Address("10.0.0.5"), A, LeaseState.BOUND, 900.0, since=0.0)
+        assert await store.load_leases() == [old]  # an old row was decided "at 0"
     finally:
         await store.close()
     version = sqlite3.connect(tmp_path / FILE_NAME).execute("SELECT version FROM schema_version")
-    assert version.fetchone()[0] == SCHEMA_VERSION == 3
+    assert version.fetchone()[0] == SCHEMA_VERSION == 4
