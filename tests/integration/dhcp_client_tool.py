@@ -2,7 +2,8 @@
 
 `python -m tests.integration.dhcp_client_tool MODE JSON`, where MODE is
   dora     DISCOVER, REQUEST the first offer, per MAC in "macs" (one JSON line per MAC);
-  collect  one DISCOVER, then every reply seen within "wait" seconds (one line each);
+  collect  one DISCOVER, then every reply seen within "wait" seconds (one line each), or until
+           replies from "sources" distinct servers came (then "wait" only bounds a hang);
   request  an INIT-REBOOT REQUEST for "ip" (one line: the reply, or null);
   rs       an IPv6 router solicitation; one line: the RA's source and router lifetime, or null.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import random
 import sys
-import time
+import threading
 from typing import Any
 
 from scapy.config import conf
@@ -46,18 +47,33 @@ def describe(answer: Packet) -> dict[str, Any]:
     }
 
 
+SNIFFER_START = 30.0
+"""Seconds a sniffer may take to open its socket (a fraction of a second, more under load)."""
+
+
 def exchange(
-    iface: str, mac: str, xid: int, dhcp: list[Any], *, wait: float, first: bool, flags: int
+    iface: str, mac: str, xid: int, dhcp: list[Any], *, wait: float, sources: int, flags: int
 ) -> list[dict[str, Any]]:
-    """Send one request from `mac` and return the replies to its xid."""
+    """Send one request from `mac` and return the replies to its xid: those seen until replies
+    from `sources` distinct servers came (0: every reply within `wait` seconds), at most `wait`."""
+    started = threading.Event()
+    seen: set[str] = set()
+
+    def enough(packet: Packet) -> bool:
+        seen.add(packet[IP].src)
+        return 0 < sources <= len(seen)
+
     sniffer = AsyncSniffer(
         iface=iface,
         lfilter=lambda p: BOOTP in p and p[BOOTP].op == 2 and p[BOOTP].xid == xid,
-        count=1 if first else 0,
+        stop_filter=enough,
         store=True,
+        started_callback=started.set,
     )
     sniffer.start()
-    time.sleep(0.1)  # let the sniffer open its socket
+    # Send only once the sniffer listens: a reply that comes before would be missed.
+    if not started.wait(SNIFFER_START):
+        raise SystemExit(f"the sniffer on {iface} did not start within {SNIFFER_START} s")
     frame = (
         Ether(src=mac, dst="ff:ff:ff:ff:ff:ff")
         / IP(src="0.0.0.0", dst="255.255.255.255")
@@ -79,12 +95,13 @@ def main() -> None:
     mode, config = sys.argv[1], json.loads(sys.argv[2])
     iface, extra = config.get("iface", "eth0"), extra_options(config)
     flags = config.get("flags", 0x8000)
-    wait = config.get("wait", 5.0)
+    # The first reply ends a wait: its length only bounds a hang, on a loaded machine too.
+    wait = config.get("wait", 30.0)
     if mode == "dora":
         for mac in config["macs"]:
             xid = random.getrandbits(32)
             disc = [("message-type", "discover"), *extra, "end"]
-            offers = exchange(iface, mac, xid, disc, wait=wait, first=True, flags=flags)
+            offers = exchange(iface, mac, xid, disc, wait=wait, sources=1, flags=flags)
             if not offers:
                 print(json.dumps({"mac": mac, "offer": None, "ack": None}), flush=True)
                 continue
@@ -97,17 +114,20 @@ def main() -> None:
                 *extra,
                 "end",
             ]
-            acks = exchange(iface, mac, xid, req, wait=wait, first=True, flags=flags)
+            acks = exchange(iface, mac, xid, req, wait=wait, sources=1, flags=flags)
             print(json.dumps({"mac": mac, "offer": offer, "ack": acks[0] if acks else None}))
     elif mode == "collect":
         disc = [("message-type", "discover"), *extra, "end"]
         xid = random.getrandbits(32)
-        for reply in exchange(iface, config["mac"], xid, disc, wait=wait, first=False, flags=flags):
+        sources = config.get("sources", 0)
+        for reply in exchange(
+            iface, config["mac"], xid, disc, wait=wait, sources=sources, flags=flags
+        ):
             print(json.dumps(reply))
     elif mode == "request":
         req = [("message-type", "request"), ("requested_addr", config["ip"]), *extra, "end"]
         xid = random.getrandbits(32)
-        replies = exchange(iface, config["mac"], xid, req, wait=wait, first=True, flags=flags)
+        replies = exchange(iface, config["mac"], xid, req, wait=wait, sources=1, flags=flags)
         print(json.dumps(replies[0] if replies else None))
     elif mode == "rs":
         from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6ND_RS, IPv6

@@ -11,7 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -103,7 +103,7 @@ def test_leases_survive_kill_9(tmp_path: Path) -> None:
             # A stranger rebooting with an address we never gave: not ours to answer.
             (silent,) = tool(client, "request", mac="52:54:00:dd:02:01", ip=the_lab.ip(118), wait=2)
             assert silent is None
-            assert "no record of this client" in d.text()
+            d.wait_for("no record of this client")
 
 
 # -- proxy mode beside busybox udhcpd -------------------------------------------------------------
@@ -128,7 +128,7 @@ def test_proxy_mode_beside_udhcpd(tmp_path: Path) -> None:
             with daemon(the_lab, tmp_path, "--dhcp-mode", "proxy", "--unknown-macs", "serve") as d:
                 mac = "52:54:00:ee:00:10"
                 client = the_lab.add_client(mac)
-                replies = tool(client, "collect", mac=mac, options=PXE_X64, wait=3)
+                replies = tool(client, "collect", mac=mac, options=PXE_X64, sources=2, wait=30)
                 by_src = {r["src"]: r for r in replies}
                 assert set(by_src) == {the_lab.ip(2), the_lab.server_ip}, (replies, d.text())
                 address = by_src[the_lab.ip(2)]
@@ -146,9 +146,10 @@ def test_proxy_mode_beside_udhcpd(tmp_path: Path) -> None:
                 assert ack.file == b"ipxe.efi" and ack.yiaddr == ack.siaddr.__class__(0)
                 assert ack.option(60) == b"PXEClient"
                 # A plain client (no PXEClient) gets nothing from pxelab.
-                plain = tool(the_lab.add_client(), "collect", mac="52:54:00:ee:00:11", wait=2)
+                plain = tool(the_lab.add_client(), "collect", mac="52:54:00:ee:00:11", sources=1)
                 assert {r["src"] for r in plain} == {the_lab.ip(2)}
-                assert "not a PXE or HTTP boot client" in d.text()
+                # pxelab decides in parallel with udhcpd's answer: wait for its decision.
+                d.wait_for("not a PXE or HTTP boot client")
         finally:
             udhcpd.terminate()
             udhcpd.wait(timeout=5)
@@ -208,15 +209,15 @@ def test_relayed_subnet_through_isc_dhcp_relay(tmp_path: Path) -> None:
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             try:
-                time.sleep(0.5)
+                until(lambda: listening(relay, 67), "dhcrelay listening on port 67", dhcrelay)
                 script = tmp_path / "udhcpc.sh"
                 script.write_text(
                     '#!/bin/sh\n[ "$1" = bound ] && echo "BOUND $ip $router $serverid"\nexit 0\n'
                 )
                 script.chmod(0o755)
                 proc = far.run(
-                    "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T", "1", "-A", "1",
-                    "-s", str(script), timeout=30, check=False,
+                    "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "20", "-T", "1", "-A", "1",
+                    "-s", str(script), timeout=60, check=False,
                 )  # fmt: skip
             finally:
                 dhcrelay.terminate()
@@ -264,13 +265,34 @@ def test_uefi_http_boot_client_gets_a_url_curl_can_fetch(tmp_path: Path) -> None
             assert ra["hlim"] == 255 and ra["routerlifetime"] == 0 and not ra["M"]
 
 
-def wait_for_ra(client: NetNs) -> Any:
-    """Solicit an RA (after the bridge's link-local address has left DAD)."""
-    for _ in range(5):
+def wait_for_ra(client: NetNs, timeout: float = 60) -> Any:
+    """Solicit an RA until one comes (once the bridge's link-local address has left DAD)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         (ra,) = tool(client, "rs", wait=1.5)
         if ra is not None:
             return ra
     return None
+
+
+def until(check: Callable[[], bool], what: str, proc: subprocess.Popen[Any] | None = None) -> None:
+    """Wait for check() (a positive signal), at most a minute; fail early if proc exits."""
+    deadline = time.monotonic() + 60
+    while not check():
+        assert proc is None or proc.poll() is None, f"{what}: the process exited"
+        assert time.monotonic() < deadline, f"no {what} within 60 s"
+        time.sleep(0.1)
+
+
+def listening(ns: NetNs, port: int) -> bool:
+    """Whether a UDP socket in ns is bound to `port`."""
+    return bool(ns.run("ss", "-Hulnp", f"sport = :{port}").stdout.strip())
+
+
+def link_local_ready(ns: NetNs, interface: str) -> bool:
+    """Whether interface has an IPv6 link-local address that has left DAD (usable to send)."""
+    shown = ns.run("ip", "-6", "-o", "addr", "show", "dev", interface, "scope", "link").stdout
+    return "fe80::" in shown and "tentative" not in shown
 
 
 def test_router_advertisements_off(tmp_path: Path) -> None:
@@ -279,7 +301,9 @@ def test_router_advertisements_off(tmp_path: Path) -> None:
         args = ("--dhcp-range", f"{the_lab.ip(100)}-{the_lab.ip(119)}")
         with daemon(the_lab, tmp_path, *args, "--router-advertisements", "off") as d:
             client = the_lab.add_client()
-            time.sleep(2)  # past DAD, so silence is pxelab's
+            # past DAD on both ends, so silence is pxelab's
+            until(lambda: link_local_ready(the_lab.server, the_lab.bridge), "link-local on br0")
+            until(lambda: link_local_ready(client, "eth0"), "link-local on the client")
             # a window, as nothing signals a solicitation that got no answer: with RAs on,
             # pxelab answers at once (the test above), so 2 s of silence is no timing luck
             (ra,) = tool(client, "rs", wait=2)
@@ -302,7 +326,7 @@ def test_probe_prints_every_offer(tmp_path: Path) -> None:
         with daemon(the_lab, tmp_path, *args) as d:
             client = the_lab.add_client("52:54:00:ab:00:01")
             argv = [sys.executable, "-m", "pxelab", "probe", "--interface", "eth0", "--ipxe",
-                    "--http", "--wait", "1"]  # fmt: skip
+                    "--http", "--wait", "3"]  # fmt: skip
             proc = subprocess.run(
                 client.argv(*argv), cwd=ROOT, capture_output=True, text=True, timeout=60
             )
@@ -339,8 +363,8 @@ def udhcpc_lease(ns: NetNs, tmp: Path) -> list[str]:
     )
     script.chmod(0o755)
     proc = ns.run(
-        "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T", "1", "-A", "1",
-        "-s", str(script), timeout=30, check=False,
+        "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "20", "-T", "1", "-A", "1",
+        "-s", str(script), timeout=60, check=False,
     )  # fmt: skip
     bound = [line for line in proc.stdout.splitlines() if line.startswith("BOUND ")]
     assert bound, (proc.stdout, proc.stderr)
@@ -397,6 +421,6 @@ def test_no_answer_on_an_interface_that_is_not_configured(tmp_path: Path) -> Non
         with daemon(the_lab, tmp_path, *args) as d:
             mac = "52:54:00:79:00:01"
             assert tool(stray, "collect", mac=mac, options=PXE_X64, wait=2) == []
-            answered = tool(the_lab.add_client(), "collect", mac=mac, options=PXE_X64, wait=1)
+            answered = tool(the_lab.add_client(), "collect", mac=mac, options=PXE_X64, sources=1)
             assert [r["src"] for r in answered] == [the_lab.server_ip]
             assert d.text().count(f"DISCOVER from {mac}") == 1  # only the one on br0 was seen
