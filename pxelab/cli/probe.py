@@ -9,6 +9,7 @@ import argparse
 import random
 import struct
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -29,6 +30,8 @@ from pxelab.errors import ConfigError, MalformedPacket
 
 ADDRESS_OPTIONS = {1, 3, 6, 28, 42, 44, 50, 54}
 TEXT_OPTIONS = {12, 15, 17, 56, 60, 66, 67, 77}
+SNIFFER_START = 30.0
+"""Seconds the sniffer may take to open its socket before the first DISCOVER goes out."""
 
 
 @dataclass(frozen=True)
@@ -134,9 +137,15 @@ def run_probe(interface: str, mac: bytes, found: list[Probe], wait: float) -> in
             payload = bytes(frame[UDP].payload)  # type: ignore[index]
             return len(payload) >= 8 and payload[0] == 2 and payload[4:8] == xid.to_bytes(4, "big")
 
-        sniffer = AsyncSniffer(iface=interface, lfilter=mine, store=True)
+        started = threading.Event()
+        sniffer = AsyncSniffer(
+            iface=interface, lfilter=mine, store=True, started_callback=started.set
+        )
         sniffer.start()
-        time.sleep(0.2)
+        # Send only once the sniffer listens (a fixed pause lost fast offers on a busy machine).
+        if not started.wait(SNIFFER_START):  # (its thread is a daemon: it ends with us)
+            print(f"pxelab probe: cannot listen on {interface}", file=sys.stderr)
+            return 2
         mac_text = ":".join(f"{b:02x}" for b in mac)
         frame = (
             Ether(src=mac_text, dst="ff:ff:ff:ff:ff:ff")

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from ipaddress import IPv4Address
+from typing import Any, ClassVar
 
-from pxelab.cli.probe import describe, discover, option_text, probes
-from pxelab.dhcp.packet import DhcpPacket, Op, OptionCode, parse
+import pytest
+
+from pxelab.cli.probe import describe, discover, option_text, probes, run_probe
+from pxelab.dhcp.packet import DhcpPacket, Op, OptionCode, build, parse
 
 
 def test_probes_carry_options_93_60_97() -> None:
@@ -48,3 +53,59 @@ def test_describe_an_offer() -> None:
         "    option 53 message-type=OFFER",
         "    option 54 server-id=10.0.0.1",
     ]
+
+
+class SlowSniffer:
+    """Stands in for scapy's AsyncSniffer: its socket opens 0.3 s after start() (a busy machine),
+    and it keeps only frames sent once it listens, as a real one would."""
+
+    instances: ClassVar[list[SlowSniffer]] = []
+
+    def __init__(self, *, lfilter: Any, started_callback: Any, **_: Any) -> None:
+        self.lfilter, self.started_callback = lfilter, started_callback
+        self.listening = threading.Event()
+        self.results: list[Any] = []
+        SlowSniffer.instances.append(self)
+
+    def start(self) -> None:
+        def open_late() -> None:
+            time.sleep(0.3)
+            self.listening.set()
+            self.started_callback()
+
+        threading.Thread(target=open_late, daemon=True).start()
+
+    def stop(self) -> list[Any]:
+        return self.results
+
+
+def test_probe_sends_only_once_its_sniffer_listens(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+
+    def sendp(frame: Any, iface: str) -> None:
+        """A server that answers at once: its OFFER reaches the sniffer if it listens."""
+        request = parse(bytes(frame[UDP].payload))
+        offer = DhcpPacket(
+            op=Op.BOOTREPLY,
+            xid=request.xid,
+            yiaddr=IPv4Address("10.0.0.100"),
+            chaddr=request.chaddr,
+            options=((OptionCode.MESSAGE_TYPE, b"\x02"),),
+        )
+        reply = Ether() / IP(src="10.0.0.1") / UDP(sport=67, dport=68) / Raw(build(offer))
+        reply = Ether(bytes(reply))
+        (sniffer,) = SlowSniffer.instances[-1:]
+        if sniffer.listening.is_set() and sniffer.lfilter(reply):
+            sniffer.results.append(reply)
+
+    SlowSniffer.instances.clear()
+    monkeypatch.setattr("scapy.sendrecv.AsyncSniffer", SlowSniffer)
+    monkeypatch.setattr("scapy.sendrecv.sendp", sendp)
+    found = probes(7, bytes(16), ipxe=False, http=False)
+    assert run_probe("eth0", bytes.fromhex("525400000001"), found, 0.0) == 0
+    out = capsys.readouterr().out
+    assert "1 offer(s)" in out and "address      10.0.0.100" in out
