@@ -157,7 +157,8 @@ class Daemon:
             raise RuntimeError(f"pxelab has not logged its HTTP port:\n{self.text()}")
         return int(found.group(1))
 
-    def wait_for(self, needle: str, timeout: float = 20) -> None:
+    def wait_for(self, needle: str, timeout: float = 60) -> None:
+        """Until the log holds needle; the timeout only bounds a hang (a loaded machine)."""
         deadline = time.monotonic() + timeout
         while needle not in self.text():
             if self.proc.poll() is not None:

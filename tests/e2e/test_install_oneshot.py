@@ -52,13 +52,13 @@ def test_vm_installs_once_then_boots_from_disk(
     first = qemu_vm(MAC)
     installed = first.wait_for(rf"{INSTALLED_MARKER} (\S+)", timeout=240)
     assert installed.group(1) == "ok", first.text()[-2000:]
-    found = first.wait_for(rf"{MARKER} mac=(\S+) cmdline=(.*)", timeout=60)
+    found = first.wait_for(rf"{MARKER} mac=(\S+) cmdline=(.*)", timeout=240)
     assert found.group(1) == MAC
     base = f"http://10.0.2.2:{pxelab_server.daemon.http_port}"
     callback = re.escape(f"pxelab.installed_url={base}/api/hosts/{MAC}/installed/0.")
     signed = callback + "[0-9a-f]{32}(?![0-9a-f])"
     assert re.search(signed, found.group(2)), found.group(2)  # signed: no token in the VM
-    first.proc.wait(timeout=60)  # the initrd powers off; -no-reboot makes QEMU exit
+    first.proc.wait(timeout=240)  # the initrd powers off; -no-reboot makes QEMU exit
 
     host = _get(pxelab_server, f"/api/hosts/{MAC}")
     assert host["state"] == "installed" and host["stage"] == "installed"

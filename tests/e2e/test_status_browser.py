@@ -162,7 +162,7 @@ def test_status_page_follows_a_boot_live_and_reinstalls(
         vm = qemu_vm(MAC)
         slow = WebDriverWait(driver, 240, 0.2, ignored_exceptions=[StaleElementReferenceException])
         slow.until(lambda d: _text(d, f"#host-{KEY} .last .stage") == "installed")
-        vm.wait_for(MARKER, timeout=60)
+        vm.wait_for(MARKER, timeout=240)
         seen = driver.execute_script("return window.pxelabSeen")
         assert seen == ["script", "kernel", "initrd", "installed"], seen
         assert driver.execute_script("return window.pxelabSamePage") == 42  # never reloaded

@@ -47,7 +47,7 @@ def _script_from(ns: NetNs, server: str) -> str:
     return _curl(ns, f"http://{server}:8080/boot?mac={VM_MAC}")
 
 
-def _wait_until(what: str, check: object, timeout: float = 10) -> None:
+def _wait_until(what: str, check: object, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not check():  # type: ignore[operator]
         assert time.monotonic() < deadline, f"{what}: not within {timeout} s"

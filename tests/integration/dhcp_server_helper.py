@@ -100,7 +100,8 @@ def discover(config: dict[str, Any]) -> None:
             / BOOTP(op=1, xid=xid, flags=0x8000, chaddr=bytes.fromhex(mac.replace(":", "")))
             / DHCP(options=[("message-type", kind), *more, *extra, "end"])
         )
-        answer = srp1(frame, iface=iface, timeout=config.get("timeout", 5))
+        # The first answer ends the wait: the timeout only bounds a hang (a loaded machine).
+        answer = srp1(frame, iface=iface, timeout=config.get("timeout", 15))
         if answer is None or BOOTP not in answer:
             return None
         bootp = answer[BOOTP]

@@ -82,7 +82,7 @@ def dhcp_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DhcpLab]:
             )
         try:
             assert server.stdout is not None
-            ready, _, _ = select.select([server.stdout], [], [], 15)
+            ready, _, _ = select.select([server.stdout], [], [], 60)
             line = server.stdout.readline() if ready else ""
             assert line == f"READY {the_lab.server_ip}/24\n", (line, log.read_text())
             yield DhcpLab(the_lab, server, log, tmp, iter(range(1, 250)))
@@ -106,9 +106,9 @@ def udhcpc(dl: DhcpLab, ns: NetNs, *extra: str) -> dict[str, str]:
         script.write_text(UDHCPC_SCRIPT)
         script.chmod(0o755)
     proc = ns.run(
-        "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "3", "-T", "1", "-A", "1",
+        "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "10", "-T", "1", "-A", "1",
         "-s", str(script), "-O", "bootfile", "-O", "tftp", *extra,
-        timeout=20, check=False,
+        timeout=40, check=False,
     )  # fmt: skip
     bound = [line for line in proc.stdout.splitlines() if line.startswith("BOUND ")]
     assert proc.returncode == 0 and bound, (proc.stdout, proc.stderr, dl.log_text())
@@ -169,7 +169,7 @@ def test_dhclient_gets_a_lease(dhcp_lab: DhcpLab) -> None:
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline and "bound to" not in (work / "out").read_text():
             assert proc.poll() is None, (work / "out").read_text()
             time.sleep(0.1)
@@ -202,7 +202,7 @@ def scapy_client(
     }
     proc = helper(ns, "discover", config, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        stdout, stderr = proc.communicate(timeout=30)
+        stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()

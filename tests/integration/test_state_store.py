@@ -184,7 +184,7 @@ async def test_changes_reach_the_listeners(backend: Backend, store: StateStore) 
         state = HostState(InstallState.INSTALLED, 7.0, "10.0.0.7", 2)
         await store.set_install_state(A, state)
         assert Change("install", A) in mine
-        await asyncio.wait_for(seen.wait(), timeout=1.0)
+        await asyncio.wait_for(seen.wait(), timeout=30)  # at once; the timeout bounds a hang
         assert other.install_state(A) == state
         await store.add_events([Event(1.0, "dhcp", mac=A, message_type="ACK")])
         await store.commit_leases([bound(5, A)], now=0)

@@ -39,7 +39,7 @@ def events(port: int, mac: str, stage: str = "log") -> list[dict[str, Any]]:
 
 
 def wait_for_events(
-    ns: NetNs, port: int, mac: str, count: int, timeout: float = 10
+    ns: NetNs, port: int, mac: str, count: int, timeout: float = 30
 ) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while True:
