@@ -27,7 +27,7 @@ INSTALL_TIMEOUT = 420  # TCG: the preseed is fetched ~70 s after power-on; room 
 # 1 GiB: with 512 MiB the installer stops at its "Entering low memory mode" note
 
 
-def installer_log(ns: NetNs, mac: str, timeout: float = 20) -> list[dict[str, Any]]:
+def installer_log(ns: NetNs, mac: str, timeout: float = 60) -> list[dict[str, Any]]:
     """The host's `log` events (its installer's syslog lines), once there are some."""
     deadline = time.monotonic() + timeout
     while True:

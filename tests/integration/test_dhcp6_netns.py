@@ -156,8 +156,8 @@ def test_dual_stack_ipv4_and_ipv6_on_one_bridge(tmp_path: Path) -> None:
             script.write_text(UDHCPC_SCRIPT)
             script.chmod(0o755)
             run = ns.run(
-                "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "3", "-T", "1", "-A", "1",
-                "-s", str(script), "-x", "0x5d:0007", timeout=20, check=False,
+                "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "10", "-T", "1", "-A", "1",
+                "-s", str(script), "-x", "0x5d:0007", timeout=40, check=False,
             )  # fmt: skip
             assert f"BOUND ip={first} bootfile=ipxe.efi" in run.stdout, (run, served.log)
             text = served.log.read_text()

@@ -165,7 +165,7 @@ req = DhcpPacket(op=Op.BOOTREQUEST, xid=77, ciaddr=IPv4Address(ciaddr),
                  options=((53, b"\\x03"), (93, b"\\x00\\x07"),
                           (60, b"PXEClient:Arch:00007:UNDI:003016")))
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((ciaddr, 68)); s.settimeout(5)
+s.bind((ciaddr, 68)); s.settimeout(30)  # the reply ends the wait
 s.sendto(build(req), (server, 4011))
 sys.stdout.write(s.recv(2048).hex())
 """
