@@ -54,7 +54,7 @@ class Guard:
         self.https_only = https_only
         self.sessions = SessionCache()
         """Sessions read lately (the sessions themselves are in the store)."""
-        self.store.subscribe(self.sessions.on_change)
+        self.store.subscribe(lambda change: self.sessions.on_change(change))
         self.secret: bytes | None = None
         """Loaded from the store when the app starts (`load`)."""
 
