@@ -179,6 +179,7 @@ def explain(
     result: dict[str, Any] = {
         "host": {
             "name": host.name,
+            "hostname": host.hostname,
             "mac": host.mac,
             "arch": host.arch,
             "distro": host.distro,
@@ -233,6 +234,8 @@ def as_text(result: dict[str, Any]) -> str:
         + f") from {host['source']}",
         f"install state: {result['state']['state']}",
     ]
+    if host.get("hostname", host["name"]) != host["name"]:
+        out.append(f"installs as host name {host['hostname']} (made valid from its name)")
     if result.get("origins"):
         out.append("where each value came from:")
         width = max(len(k) for k in result["origins"])
