@@ -26,8 +26,9 @@ from pxelab.hosts.inventory import Host
 
 @dataclass(frozen=True)
 class DhcpHandout:
-    """What the daemon's DHCP hands every client, decided once at start (pxelab.app.dhcp.handout):
-    the daemon, `pxelab explain` and /api/explain use the same one."""
+    """What the daemon's DHCP hands every client (pxelab.app.dhcp.handout; the boot files then
+    follow the TFTP root, pxelab.boot.loaders): the daemon, `pxelab explain` and /api/explain
+    use the same one."""
 
     boot_files: BootFiles = field(default_factory=BootFiles)
     """Boot file per firmware family (GRUB for arm64 when the TFTP root has no arm64 iPXE)."""
