@@ -6,6 +6,7 @@ from typing import Any
 
 from pxelab.state import SCHEMA_VERSION, StoreError
 from pxelab.state.leases6 import PG_LEASES6
+from pxelab.state.sessions import PG_SESSIONS
 
 LOCK_KEY = 0x7078656C6162  # "pxelab": serialises schema work between instances starting at once
 
@@ -103,6 +104,7 @@ SCHEMA = (
     SEEN,
     COMMIT_LEASE,
     PG_LEASES6,
+    PG_SESSIONS,
 )
 """The schema at SCHEMA_VERSION."""
 
@@ -123,6 +125,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE leases ADD COLUMN since double precision NOT NULL DEFAULT 0",
         "DROP FUNCTION pxelab_commit_lease",
         COMMIT_LEASE,
+        PG_SESSIONS,
     ),
 }
 """Statements that take a database from version N to N + 1."""
