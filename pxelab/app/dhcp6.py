@@ -8,6 +8,7 @@ import logging
 
 from pxelab.app.config import Config
 from pxelab.app.dhcp import Closable, DhcpService, boot_files_in
+from pxelab.dhcp.arch import BootFiles
 from pxelab.dhcp.context import UnknownMacs
 from pxelab.dhcp.interface import interface_mac
 from pxelab.dhcp6.context import Dhcp6Context, Host6Lookup, default_pool
@@ -19,8 +20,9 @@ from pxelab.events import Timeline
 log = logging.getLogger("pxelab.dhcp6")
 
 
-def context6(config: Config, http_port: int) -> Dhcp6Context:
-    """The DHCPv6 context of `interface` and `ipv6_prefix` (reads the interface's address)."""
+def context6(config: Config, http_port: int, boot_files: BootFiles | None = None) -> Dhcp6Context:
+    """The DHCPv6 context of `interface` and `ipv6_prefix` (reads the interface's address), with
+    these boot files, else those the TFTP root holds now."""
     if config.interface is None or config.ipv6_prefix is None:
         raise ConfigError("keys 'interface' and 'ipv6_prefix' are both needed for DHCPv6")
     prefix = config.ipv6_prefix
@@ -35,7 +37,7 @@ def context6(config: Config, http_port: int) -> Dhcp6Context:
         dns=config.ipv6_dns,
         lease_time=config.lease_time,
         http_port=http_port,
-        boot_files=boot_files_in(config.tftp_root),
+        boot_files=boot_files if boot_files is not None else boot_files_in(config.tftp_root),
         unknown_macs=UnknownMacs(config.unknown_macs) if config.unknown_macs else UnknownMacs.SERVE,
     )
 
@@ -47,19 +49,20 @@ async def start_ipv6(
     store: Lease6Store | None = None,
     timeline: Timeline | None = None,
     port: int = 547,
+    boot_files: BootFiles | None = None,
 ) -> DhcpService:
-    """The RA responder (with the prefix) and the DHCPv6 server on `interface`."""
-    ctx = context6(config, http_port)
+    """The RA responder (with the prefix) and the DHCPv6 server on `interface` (handing out
+    `boot_files`, else those the TFTP root holds now; `use_boot_files` changes them)."""
+    ctx = context6(config, http_port, boot_files)
     interface = config.interface or ""
     parts: list[Closable] = []
     try:
-        parts.append(
-            await start_dhcp6(ctx, hosts, interface, port=port, store=store, timeline=timeline)
-        )
+        server = await start_dhcp6(ctx, hosts, interface, port=port, store=store, timeline=timeline)
     except OSError as exc:
         raise ConfigError(
             f"key 'ipv6_prefix': cannot start DHCPv6: {exc.strerror or exc}"
         ) from None
+    parts.append(server)
     if config.router_advertisements:
         from pxelab.dhcp.ra import start_ra
 
@@ -67,4 +70,4 @@ async def start_ipv6(
             parts.append(await start_ra(interface, ctx.prefix, router=config.ipv6_router))
         except OSError as exc:
             log.warning("router advertisements off: %s", exc)
-    return DhcpService(parts)
+    return DhcpService(parts, [server.core])
