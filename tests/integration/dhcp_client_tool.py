@@ -16,6 +16,7 @@ import json
 import random
 import sys
 import threading
+import time
 from typing import Any
 
 from scapy.config import conf
