@@ -201,8 +201,9 @@ def test_boot_files_follow_the_tftp_root_without_a_restart(tmp_path: Path) -> No
             mac = "52:54:00:66:00:0b"
 
             def handed_out() -> tuple[str, object]:
-                (v4,) = client_tool(ns, "collect", mac=mac, options=[[93, "000b"]], wait=3)
-                (v6,) = client_tool(ns, "solicit6", mac=mac, arch=11, wait=5)
+                # the first reply (ADVERTISE) ends each wait: 30 s only bound a hang
+                (v4,) = client_tool(ns, "collect", mac=mac, options=[[93, "000b"]], sources=1)
+                (v6,) = client_tool(ns, "solicit6", mac=mac, arch=11, wait=30)
                 assert isinstance(v4, dict), v4
                 url = f"http://127.0.0.1:{HTTP_PORT}/api/explain/{KNOWN_MAC}?arch=uefi-arm64"
                 explained = json.loads(the_lab.server.run("curl", "-fsS", url).stdout)
@@ -211,7 +212,7 @@ def test_boot_files_follow_the_tftp_root_without_a_restart(tmp_path: Path) -> No
                 return v4["file"], v6
 
             def wait_for_log(needle: str, count: int) -> None:
-                deadline = time.monotonic() + 10
+                deadline = time.monotonic() + 30  # the next rescan, within 0.5 s unloaded
                 while served.log.read_text().count(needle) < count:
                     assert time.monotonic() < deadline, served.log.read_text()
                     time.sleep(0.1)
