@@ -1,6 +1,6 @@
 """The SQLite schema at SCHEMA_VERSION, its migrations, and the upserts the store runs."""
 
-from pxelab.state.leases6 import SQLITE_LEASES6
+from pxelab.state.leases6 import ADD_SINCE, SQLITE_LEASES6, SQLITE_LEASES6_V2
 
 SEEN = """CREATE TABLE seen (
     mac TEXT PRIMARY KEY, arch TEXT NOT NULL, firmware TEXT NOT NULL,
@@ -33,9 +33,9 @@ SCHEMA = (
 """The schema at SCHEMA_VERSION, created in one transaction."""
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (SQLITE_LEASES6,),
+    1: (SQLITE_LEASES6_V2,),
     2: (SEEN,),
-    3: ("ALTER TABLE leases ADD COLUMN since REAL NOT NULL DEFAULT 0",),
+    3: ("ALTER TABLE leases ADD COLUMN since REAL NOT NULL DEFAULT 0", ADD_SINCE.format("REAL")),
 }
 """Statements that take a database from version N to N + 1."""
 
