@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 from pxelab.app.config import Config
-from pxelab.app.dhcp import Closable, DhcpService, LeaseFollower, boot_files_in
+from pxelab.app.dhcp import Closable, DhcpService, LeaseFollower, boot_files_in, instance_spread
 from pxelab.dhcp.context import UnknownMacs
 from pxelab.dhcp.interface import interface_mac
 from pxelab.dhcp6.context import Dhcp6Context, Host6Lookup, default_pool
@@ -55,8 +55,12 @@ async def start_ipv6(
     ctx = context6(config, http_port)
     interface = config.interface or ""
     parts: list[Closable] = []
+    shared = store if config.state_url is not None else None  # other instances use it too
+    spread = instance_spread(shared) if shared is not None else 0.0
     try:
-        dhcp6 = await start_dhcp6(ctx, hosts, interface, port=port, store=store, timeline=timeline)
+        dhcp6 = await start_dhcp6(
+            ctx, hosts, interface, port=port, store=store, timeline=timeline, spread=spread
+        )
     except OSError as exc:
         raise ConfigError(
             f"key 'ipv6_prefix': cannot start DHCPv6: {exc.strerror or exc}"
@@ -64,8 +68,8 @@ async def start_ipv6(
     except StoreError as exc:
         raise ConfigError(f"key 'state_url' or 'state_dir': cannot load leases: {exc}") from None
     parts.append(dhcp6)
-    if store is not None and config.state_url is not None:
-        parts.append(LeaseFollower(store, "lease6", Lease6, dhcp6.learn, store.load_leases6))
+    if shared is not None:
+        parts.append(LeaseFollower(shared, "lease6", Lease6, dhcp6.learn, shared.load_leases6))
     if config.router_advertisements:
         from pxelab.dhcp.ra import start_ra
 

@@ -59,7 +59,10 @@ class Lease6Table:
         offer_hold: float = 60.0,
         decline_hold: float = 600.0,
         leases: Iterable[Lease6] = (),
+        first: int = 0,
     ) -> None:
+        """`first`: the pool offset where the search for a free address starts (instances that
+        share a store start at different points, so they seldom offer the same address)."""
         if pool_end < pool_start:
             raise ValueError(f"pool end {pool_end} is before pool start {pool_start}")
         self.pool_start = pool_start
@@ -68,7 +71,7 @@ class Lease6Table:
         self.decline_hold = decline_hold
         self._by_ip: dict[IPv6Address, Lease6] = {}
         self._by_ia: dict[tuple[str, int], IPv6Address] = {}
-        self._cursor = 0
+        self._cursor = first % (int(pool_end) - int(pool_start) + 1)
         for lease in leases:
             self._apply(lease)
 

@@ -341,13 +341,22 @@ async def start_dhcp6(
     clock: Callable[[], float] = time.time,
     timeline: Timeline | None = None,
     relayed: Sequence[Dhcp6Context] = (),
+    spread: float = 0.0,
 ) -> Dhcp6Server:
-    """Serve DHCPv6 on `interface` for link `ctx` (and the `relayed` links behind relays)."""
+    """Serve DHCPv6 on `interface` for link `ctx` (and the `relayed` links behind relays); each
+    pool's search for free addresses starts `spread` (0 to 1) of the way into it."""
     stored = await store.load_leases6() if store is not None else []
     pools = []
     for name, link in [(interface, ctx), *((None, r) for r in relayed)]:
         mine = [lease for lease in stored if lease.ip in link.prefix]
-        table = Lease6Table(link.pool_start, link.pool_end, offer_hold=link.offer_hold, leases=mine)
+        size = int(link.pool_end) - int(link.pool_start) + 1
+        table = Lease6Table(
+            link.pool_start,
+            link.pool_end,
+            offer_hold=link.offer_hold,
+            leases=mine,
+            first=int(size * spread),
+        )
         pools.append(Pool6(link, table, name))
     sock = open_dhcp6_socket(interface, port)
     server = Dhcp6Server(

@@ -80,3 +80,11 @@ def test_learning_never_moves_an_ia_back_to_an_older_binding() -> None:
     assert table.differs(renewed, 41)
     assert not table.differs(Lease6(ip(3), B, 1, LeaseState.FREE, 50, since=0), 41)
     assert mine.since == 20
+
+
+def test_the_search_for_a_free_address_starts_where_it_is_told() -> None:
+    """Instances sharing a store start at different points of the pool (`first`, wrapping)."""
+    table = Lease6Table(START, END, first=0x100 + 5)  # the pool has 0x100 addresses
+    assert table.choose(A, 1, 0, {}, None) == ip(5)
+    table.hold(A, 1, ip(5), 0, 60, bound=True)
+    assert table.choose(B, 1, 0, {}, None) == ip(6)
