@@ -14,10 +14,13 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
+from typing import cast
 
 import pytest
 
+from pxelab.app.config import build_config
 from pxelab.app.dhcp import LeaseFollower
+from pxelab.app.dhcp6 import start_ipv6
 from pxelab.dhcp.leases import LeaseState
 from pxelab.dhcp6.context import Dhcp6Context, Host6Info
 from pxelab.dhcp6.leases import Lease6
@@ -53,12 +56,18 @@ class NoHosts:
         return {}
 
 
-def message(kind: MessageType, mac: str, xid: int, hint: IPv6Address | None = None) -> bytes:
+def message(
+    kind: MessageType,
+    mac: str,
+    xid: int,
+    hint: IPv6Address | None = None,
+    server: bytes = SERVER_DUID,
+) -> bytes:
     """A client message for IA 1 of `mac` (a DUID-LL), with the server id when it needs one."""
     sub = ((OptionCode.IAADDR, build_iaaddr(IaAddress(hint, 0, 0))),) if hint else ()
     options = [(OptionCode.CLIENTID, duid_ll(bytes.fromhex(mac.replace(":", ""))))]
     if kind is not MessageType.SOLICIT:
-        options.append((OptionCode.SERVERID, SERVER_DUID))
+        options.append((OptionCode.SERVERID, server))
     options.append((OptionCode.IA_NA, build_ia_na(IaNa(1, 0, 0, sub))))
     return build(Dhcp6Message(kind, xid, tuple(options)))
 
@@ -179,3 +188,37 @@ async def test_a_second_instance_learns_an_ipv6_grant_by_notify_and_never_offers
         follower.close()
         await follower.wait_closed()
         await closed(srv)
+
+
+async def test_instances_sharing_a_database_follow_each_others_ipv6_grants(
+    two_instances: tuple[PostgresStore, PostgresStore], client: socket.socket
+) -> None:
+    """The daemon's wiring (`start_ipv6` with `state_url`): each instance searches its own part
+    of the pool, and what one binds the other learns at once."""
+    one, two = two_instances
+    settings = {"interface": "lo", "ipv6_prefix": "::/64", "router_advertisements": False}
+    config = build_config(settings, {"state_url": "postgresql:///shared"})
+    services = [await start_ipv6(config, 8080, NoHosts(), store, port=0) for store in (one, two)]
+    servers = cast(list[Dhcp6Server], [service.parts[0] for service in services])
+    assert all(isinstance(server, Dhcp6Server) for server in servers)
+    first, second = servers
+    duid = first.pools[0].ctx.server_duid
+    try:
+        starts = {server.pools[0].leases.choose(B, 1, 0, {}, None) for server in servers}
+        assert len(starts) == 2  # each starts its search at its own point of the pool
+        _, [offered] = granted(await ask(client, first, message(MessageType.SOLICIT, A, 1)))
+        kind, [bound] = granted(
+            await ask(client, first, message(MessageType.REQUEST, A, 2, offered, duid))
+        )
+        assert (kind, bound) == (MessageType.REPLY, offered)
+        deadline = time.monotonic() + 5
+        while (held := second.pools[0].leases.holder(bound, time.time())) is None:
+            assert time.monotonic() < deadline, "the second instance never learned the grant"
+            await asyncio.sleep(0.02)
+        assert (held.client, held.iaid, held.state) == (A, 1, LeaseState.BOUND)
+        assert second.pools[0].leases.choose(B, 1, time.time(), {}, None, [bound]) != bound
+    finally:
+        client.close()
+        for service in services:
+            service.close()
+            await service.wait_closed()
