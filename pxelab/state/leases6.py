@@ -15,7 +15,8 @@ from pxelab.dhcp.leases import LeaseState
 from pxelab.dhcp6.leases import Lease6
 from pxelab.state import StoreError
 
-__all__ = ["PG_COMMIT_LEASE6", "PG_LEASES6", "SQLITE_LEASES6", "Lease6", "lease6_from_row"]
+__all__ = ["ADD_SINCE", "COLUMNS", "PG_COMMIT_LEASE6", "PG_LEASES6", "PG_LEASES6_V2"]
+__all__ += ["SQLITE_LEASES6", "SQLITE_LEASES6_V2", "Lease6", "lease6_from_row", "lease6_to_row"]
 __all__ += ["pg_active6", "pg_commit6", "pg_load6", "sqlite_active6", "sqlite_commit6"]
 __all__ += ["sqlite_load6", "wanted"]
 
