@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import urlsplit
 
-from pxelab.state import TokenRecord
+from pxelab.state import SESSIONS_KEPT, Change, SessionRecord, TokenRecord
 
 TOKEN_PREFIX = "pxl_"
 """Every token starts with this, so a leaked one is easy to recognise (and to grep for)."""
@@ -138,55 +138,82 @@ def read_needs_auth(path: str, api_auth: ApiAuth) -> bool:
 
 SESSION_SECONDS = 12 * 3600
 """A status-page sign-in lasts this long (or until sign-out, or the token is revoked)."""
-SESSIONS_KEPT = 1000
-"""Sessions kept at most; the oldest is dropped first."""
+CACHE_SECONDS = 1.0
+"""How long an instance trusts a session it read from the store. Sign-out and revocation reach
+it at once when the store tells (its own, or PostgreSQL's NOTIFY), and within this otherwise."""
+CSRF_HEX = 32
+"""Hex digits of a session's CSRF token kept: 128 bits of HMAC-SHA256."""
 
 
 @dataclass(frozen=True)
 class Session:
-    """A status-page sign-in: which token signed in, and the CSRF token of its forms."""
+    """A live status-page sign-in: which token signed in, and the CSRF token of its forms."""
 
     token_name: str
     """The name of the token that signed in (the audit trail's `who`)."""
-    token_digest: str
-    """That token's digest: a revoked token's sessions act no more."""
+    digest: str
+    """SHA-256 of the session id (the cookie): its key in the store."""
     csrf: str
-    """Random value every form of the page carries; checked in constant time."""
+    """The value every form of the page carries (`session_csrf`); checked in constant time."""
     expires: float
     """Wall-clock time after which the session is gone."""
 
 
-class Sessions:
-    """Status-page sessions by their random cookie value, in memory (a restart signs out)."""
+def new_session_id() -> str:
+    """A fresh session id (the cookie's value): 256 random bits, URL-safe."""
+    return secrets.token_urlsafe(32)
 
-    def __init__(self) -> None:
-        self._by_id: dict[str, Session] = {}
 
-    def create(self, record: TokenRecord, now: float) -> tuple[str, Session]:
-        """A new session for the token; returns the cookie value and the session."""
-        while len(self._by_id) >= SESSIONS_KEPT:
-            del self._by_id[next(iter(self._by_id))]
-        sid = secrets.token_urlsafe(32)
-        session = Session(
-            record.name, record.digest, secrets.token_urlsafe(24), now + SESSION_SECONDS
-        )
-        self._by_id[sid] = session
-        return sid, session
+def session_csrf(secret: bytes, sid: str) -> str:
+    """The CSRF token of a session: HMAC-SHA256 of its id under the server secret, so every
+    instance sharing the store derives the same one and the store keeps nothing but the id's hash
+    (the stored digest does not give it: it needs the id itself)."""
+    message = f"pxelab-csrf\n{sid}".encode("utf-8", "surrogateescape")
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()[:CSRF_HEX]
 
-    def get(self, sid: str | None, now: float) -> Session | None:
-        """The live session of a cookie value; None for none, unknown or expired."""
-        if not sid:
+
+class SessionCache:
+    """Sessions this instance read from the store, trusted for CACHE_SECONDS (monotonic clock)
+    so that the page's requests seldom reach the store; an end the store tells of drops one."""
+
+    def __init__(self, seconds: float = CACHE_SECONDS, size: int = SESSIONS_KEPT) -> None:
+        self.seconds, self.size = seconds, size
+        self._by_digest: dict[str, tuple[SessionRecord, float]] = {}
+        self.epoch = 0
+        """Counts the ends told: a lookup that began before one is not cached (`put`)."""
+
+    def get(self, digest: str, now: float, tick: float) -> SessionRecord | None:
+        """The cached live session; None when not cached, stale (read before tick - seconds)
+        or expired (now, wall clock)."""
+        found = self._by_digest.get(digest)
+        if found is None:
             return None
-        session = self._by_id.get(sid)
-        if session is not None and session.expires <= now:
-            del self._by_id[sid]
+        record, read_at = found
+        if record.expires <= now or tick - read_at >= self.seconds:
+            del self._by_digest[digest]
             return None
-        return session
+        return record
 
-    def drop(self, sid: str | None) -> None:
-        """Sign out."""
-        if sid:
-            self._by_id.pop(sid, None)
+    def put(self, record: SessionRecord, tick: float, epoch: int) -> None:
+        """Remember a session read at tick by a lookup that began at epoch (ignored when an end
+        was told meanwhile: what was read may be the ended session)."""
+        if epoch != self.epoch:
+            return
+        self._by_digest.pop(record.digest, None)
+        while len(self._by_digest) >= self.size:
+            del self._by_digest[next(iter(self._by_digest))]
+        self._by_digest[record.digest] = (record, tick)
+
+    def on_change(self, change: Change) -> None:
+        """A store listener: a session ended, or a token changed (its sessions may have ended)."""
+        if change.kind == "session":
+            self.epoch += 1
+            self._by_digest.pop(change.key, None)
+        elif change.kind == "token":
+            self.epoch += 1
+            for digest, (record, _) in list(self._by_digest.items()):
+                if record.token_name == change.key:
+                    del self._by_digest[digest]
 
 
 def csrf_ok(session: Session, presented: str | None) -> bool:

@@ -18,9 +18,9 @@ from aiohttp import web
 from pxelab.hosts.install import HostState, StateError
 from pxelab.http import auth
 from pxelab.http.audit import AuthStore, MemoryAuthStore, write_audit
-from pxelab.http.auth import ApiAuth, Session, Sessions
+from pxelab.http.auth import ApiAuth, Session, SessionCache
 from pxelab.http.keys import NOTE
-from pxelab.state import AuditRecord, StoreError, TokenRecord
+from pxelab.state import AuditRecord, Change, SessionRecord, StoreError, TokenRecord
 
 log = logging.getLogger("pxelab.http")
 
@@ -52,13 +52,20 @@ class Guard:
         self.store: AuthStore = store or MemoryAuthStore()
         self.api_auth = api_auth
         self.https_only = https_only
-        self.sessions = Sessions()
+        self.sessions = SessionCache()
+        """Sessions read lately (the sessions themselves are in the store)."""
+        self.store.subscribe(lambda change: self.sessions.on_change(change))
         self.secret: bytes | None = None
         """Loaded from the store when the app starts (`load`)."""
 
     async def load(self) -> None:
         """Read the server secret (made once, shared by every instance on the store)."""
         self.secret = await self.store.secret()
+
+    async def _secret(self) -> bytes:
+        if self.secret is None:
+            self.secret = await self.store.secret()
+        return self.secret
 
     def credential(self, mac: str, generation: int) -> str | None:
         """The signed callback's last path segment for mac at generation (None before `load`)."""
@@ -91,16 +98,41 @@ class Guard:
         found = auth.match_token(presented, await self.store.tokens())
         return found, "" if found else "unknown or revoked token"
 
+    async def start_session(self, token: TokenRecord) -> tuple[str, Session] | None:
+        """A new status-page session for token, in the store (every instance knows it); returns
+        the cookie value and the session, or None when the token was revoked meanwhile."""
+        sid, now = auth.new_session_id(), time.time()
+        record = SessionRecord(auth.token_digest(sid), token.name, now, now + auth.SESSION_SECONDS)
+        if not await self.store.add_session(record, token.digest):
+            return None
+        csrf = auth.session_csrf(await self._secret(), sid)
+        return sid, Session(token.name, record.digest, csrf, record.expires)
+
     async def session(self, request: web.Request) -> Session | None:
-        """The request's live status-page session whose token still exists."""
-        session = self.sessions.get(request.cookies.get(COOKIE), time.time())
-        if session is None:
+        """The request's live status-page session whose token still exists (from the cache,
+        else the store), remembered on the request."""
+        sid = request.cookies.get(COOKIE)
+        if not sid:
             return None
-        if not any(t.digest == session.token_digest for t in await self.store.tokens()):
-            self.sessions.drop(request.cookies.get(COOKIE))
-            return None
+        digest, now, tick = auth.token_digest(sid), time.time(), time.monotonic()
+        record = self.sessions.get(digest, now, tick)
+        if record is None:
+            epoch = self.sessions.epoch
+            record = await self.store.session(digest, now)
+            if record is None:
+                return None
+            self.sessions.put(record, tick, epoch)
+        csrf = auth.session_csrf(await self._secret(), sid)
+        session = Session(record.token_name, digest, csrf, record.expires)
         request[PAGE_SESSION] = session
         return session
+
+    async def end_session(self, sid: str | None) -> None:
+        """Sign out: the session ends in the store, so on every instance."""
+        if sid:
+            digest = auth.token_digest(sid)
+            self.sessions.on_change(Change("session", digest))
+            await self.store.end_session(digest)
 
 
 GUARD: web.AppKey[Guard] = web.AppKey("guard", Guard)

@@ -7,7 +7,7 @@ the guard); the /api/* writes always need the bearer token itself.
 from __future__ import annotations
 
 import html
-import time
+import logging
 
 from aiohttp import web
 
@@ -15,6 +15,9 @@ from pxelab.http import auth
 from pxelab.http.auth import Session
 from pxelab.http.guard import COOKIE, GUARD, PAGE_SESSION, WHO, audit
 from pxelab.http.keys import NOTE
+from pxelab.state import StoreError
+
+log = logging.getLogger("pxelab.http")
 
 HEADERS = {
     "Content-Security-Policy": (
@@ -40,10 +43,15 @@ page's actions until you sign out, for 12 hours at most. The token is not kept i
 
 
 async def page_session(request: web.Request) -> Session | None:
-    """The request's live session (its token not revoked), remembered on the request."""
+    """The request's live session (its token not revoked), remembered on the request; None
+    when the store cannot say (the page is then shown signed out, read-only)."""
     if PAGE_SESSION in request:
         return request[PAGE_SESSION]
-    return await request.app[GUARD].session(request)
+    try:
+        return await request.app[GUARD].session(request)
+    except StoreError as exc:
+        log.warning("status page: cannot read the session: %s", exc)
+        return None
 
 
 def page_csrf(request: web.Request) -> str:
@@ -70,11 +78,13 @@ async def signin(request: web.Request) -> web.StreamResponse:
     found = None
     if isinstance(token, str) and token.strip():
         found = auth.match_token(token.strip(), await guard.store.tokens())
-    if found is None:
+    # the store makes the session only if the token is still there (not revoked meanwhile)
+    started = None if found is None else await guard.start_session(found)
+    if found is None or started is None:
         request[NOTE] = "sign-in refused"
         await audit(request, False, "unknown or revoked token")
         return _page("That token is unknown or revoked.", status=401)
-    sid, _ = guard.sessions.create(found, time.time())
+    sid = started[0]
     request[WHO] = found.name
     request[NOTE] = f"signed in as {found.name}"
     await audit(request, True)
@@ -93,7 +103,7 @@ async def signin(request: web.Request) -> web.StreamResponse:
 
 async def signout(request: web.Request) -> web.StreamResponse:
     """POST /status/signout (the guard checked the session and its CSRF token): end it."""
-    request.app[GUARD].sessions.drop(request.cookies.get(COOKIE))
+    await request.app[GUARD].end_session(request.cookies.get(COOKIE))
     await audit(request, True)
     response = web.HTTPSeeOther("/")
     response.del_cookie(COOKIE, path="/")

@@ -1,4 +1,5 @@
-"""pxelab's mutable state behind one interface: leases, install states, boot events, audit, tokens.
+"""pxelab's mutable state behind one interface: leases, install states, boot events, audit, tokens,
+status-page sessions.
 
 Two backends implement `StateStore`: embedded SQLite in `state_dir` (the default) and PostgreSQL
 (`state_url = "postgresql://…"`), which several pxelab instances can share. Every method is async:
@@ -23,7 +24,11 @@ SCHEMA_VERSION = 4
 """The schema this code reads and writes; a database with a newer one is refused at start.
 Version 2 added `leases6` (DHCPv6 leases), version 3 `seen` (machines nothing serves), version 4
 the leases' and leases6's `since` (when each was decided, so instances never let a late write undo
-a newer)."""
+a newer) and `sessions` (status-page sign-ins, shared by the instances and kept across restarts)."""
+
+
+SESSIONS_KEPT = 1000
+"""Status-page sessions kept at most; the oldest go first when a new one is made."""
 
 
 class StoreError(PxelabError):
@@ -67,6 +72,20 @@ class TokenRecord:
 
 
 @dataclass(frozen=True)
+class SessionRecord:
+    """A status-page sign-in as stored: a hash of its id, never the id (the cookie) itself."""
+
+    digest: str
+    """Hex SHA-256 of the session id."""
+    token_name: str
+    """The name of the token that signed in; revoking that token ends the session."""
+    created: float
+    """Wall-clock time it was made."""
+    expires: float
+    """Wall-clock time after which it is gone (and purged)."""
+
+
+@dataclass(frozen=True)
 class SeenRecord:
     """A MAC that asked pxelab to boot it and that nothing could serve (a machine to adopt)."""
 
@@ -100,9 +119,10 @@ class Change:
     """What another instance (or this one) changed, for the listeners of `subscribe`."""
 
     kind: str
-    """"lease", "lease6" (DHCPv6), "install", "event" or "token"."""
+    """"lease", "lease6" (DHCPv6), "install", "event", "token" or "session" (one ended)."""
     key: str
-    """The MAC (lease, install, event), the DHCPv6 client (lease6), or the token name."""
+    """The MAC (lease, install, event), the DHCPv6 client (lease6), the token name, or the
+    session's digest."""
     remote: bool = False
     """Made by another instance sharing the database (told by its notification)."""
     lease: Lease | Lease6 | None = None
@@ -179,7 +199,18 @@ class StateStore(Protocol):
     async def tokens(self) -> list[TokenRecord]: ...
 
     async def revoke_token(self, name: str) -> bool:
-        """False when there was no such token."""
+        """False when there was no such token. Its sessions end with it (one transaction)."""
+
+    # -- status-page sessions -----------------------------------------------------------------
+    async def add_session(self, session: SessionRecord, token_digest: str) -> bool:
+        """Store a new session if its token (that name with that digest) still exists, purging
+        expired sessions and the oldest beyond `SESSIONS_KEPT`; False when the token is gone."""
+
+    async def session(self, digest: str, now: float) -> SessionRecord | None:
+        """The live session with this digest whose token still exists; None otherwise."""
+
+    async def end_session(self, digest: str) -> bool:
+        """Sign out (every instance is told); False when there was no such session."""
 
     async def secret(self) -> bytes:
         """The server secret for signed install callbacks: made once, shared by all instances."""

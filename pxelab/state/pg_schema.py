@@ -6,6 +6,7 @@ from typing import Any
 
 from pxelab.state import SCHEMA_VERSION, StoreError
 from pxelab.state.leases6 import ADD_SINCE, PG_COMMIT_LEASE6, PG_LEASES6, PG_LEASES6_V2
+from pxelab.state.sessions import PG_SESSIONS
 
 LOCK_KEY = 0x7078656C6162  # "pxelab": serialises schema work between instances starting at once
 
@@ -104,6 +105,7 @@ SCHEMA = (
     COMMIT_LEASE,
     PG_LEASES6,
     PG_COMMIT_LEASE6,
+    PG_SESSIONS,
 )
 """The schema at SCHEMA_VERSION."""
 
@@ -126,6 +128,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         COMMIT_LEASE,
         ADD_SINCE.format("double precision"),
         PG_COMMIT_LEASE6,
+        PG_SESSIONS,
     ),
 }
 """Statements that take a database from version N to N + 1."""

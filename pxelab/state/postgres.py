@@ -47,6 +47,7 @@ from pxelab.state.base import (
 )
 from pxelab.state.leases6 import Lease6, lease6_from_row, pg_active6, pg_commit6, pg_load6, wanted
 from pxelab.state.pg_schema import UPSERT_SEEN, prepare
+from pxelab.state.sessions import PgSessions
 
 CHANNEL = "pxelab"
 """The NOTIFY channel every instance listens on."""
@@ -79,8 +80,9 @@ def _describe(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-class PostgresStore(Views):
-    """The StateStore on a PostgreSQL database; `open` must be awaited before anything else."""
+class PostgresStore(Views, PgSessions):
+    """The StateStore on a PostgreSQL database; `open` must be awaited before anything else.
+    Status-page sessions and token revocation come from `PgSessions`."""
 
     def __init__(
         self,
@@ -443,22 +445,6 @@ class PostgresStore(Views):
             lambda conn: conn.fetch("SELECT name, digest, created FROM tokens ORDER BY name"),
         )
         return [TokenRecord(r[0], r[1], r[2]) for r in rows]
-
-    async def revoke_token(self, name: str) -> bool:
-        """False when there was no such token."""
-
-        async def delete(conn: Any) -> bool:
-            async with conn.transaction():
-                status = await conn.execute("DELETE FROM tokens WHERE name = $1", name)
-                if status == "DELETE 0":
-                    return False
-                await self._notify(conn, "token", name)
-                return True
-
-        done = await self._run("revoke a token", delete)
-        if done:
-            self._emit("token", [name])
-        return done
 
     async def secret(self) -> bytes:
         """The server secret: 32 random bytes, made once by whichever instance came first."""

@@ -38,6 +38,7 @@ from pxelab.state.base import (
     log,
 )
 from pxelab.state.leases6 import Lease6, sqlite_active6, sqlite_commit6, sqlite_load6, wanted
+from pxelab.state.sessions import SqliteSessions
 from pxelab.state.sqlite_schema import MIGRATIONS, SCHEMA, UPSERT_LEASE, UPSERT_SEEN
 
 FILE_NAME = "pxelab.sqlite3"
@@ -50,8 +51,9 @@ LEGACY_INSTALL_DIR = "install"
 T = TypeVar("T")
 
 
-class SqliteStore(Views):
-    """The StateStore on one SQLite file; `open` must be awaited before anything else."""
+class SqliteStore(Views, SqliteSessions):
+    """The StateStore on one SQLite file; `open` must be awaited before anything else.
+    Status-page sessions and token revocation come from `SqliteSessions`."""
 
     def __init__(
         self,
@@ -442,16 +444,6 @@ class SqliteStore(Views):
             ).fetchall(),
         )
         return [TokenRecord(name, digest, created) for name, digest, created in rows]
-
-    async def revoke_token(self, name: str) -> bool:
-        """False when there was no such token."""
-        count = await self._call(
-            "revoke a token",
-            lambda: self.db.execute("DELETE FROM tokens WHERE name = ?", (name,)).rowcount,
-        )
-        if count:
-            self._emit("token", [name])
-        return bool(count)
 
     async def secret(self) -> bytes:
         """The server secret: 32 random bytes, made once (atomically) and kept."""

@@ -1,6 +1,7 @@
 """The SQLite schema at SCHEMA_VERSION, its migrations, and the upserts the store runs."""
 
 from pxelab.state.leases6 import ADD_SINCE, SQLITE_LEASES6, SQLITE_LEASES6_V2
+from pxelab.state.sessions import SQLITE_SESSIONS
 
 SEEN = """CREATE TABLE seen (
     mac TEXT PRIMARY KEY, arch TEXT NOT NULL, firmware TEXT NOT NULL,
@@ -29,13 +30,18 @@ SCHEMA = (
     "CREATE TABLE secret (id INTEGER PRIMARY KEY CHECK (id = 1), value BLOB NOT NULL)",
     SQLITE_LEASES6,
     SEEN,
+    SQLITE_SESSIONS,
 )
 """The schema at SCHEMA_VERSION, created in one transaction."""
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (SQLITE_LEASES6_V2,),
     2: (SEEN,),
-    3: ("ALTER TABLE leases ADD COLUMN since REAL NOT NULL DEFAULT 0", ADD_SINCE.format("REAL")),
+    3: (
+        "ALTER TABLE leases ADD COLUMN since REAL NOT NULL DEFAULT 0",
+        ADD_SINCE.format("REAL"),
+        SQLITE_SESSIONS,
+    ),
 }
 """Statements that take a database from version N to N + 1."""
 

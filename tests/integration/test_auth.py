@@ -3,7 +3,9 @@
 Every state-changing endpoint x (no token, wrong token, revoked token, good token) x (HTTP,
 HTTPS); signed install callbacks (tampered, another host's, replayed after a reinstall); a token
 created and revoked with the CLI while the daemon runs; cross-origin refusal; the audit trail;
-api_auth = "all"; api_https_only; a bad certificate or key at start.
+api_auth = "all"; api_https_only; a bad certificate or key at start; two instances on one
+PostgreSQL sharing tokens, the secret, the audit trail and status-page sessions (also across a
+restart).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -361,3 +364,63 @@ def test_two_instances_on_one_database_share_tokens_secret_and_audit(
         assert ("signed callback", "installed", MAC) in done
     finally:
         assert first.stop() == 0 and second.stop() == 0
+
+
+def _signed_in(lab: Lab, cookie: dict[str, str]) -> str | None:
+    """The CSRF token of the page's forms when the cookie's session is live there, else None."""
+    page = lab.curl("http", "/", "GET", headers=cookie)
+    assert page.status == 200, page
+    if "signed in as ops" not in page.body:
+        return None
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', page.body)
+    assert found is not None, page.body
+    return found.group(1)
+
+
+def _until_signed_out(lab: Lab, cookie: dict[str, str], limit: float = 1.5) -> None:
+    deadline = time.monotonic() + limit
+    while _signed_in(lab, cookie) is not None:
+        assert time.monotonic() < deadline, "the session still works"
+        time.sleep(0.05)
+
+
+def test_page_sessions_are_shared_by_instances_and_outlive_a_restart(
+    tmp_path: Path, pg_cluster: PostgresCluster
+) -> None:
+    """Sign in on one, act on the other; a restart keeps the session; sign-out on one and a
+    revocation with the CLI end it on every instance within a second."""
+    url = pg_cluster.create_database()
+    dirs = _dirs(tmp_path)
+    cli = [sys.executable, "-m", "pxelab", "token"]
+    made = subprocess.run([*cli, "create", "ops", "--state-url", url], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    daemons = [start_daemon_usernet(dirs, "--state-url", url) for _ in range(2)]
+    try:
+        one, two = (Lab(d, dirs, tmp_path / "none.pem", token, "") for d in daemons)
+        signin = one.curl("http", "/status/signin", form=f"token={token}")
+        assert signin.status == 303, signin
+        cookie = {"Cookie": signin.headers["set-cookie"].split(";")[0]}
+        csrf = _signed_in(two, cookie)
+        assert csrf is not None and csrf == _signed_in(one, cookie)
+        form = f"/status/hosts/{MAC}/reinstall"
+        assert two.curl("http", form, headers=cookie, form=f"csrf={csrf}").status == 303
+
+        assert daemons[0].stop() == 0  # a restart signs nobody out
+        daemons[0] = start_daemon_usernet(dirs, "--state-url", url)
+        one = Lab(daemons[0], dirs, tmp_path / "none.pem", token, "")
+        assert _signed_in(one, cookie) == csrf
+        out = one.curl("http", "/status/signout", headers=cookie, form=f"csrf={csrf}")
+        assert out.status == 303
+        _until_signed_out(two, cookie)
+        assert two.curl("http", form, headers=cookie, form=f"csrf={csrf}").status == 403
+
+        again = two.curl("http", "/status/signin", form=f"token={token}")
+        cookie = {"Cookie": again.headers["set-cookie"].split(";")[0]}
+        assert _signed_in(one, cookie) is not None and _signed_in(two, cookie) is not None
+        revoked = subprocess.run([*cli, "revoke", "ops", "--state-url", url], capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert revoked.returncode == 0, revoked.stderr
+        _until_signed_out(one, cookie)
+        _until_signed_out(two, cookie)
+    finally:
+        assert all([d.stop() == 0 for d in daemons])

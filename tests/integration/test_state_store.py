@@ -15,7 +15,14 @@ from pxelab.dhcp.leases import Lease, LeaseState
 from pxelab.dhcp6.leases import Lease6
 from pxelab.events import Event
 from pxelab.hosts.install import UNRECORDED, HostState, InstallState
-from pxelab.state import AuditRecord, Change, StateStore, StoreError, TokenRecord
+from pxelab.state import (
+    AuditRecord,
+    Change,
+    SessionRecord,
+    StateStore,
+    StoreError,
+    TokenRecord,
+)
 from pxelab.testing.postgres import PostgresCluster
 from tests.state_backends import Backend
 
@@ -261,6 +268,116 @@ async def test_one_secret_for_every_instance(backend: Backend, store: StateStore
         await other.close()
 
 
+# -- status-page sessions -------------------------------------------------------------------
+
+OPS = TokenRecord("ops", "0f" * 32, 10.0)
+
+
+def session(
+    n: int, token: str = "ops", created: float = 100.0, expires: float = 500.0
+) -> SessionRecord:
+    return SessionRecord(f"{n:064x}", token, created, expires)
+
+
+async def test_sessions_are_shared_kept_and_need_their_token(
+    backend: Backend, store: StateStore
+) -> None:
+    await store.add_token(OPS)
+    assert await store.add_session(session(1), OPS.digest)
+    assert not await store.add_session(session(2), "1e" * 32)  # not that token's digest
+    assert not await store.add_session(session(3, token="ci"), OPS.digest)  # no such token
+    assert await store.session(session(1).digest, now=200.0) == session(1)
+    assert await store.session(session(2).digest, now=200.0) is None
+    assert await store.session(session(1).digest, now=500.0) is None  # expired
+    await store.close()
+    other = await reopened(backend)  # a restart, or another instance
+    try:
+        assert await other.session(session(1).digest, now=200.0) == session(1)
+        assert await other.end_session(session(1).digest)
+        assert not await other.end_session(session(1).digest)
+        assert await other.session(session(1).digest, now=200.0) is None
+    finally:
+        await other.close()
+
+
+async def test_revoking_a_token_ends_its_sessions(store: StateStore) -> None:
+    await store.add_token(OPS)
+    await store.add_token(TokenRecord("ci", "1e" * 32, 11.0))
+    assert await store.add_session(session(1), OPS.digest)
+    assert await store.add_session(session(2, token="ci"), "1e" * 32)
+    assert await store.revoke_token("ops")
+    assert await store.session(session(1).digest, now=200.0) is None
+    assert await store.session(session(2).digest, now=200.0) == session(2, token="ci")
+    await store.add_token(TokenRecord("ops", "22" * 32, 12.0))  # the same name, a new token
+    assert await store.session(session(1).digest, now=200.0) is None  # the old one's stay gone
+
+
+async def test_expired_and_surplus_sessions_are_purged(
+    backend: Backend, store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pxelab.state import sessions
+
+    monkeypatch.setattr(sessions, "SESSIONS_KEPT", 3)
+    await store.add_token(OPS)
+    assert await store.add_session(session(1, created=100.0, expires=103.0), OPS.digest)
+    assert await store.add_session(session(2, created=102.0), OPS.digest)
+    assert await _count_sessions(backend) == 2
+    assert await store.add_session(session(3, created=104.0), OPS.digest)
+    assert await _count_sessions(backend) == 2  # 1 expired: gone at the next sign-in
+    for n in (4, 5):
+        assert await store.add_session(session(n, created=100.0 + n), OPS.digest)
+    assert await _count_sessions(backend) == 3  # 2, the oldest beyond 3, went first
+    live = [n for n in range(1, 6) if await store.session(session(n).digest, now=120.0)]
+    assert live == [3, 4, 5]
+
+
+async def _count_sessions(backend: Backend) -> int:
+    """Rows left in the sessions table (what is purged is gone, not only hidden)."""
+    if backend.kind == "sqlite":
+        import sqlite3
+
+        from pxelab.state.sqlite import FILE_NAME
+
+        with contextlib.closing(sqlite3.connect(backend.state_dir / FILE_NAME)) as db:
+            return int(db.execute("SELECT count(*) FROM sessions").fetchone()[0])
+    import asyncpg
+
+    conn = await asyncpg.connect(backend.url)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM sessions"))
+    finally:
+        await conn.close()
+
+
+async def test_sign_out_and_revocation_reach_the_other_instances(
+    backend: Backend, store: StateStore
+) -> None:
+    """Each store tells its listeners of its own ends; PostgreSQL tells the other instances too
+    (NOTIFY); SQLite's other processes rely on the guard's one-second cache."""
+    await store.add_token(OPS)
+    assert await store.add_session(session(1), OPS.digest)
+    mine: list[Change] = []
+    store.subscribe(mine.append)
+    other = await reopened(backend)
+    try:
+        theirs: list[Change] = []
+        other.subscribe(theirs.append)
+        assert await store.end_session(session(1).digest)
+        assert await store.revoke_token("ops")
+        assert mine == [Change("session", session(1).digest), Change("token", "ops")]
+        if backend.kind == "postgres":
+            for _ in range(100):
+                if len(theirs) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert theirs == [
+                Change("session", session(1).digest, remote=True),
+                Change("token", "ops", remote=True),
+            ]
+    finally:
+        await other.close()
+
+
 # -- boot history across a restart: Timeline -> EventWriter -> store -> Timeline.restore ------
 
 
@@ -462,13 +579,15 @@ async def test_seen_machines_are_remembered_and_forgotten(
 
 
 async def test_a_version_1_database_is_migrated_to_the_current_one(backend: Backend) -> None:
-    """Version 1 -> 2 (leases6) -> 3 (seen) -> 4 (the leases' since), on both backends."""
+    """Version 1 -> 2 (leases6) -> 3 (seen) -> 4 (the leases' and leases6's since, sessions), on
+    both backends."""
     from pxelab.state import SCHEMA_VERSION, SeenRecord
 
     first = backend.make("one")
     await first.open()
     await first.close()
     drops = (
+        "DROP TABLE sessions",
         "DROP TABLE seen",
         "DROP TABLE leases6",
         *(("DROP FUNCTION pxelab_commit_lease6",) if backend.kind == "postgres" else ()),
@@ -492,6 +611,9 @@ async def test_a_version_1_database_is_migrated_to_the_current_one(backend: Back
             bound6(0x1001, A, since=20)
         ]
         assert await migrated.load_leases6() == [bound6(0x1001, A, since=20)]
+        await migrated.add_token(OPS)  # 3 -> 4 also made the sessions table
+        assert await migrated.add_session(session(1), OPS.digest)
+        assert await migrated.session(session(1).digest, now=200.0) == session(1)
         assert SCHEMA_VERSION == 4
     finally:
         await migrated.close()
@@ -505,6 +627,7 @@ async def test_a_version_3_database_keeps_its_ipv6_leases(backend: Backend) -> N
     run_sql(
         backend,
         (
+            "DROP TABLE sessions",
             *(("DROP FUNCTION pxelab_commit_lease6",) if backend.kind == "postgres" else ()),
             "ALTER TABLE leases DROP COLUMN since",
             "ALTER TABLE leases6 DROP COLUMN since",

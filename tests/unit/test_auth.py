@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
 from pxelab.boot.render import Renderer
 from pxelab.hosts.inventory import parse_host
 from pxelab.http import auth
-from pxelab.http.auth import ApiAuth, Sessions
-from pxelab.state import TokenRecord
+from pxelab.http.audit import MemoryAuthStore
+from pxelab.http.auth import ApiAuth
+from pxelab.http.guard import COOKIE, Guard
+from pxelab.state import Change, SessionRecord, TokenRecord
 
 SECRET = b"s" * 32
 MAC = "52:54:00:00:00:01"
@@ -114,17 +120,80 @@ def test_which_reads_need_a_token(path: str, writes: bool, all_: bool) -> None:
     assert auth.read_needs_auth(path, ApiAuth.ALL) is all_
 
 
-def test_sessions_expire_end_at_sign_out_and_check_their_csrf_token() -> None:
-    sessions = Sessions()
-    sid, session = sessions.create(_record("ops", "t"), now=100.0)
-    assert sessions.get(sid, 101.0) == session and session.token_name == "ops"
+def _cookie(sid: str | None) -> web.Request:
+    return make_mocked_request("GET", "/", headers={"Cookie": f"{COOKIE}={sid}"} if sid else {})
+
+
+async def test_sessions_expire_end_at_sign_out_and_check_their_csrf_token() -> None:
+    store = MemoryAuthStore()
+    ops = _record("ops", "t")
+    await store.add_token(ops)
+    guard = Guard(store)
+    started = await guard.start_session(ops)
+    assert started is not None
+    sid, session = started
+    assert await guard.session(_cookie(sid)) == session and session.token_name == "ops"
+    assert session.digest == auth.token_digest(sid) != sid  # the store keeps only the hash
     assert auth.csrf_ok(session, session.csrf) and not auth.csrf_ok(session, session.csrf + "x")
     assert not auth.csrf_ok(session, None) and not auth.csrf_ok(session, "")
-    assert sessions.get("nope", 101.0) is None and sessions.get(None, 101.0) is None
-    assert sessions.get(sid, 100.0 + auth.SESSION_SECONDS) is None  # expired, and forgotten
-    sid, _ = sessions.create(_record("ops", "t"), now=100.0)
-    sessions.drop(sid)
-    assert sessions.get(sid, 101.0) is None
+    assert (
+        await guard.session(_cookie("nope")) is None and await guard.session(_cookie(None)) is None
+    )
+    stored = await store.session(session.digest, time.time())
+    assert stored is not None and stored.token_name == "ops" and stored.expires == session.expires
+    assert await store.session(session.digest, session.expires) is None  # expired
+    await guard.end_session(sid)
+    assert await guard.session(_cookie(sid)) is None  # signed out, at once (not from the cache)
+    assert (await store.add_session(stored, auth.token_digest("other"))) is False  # not its token
+
+
+async def test_revoking_a_token_ends_its_sessions_at_once() -> None:
+    store = MemoryAuthStore()
+    ops, ci = _record("ops", "t"), _record("ci", "u")
+    await store.add_token(ops)
+    await store.add_token(ci)
+    guard = Guard(store)
+    mine, theirs = await guard.start_session(ops), await guard.start_session(ci)
+    assert mine is not None and theirs is not None
+    assert await guard.session(_cookie(mine[0])) == mine[1]  # now cached
+    assert await store.revoke_token("ops")
+    assert await guard.session(_cookie(mine[0])) is None
+    assert await guard.session(_cookie(theirs[0])) == theirs[1]
+    assert await guard.start_session(ops) is None  # a revoked token starts none
+
+
+def test_the_csrf_token_is_the_session_ids_hmac_under_the_secret() -> None:
+    one = auth.session_csrf(SECRET, "sid-1")
+    assert len(one) == auth.CSRF_HEX and set(one) <= set("0123456789abcdef")
+    assert one == auth.session_csrf(SECRET, "sid-1")  # every instance derives the same
+    assert one != auth.session_csrf(SECRET, "sid-2")
+    assert one != auth.session_csrf(b"x" * 32, "sid-1")
+    assert one not in auth.token_digest("sid-1")  # not the stored digest, nor a part of it
+
+
+def test_the_session_cache_trusts_a_read_for_a_second_and_drops_what_the_store_tells() -> None:
+    cache = auth.SessionCache(seconds=1.0, size=2)
+    a = SessionRecord("a" * 64, "ops", 0.0, 100.0)
+    b = SessionRecord("b" * 64, "ci", 0.0, 100.0)
+    cache.put(a, tick=10.0, epoch=cache.epoch)
+    assert cache.get(a.digest, now=50.0, tick=10.9) == a
+    assert cache.get(a.digest, now=50.0, tick=11.0) is None  # stale: read the store again
+    cache.put(a, tick=20.0, epoch=cache.epoch)
+    assert cache.get(a.digest, now=100.0, tick=20.1) is None  # expired
+    cache.put(a, tick=30.0, epoch=cache.epoch)
+    cache.put(b, tick=30.0, epoch=cache.epoch)
+    cache.on_change(Change("session", a.digest, remote=True))  # signed out elsewhere
+    assert cache.get(a.digest, 50.0, 30.1) is None and cache.get(b.digest, 50.0, 30.1) == b
+    cache.on_change(Change("token", "ci"))  # revoked
+    assert cache.get(b.digest, 50.0, 30.1) is None
+    epoch = cache.epoch  # a lookup begins; a sign-out is told before its answer comes
+    cache.on_change(Change("session", a.digest))
+    cache.put(a, tick=40.0, epoch=epoch)
+    assert cache.get(a.digest, 50.0, 40.1) is None  # what it read may be the ended session
+    c = SessionRecord("c" * 64, "ops", 0.0, 100.0)
+    for record in (a, b, c):  # bounded: the oldest goes first
+        cache.put(record, tick=41.0, epoch=cache.epoch)
+    assert cache.get(a.digest, 50.0, 41.1) is None and cache.get(c.digest, 50.0, 41.1) == c
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from pxelab.dhcp6.leases import Lease6
 from pxelab.errors import ConfigError
 from pxelab.events import Event
 from pxelab.hosts.install import HostState, InstallState
-from pxelab.state import SCHEMA_VERSION, StoreError
+from pxelab.state import SCHEMA_VERSION, SessionRecord, StoreError, TokenRecord
 from pxelab.state.base import event_from_text, event_to_text
 from pxelab.state.open import open_store
 from pxelab.state.sqlite import FILE_NAME, SqliteStore
@@ -90,6 +90,11 @@ async def test_every_statement_runs_in_the_worker_thread(tmp_path: Path) -> None
         await store.add_events([Event(1.0, "dhcp", mac=A, message_type="ACK")])
         await store.events(A)
         await store.secret()
+        await store.add_token(TokenRecord("ops", "0f" * 32, 1.0))
+        await store.add_session(SessionRecord("ab" * 32, "ops", 1.0, 9e9), "0f" * 32)
+        await store.session("ab" * 32, 2.0)
+        await store.end_session("ab" * 32)
+        await store.revoke_token("ops")
         await asyncio.sleep(0.05)  # a few polls of data_version
     finally:
         await store.close()
@@ -119,7 +124,7 @@ async def test_a_version_1_database_gains_the_ipv6_lease_table_with_its_since(
     tmp_path: Path,
 ) -> None:
     db = sqlite3.connect(tmp_path / FILE_NAME)
-    for statement in SCHEMA[:-2]:  # version 1: everything but leases6 (2), seen (3)...
+    for statement in SCHEMA[:-3]:  # version 1: everything but leases6 (2), seen (3), sessions...
         db.execute(statement)
     db.execute("ALTER TABLE leases DROP COLUMN since")  # ... and the leases' since (4)
     db.execute("INSERT INTO leases VALUES (167772165, ?, 'bound', 900.0, 'old')", (A,))
@@ -139,6 +144,9 @@ async def test_a_version_1_database_gains_the_ipv6_lease_table_with_its_since(
         assert columns == ["ip", "client", "iaid", "state", "expires", "instance", "since"]
         old = Lease(IPv4Address("10.0.0.5"), A, LeaseState.BOUND, 900.0, since=0.0)
         assert await store.load_leases() == [old]  # an old row was decided "at 0"
+        await store.add_token(TokenRecord("ops", "0f" * 32, 1.0))  # ... and sessions (4)
+        assert await store.add_session(SessionRecord("ab" * 32, "ops", 1.0, 9e9), "0f" * 32)
+        assert await store.session("ab" * 32, 2.0) == SessionRecord("ab" * 32, "ops", 1.0, 9e9)
     finally:
         await store.close()
     version = sqlite3.connect(tmp_path / FILE_NAME).execute("SELECT version FROM schema_version")
