@@ -110,6 +110,8 @@ class Event:
     """TFTP: the code of the ERROR the client sent or was sent."""
     error: str = ""
     """What went wrong: a TFTP error's text, or the message of an `error` event."""
+    service: str = ""
+    """`error` events: the service that failed (`dhcp`, `dhcp6`); /metrics counts it so."""
     reason: str = ""
     """Why, in more words: why a path was refused, why a transfer was stopped."""
     severity: int | None = None
@@ -180,6 +182,7 @@ class Event:
             windowsize=number("windowsize"),
             error_code=number("error_code"),
             error=text("error"),
+            service=text("service"),
             reason=text("reason"),
             severity=number("severity"),
             facility=number("facility"),

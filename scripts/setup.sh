@@ -31,7 +31,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  # wait for dpkg's lock (unattended-upgrades may hold it on a fresh machine) instead of failing
+  apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 # Inputs of the aarch64 boot test, from Debian's arm64 packages, unpacked (not installed) into

@@ -6,6 +6,7 @@ schemas below); tests/integration/test_install_validators.py runs the installers
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -37,8 +38,10 @@ HOSTS: dict[str, dict[str, Any]] = {
         "role": "db",
         "kernel_args": "quiet",
     },
+    "messy-name": {"name": "Rack_7.Node-A1_", "ssh_key": KEY_ED},
 }
-"""Host files that differ where the templates branch: keys, names, extra keys, arch."""
+"""Host files that differ where the templates branch: keys, names (upper case and `_`, which
+installers refuse in a host name), extra keys, arch."""
 
 
 @dataclass(frozen=True)
@@ -214,8 +217,58 @@ def check_yaml(name: str, template: str, text: str) -> None:
 
 
 def check_in_process(name: str, template: str, text: str) -> None:
-    """Every check that needs no other program: pykickstart, the YAML schemas."""
+    """Every check that needs no other program: pykickstart, the YAML schemas, and the installers'
+    host name rules on every host name the data sets."""
     if name == "kickstart":
         check_kickstart(text)
     elif name != "preseed":
         check_yaml(name, template, text)
+    for hostname in hostnames(name, text):
+        errors = hostname_errors(hostname)
+        if errors:
+            raise AssertionError(f"{name} ({template}): host name {hostname!r}: {errors}\n{text}")
+
+
+def hostnames(name: str, text: str) -> list[str]:
+    """Every host name an install data document sets (kickstart `network --hostname`, preseed
+    `netcfg/get_hostname`, autoinstall `identity.hostname`, cloud-config `hostname`, meta-data
+    `local-hostname`)."""
+    if name == "kickstart":
+        return re.findall(r"^network .*--hostname=(\S+)", text, re.MULTILINE)
+    if name == "preseed":
+        return re.findall(r"^d-i netcfg/get_hostname string (\S+)$", text, re.MULTILINE)
+    data = yaml.safe_load(text)
+    if name == "meta-data":
+        return [data["local-hostname"]]
+    if name == "user-data":
+        auto = data.get("autoinstall")
+        return [auto["identity"]["hostname"]] if auto else [data["hostname"]]
+    return []
+
+
+ANACONDA_HOSTNAME = re.compile(
+    r"(?:(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?)"
+)
+"""Anaconda's HOSTNAME_PATTERN_WITHOUT_ANCHORS (pyanaconda/core/regexes.py)."""
+SUBIQUITY_HOSTNAME = re.compile(r"[a-z0-9_][a-z0-9_-]*")
+"""subiquity's HOSTNAME_REGEX (subiquity/ui/views/identity.py), its identity form's rule."""
+NETCFG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+"""The characters Debian's netcfg `valid_hostname` allows (netcfg-common.c)."""
+
+
+def hostname_errors(hostname: str) -> list[str]:
+    """What each installer's host name check says about `hostname` (empty: all accept it)."""
+    errors = []
+    if not (len(hostname) <= 64 and ANACONDA_HOSTNAME.fullmatch(hostname)):
+        errors.append("Anaconda's is_valid_hostname refuses it")
+    if hostname.endswith("."):
+        errors.append("Anaconda refuses a local host name that ends with '.'")
+    short = hostname.split(".", 1)[0]  # netcfg splits an FQDN, the rest is the domain
+    if not (
+        0 < len(short) <= 63 and set(short) <= NETCFG_CHARS and not short.startswith("-")
+    ) or short.endswith("-"):
+        errors.append("Debian's netcfg valid_hostname refuses it")
+    labels = hostname.split(".")
+    if not (len(hostname) <= 64 and all(SUBIQUITY_HOSTNAME.fullmatch(x) for x in labels)):
+        errors.append("subiquity's host name rule (lower case) refuses a label of it")
+    return errors

@@ -22,6 +22,7 @@ from pxelab.app.config import Config
 from pxelab.boot.explain import DhcpHandout
 from pxelab.boot.grub import GrubFiles
 from pxelab.boot.images import ImageIndex
+from pxelab.boot.loaders import LoaderWatch
 from pxelab.boot.render import Renderer
 from pxelab.errors import ConfigError
 from pxelab.events import Timeline
@@ -33,6 +34,7 @@ from pxelab.state import SeenRecord, StateStore, StoreError
 from pxelab.state.writer import EventWriter
 
 if TYPE_CHECKING:
+    from pxelab.app.dhcp import DhcpService
     from pxelab.syslog.server import SyslogServer
     from pxelab.tftp.server import TftpServer
 
@@ -106,6 +108,8 @@ class Parts:
     """Boot events for /metrics, the status page and the API; kept in the store too."""
     events: EventWriter
     """Writes the timeline's events to the store."""
+    loaders: LoaderWatch
+    """The loaders in the TFTP root, rescanned with the hosts: DHCP's boot files follow them."""
 
 
 RESTORED_EVENTS = 20_000
@@ -139,6 +143,7 @@ async def prepare(config: Config) -> Parts:
         InstallStore(store),
         timeline,
         events,
+        LoaderWatch(config.tftp_root),
     )
 
 
@@ -175,6 +180,7 @@ def http_runner(config: Config, parts: Parts, handout: DhcpHandout) -> web.AppRu
         guard=control.make_guard(config, parts.store),
         store=parts.store,
         handout=handout,
+        loaders=parts.loaders,
     )
     return web.AppRunner(
         app,
@@ -282,23 +288,31 @@ async def start_syslog(
     )
 
 
-def rescan(inventory: Fleet, images: ImageIndex) -> None:
-    """Re-read the hosts dir and look the hosts' image files up again (blocking: a worker
-    thread). New hosts' images are looked up before the hosts are published (`on_change`)."""
+def rescan(inventory: Fleet, images: ImageIndex, loaders: LoaderWatch | None = None) -> bool:
+    """Re-read the hosts dir, look the hosts' image files up again and the TFTP root's loaders
+    (blocking: a worker thread); True when the loaders changed. New hosts' images are looked up
+    before the hosts are published (`on_change`)."""
     if not inventory.refresh():
         images.refresh(inventory.hosts())
+    return loaders is not None and loaders.scan()
 
 
 async def run_until(
-    stop: asyncio.Event, inventory: Fleet, images: ImageIndex, store: StateStore | None = None
+    stop: asyncio.Event,
+    inventory: Fleet,
+    images: ImageIndex,
+    store: StateStore | None = None,
+    loaders: LoaderWatch | None = None,
 ) -> None:
-    """Serve until stop is set, rescanning the hosts and profiles dirs and the hosts' image
-    files every INVENTORY_POLL seconds, in a worker thread, and storing the MACs seen since
+    """Serve until stop is set, rescanning the hosts and profiles dirs, the hosts' image files
+    and the TFTP root's loaders every INVENTORY_POLL seconds, in a worker thread (a change of
+    loaders then reaches DHCP's boot files, here on the loop), and storing the MACs seen since
     that nothing could serve."""
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), INVENTORY_POLL)
-        await asyncio.to_thread(rescan, inventory, images)
+        if await asyncio.to_thread(rescan, inventory, images, loaders) and loaders is not None:
+            loaders.publish()
         if store is not None:
             await remember_seen(inventory, store)
 
@@ -346,7 +360,7 @@ async def serve(config: Config) -> None:
     except OSError as exc:
         raise ConfigError(f"cannot start: {exc}") from None
     try:
-        await run_until(stop, parts.inventory, parts.renderer.images, parts.store)
+        await run_until(stop, parts.inventory, parts.renderer.images, parts.store, parts.loaders)
         log.info("pxelab stopping")
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -359,9 +373,7 @@ async def _start(
 ) -> web.AppRunner:
     """Start HTTP, TFTP and DHCP (appending them to services), drop root, log the ready line;
     on any failure stop what started and raise."""
-    from pxelab.app.dhcp import handout
-
-    decided = await asyncio.to_thread(handout, config)
+    decided = await asyncio.to_thread(first_handout, config, parts.loaders)
     runner = http_runner(config, parts, decided)
     await runner.setup()
     try:
@@ -385,12 +397,22 @@ async def _start(
             services.append(syslog)
         parts.renderer.syslog_port = config.syslog_port
         if server_if is not None:
-            services.append(await _start_dhcp(config, server_if, http_port, parts, decided))
+            v4 = await _start_dhcp(config, server_if, http_port, parts, decided)
+            services.append(v4)
+            parts.loaders.subscribe(v4.use_boot_files)
         if config.interface and config.ipv6_prefix is not None:
             from pxelab.app.dhcp6 import start_ipv6
 
-            v6 = await start_ipv6(config, http_port, parts.inventory, parts.store, parts.timeline)
+            v6 = await start_ipv6(
+                config,
+                http_port,
+                parts.inventory,
+                parts.store,
+                parts.timeline,
+                boot_files=decided.boot_files,
+            )
             services.append(v6)
+            parts.loaders.subscribe(v6.use_boot_files)
         if config.user:
             await drop_privileges(config)
     except BaseException:
@@ -406,6 +428,14 @@ async def _start(
         control.store_place(config),
     )
     return runner
+
+
+def first_handout(config: Config, loaders: LoaderWatch) -> DhcpHandout:
+    """What DHCP hands out at start, with the loaders' first scan (blocking: a worker thread)."""
+    from pxelab.app.dhcp import handout
+
+    loaders.scan()
+    return handout(config, loaders.boot_files)
 
 
 async def drop_privileges(config: Config) -> None:
@@ -430,7 +460,7 @@ async def drop_privileges(config: Config) -> None:
 
 async def _start_dhcp(
     config: Config, server_if: IPv4Interface, http_port: int, parts: Parts, decided: DhcpHandout
-) -> Service:
+) -> DhcpService:
     from pxelab.app.dhcp import fleet_observer, start_from_config
 
     return await start_from_config(

@@ -18,6 +18,7 @@ from typing import Generic, Protocol, TypeVar
 from pxelab.app.config import Config
 from pxelab.app.dns import dns_choice
 from pxelab.boot.explain import DhcpHandout
+from pxelab.boot.loaders import boot_files_for, present_loaders
 from pxelab.dhcp.arch import BootFiles
 from pxelab.dhcp.context import DhcpContext, DhcpMode, HostLookup, Sender, UnknownMacs
 from pxelab.dhcp.interface import interface_ipv4
@@ -38,6 +39,12 @@ SYSLOG_PORT = 514
 """Option 7 carries no port: it is offered only when the receiver is on syslog's own port."""
 
 
+class UsesBootFiles(Protocol):
+    """A DHCP or DHCPv6 core, whose boot files follow the TFTP root."""
+
+    def use_boot_files(self, boot_files: BootFiles) -> None: ...
+
+
 class Closable(Protocol):
     """A started service: DHCP sockets, the RA responder."""
 
@@ -49,8 +56,14 @@ class Closable(Protocol):
 class DhcpService:
     """Everything DHCP runs (the sockets and, in full mode, the lease store and the RA responder)."""
 
-    def __init__(self, parts: list[Closable]) -> None:
+    def __init__(self, parts: list[Closable], servers: Sequence[UsesBootFiles] = ()) -> None:
         self.parts = parts
+        self.servers = list(servers)
+
+    def use_boot_files(self, boot_files: BootFiles) -> None:
+        """Hand out these boot files from now on (the TFTP root's loaders changed)."""
+        for server in self.servers:
+            server.use_boot_files(boot_files)
 
     def close(self) -> None:
         """Stop every part; safe to call more than once."""
@@ -64,19 +77,19 @@ class DhcpService:
 
 
 def boot_files_in(tftp_root: Path) -> BootFiles:
-    """The default boot files, but GRUB for arm64 unless the TFTP root has an arm64 iPXE."""
-    arm64_ipxe = BootFiles().uefi_arm64
-    if arm64_ipxe is not None and (tftp_root / arm64_ipxe).is_file():
-        return BootFiles()
-    return BootFiles(uefi_arm64=None)
+    """The default boot files, but GRUB for arm64 unless the TFTP root has an arm64 iPXE
+    (blocking: stats the TFTP root)."""
+    return boot_files_for(present_loaders(tftp_root))
 
 
-def handout(config: Config) -> DhcpHandout:
-    """What DHCP hands every client, decided once at start: the boot files and the DNS servers
-    (blocking: stats the TFTP root, may read resolv.conf). The daemon and `pxelab explain`
+def handout(config: Config, boot_files: BootFiles | None = None) -> DhcpHandout:
+    """What DHCP hands every client: the boot files (these, else those the TFTP root holds now;
+    the daemon's follow the TFTP root, pxelab.boot.loaders) and the DNS servers, decided at start
+    (blocking: may stat the TFTP root and read resolv.conf). The daemon and `pxelab explain`
     both call this."""
     dns = dns_choice(config.dns, config.dhcp_mode, config.resolv_conf)
-    return DhcpHandout(boot_files_in(config.tftp_root), dns.servers, dns.source)
+    files = boot_files if boot_files is not None else boot_files_in(config.tftp_root)
+    return DhcpHandout(files, dns.servers, dns.source)
 
 
 def contexts(
@@ -248,7 +261,7 @@ async def start_from_config(
         except OSError as exc:
             log.warning("router advertisements off: %s", exc)
     await asyncio.sleep(0)
-    return DhcpService(parts)
+    return DhcpService(parts, [dhcp.core])
 
 
 def fleet_observer(fleet: Fleet) -> Observer:

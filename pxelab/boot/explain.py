@@ -26,8 +26,9 @@ from pxelab.hosts.inventory import Host
 
 @dataclass(frozen=True)
 class DhcpHandout:
-    """What the daemon's DHCP hands every client, decided once at start (pxelab.app.dhcp.handout):
-    the daemon, `pxelab explain` and /api/explain use the same one."""
+    """What the daemon's DHCP hands every client (pxelab.app.dhcp.handout; the boot files then
+    follow the TFTP root, pxelab.boot.loaders): the daemon, `pxelab explain` and /api/explain
+    use the same one."""
 
     boot_files: BootFiles = field(default_factory=BootFiles)
     """Boot file per firmware family (GRUB for arm64 when the TFTP root has no arm64 iPXE)."""
@@ -179,6 +180,7 @@ def explain(
     result: dict[str, Any] = {
         "host": {
             "name": host.name,
+            "hostname": host.hostname,
             "mac": host.mac,
             "arch": host.arch,
             "distro": host.distro,
@@ -233,6 +235,8 @@ def as_text(result: dict[str, Any]) -> str:
         + f") from {host['source']}",
         f"install state: {result['state']['state']}",
     ]
+    if host.get("hostname", host["name"]) != host["name"]:
+        out.append(f"installs as host name {host['hostname']} (made valid from its name)")
     if result.get("origins"):
         out.append("where each value came from:")
         width = max(len(k) for k in result["origins"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from pxelab.dhcp.arch import BootFiles
 from pxelab.dhcp.context import (
     PXE_PORT,
     SERVER_PORT,
@@ -102,6 +103,12 @@ class DhcpCore:
         self.hosts = hosts
         self.expire_every = expire_every
         self._next_sweep = float("-inf")
+
+    def use_boot_files(self, boot_files: BootFiles) -> None:
+        """Hand out these boot files in every subnet from now on (the leases stay)."""
+        self.pools = [
+            replace(pool, ctx=replace(pool.ctx, boot_files=boot_files)) for pool in self.pools
+        ]
 
     def pool_for(self, request: DhcpPacket, interface: str) -> Pool | None:
         """The receiving interface's subnet for a direct request, else the subnet of giaddr."""

@@ -325,7 +325,7 @@ class DhcpServer:
             log.debug("DHCP: %s failed again: %s: %s", what, type(exc).__name__, exc)
         if self.timeline is not None:
             error = f"DHCP: {what} failed: {type(exc).__name__}"
-            self.timeline.record(Event(now, "error", mac=mac, error=error))
+            self.timeline.record(Event(now, "error", mac=mac, error=error, service="dhcp"))
 
 
 def _record(timeline: Timeline, now: float, reply: DhcpReply) -> None:

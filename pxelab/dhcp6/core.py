@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from ipaddress import IPv6Address
 
-from pxelab.dhcp.arch import vendor_class_arch
+from pxelab.dhcp.arch import BootFiles, vendor_class_arch
 from pxelab.dhcp.context import IPXE_SCRIPT, UnknownMacs
 from pxelab.dhcp.reply import BootChoice, boot_for_arch
 from pxelab.dhcp6.context import Dhcp6Context, Dhcp6Reply, Host6Info, Host6Lookup, NoReply6, Sender6
@@ -304,6 +304,12 @@ class Dhcp6Core:
         self.pools = list(pools)
         self.hosts = hosts
         self._next_sweep = float("-inf")
+
+    def use_boot_files(self, boot_files: BootFiles) -> None:
+        """Hand out these boot files on every link from now on (the leases stay)."""
+        self.pools = [
+            replace(pool, ctx=replace(pool.ctx, boot_files=boot_files)) for pool in self.pools
+        ]
 
     def pool_for(self, message: Message, interface: str) -> Pool6 | None:
         """The pool of the innermost relay's link address, else of the receiving interface."""

@@ -183,9 +183,8 @@ class Dhcp6Server:
         now = self.clock()
         try:
             outcome = self.core.handle(message, Sender6(address, port, self.interface), now)
-        except Exception:  # a bug in the core: keep serving, say it
-            self.errors += 1
-            log.exception("DHCPv6: deciding on a message from [%s]:%s failed", address, port)
+        except Exception as exc:  # a bug in the core: keep serving, say it
+            self._failed(exc, f"deciding on a message from [{address}]:{port}", now)
             return
         head = f"{_describe(message)} from [{address}]"
         if isinstance(outcome, Dhcp6Reply):
@@ -202,9 +201,9 @@ class Dhcp6Server:
             if item.outcome.changes and self.store is not None:
                 try:
                     refused = await self.store.commit_leases6(item.outcome.changes, self.clock())
-                except Exception:  # not stored: send nothing that depends on it
-                    self.errors += 1
-                    log.exception("DHCPv6: storing %d lease change(s)", len(item.outcome.changes))
+                except Exception as exc:  # not stored: send nothing that depends on it
+                    what = f"storing {len(item.outcome.changes)} lease change(s)"
+                    self._failed(exc, what, self.clock())
                     continue
                 if refused:  # another instance decided otherwise: learn that, the client asks again
                     for held in dict.fromkeys(refused):
@@ -218,6 +217,14 @@ class Dhcp6Server:
                     log.info("%s: reply dropped: %s", item.head, why)
                     continue
             self._send(item)
+
+    def _failed(self, exc: Exception, what: str, now: float) -> None:
+        """Count an internal error, log it, and record an `error` event (/metrics: dhcp6)."""
+        self.errors += 1
+        log.error("DHCPv6: %s failed", what, exc_info=exc)
+        if self.timeline is not None:
+            error = f"DHCPv6: {what} failed: {type(exc).__name__}"
+            self.timeline.record(Event(now, "error", error=error, service="dhcp6"))
 
     def _send(self, item: _Pending) -> None:
         outcome = item.outcome

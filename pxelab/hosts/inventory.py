@@ -17,6 +17,7 @@ from typing import Any
 
 from pxelab.dhcp.arch import ARCH_ALIASES, IMAGE_ARCH
 from pxelab.errors import HostFileError
+from pxelab.hosts.names import hostname_for
 
 log = logging.getLogger("pxelab.inventory")
 
@@ -44,7 +45,7 @@ TEMPLATES = ("generic", "ubuntu", "fedora", "debian")
 """Install templates a host may pick with `template` (see the README)."""
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-"""Host names: they reach iPXE scripts, kernel lines, URLs and installer hostnames."""
+"""Host names: they reach iPXE scripts, kernel lines and URLs (installers get `hostname_for`)."""
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 """Distro names: one path component under the images dir."""
 _SSH_KEY = re.compile(
@@ -114,6 +115,11 @@ class Host:
     def image_arch(self) -> str:
         """Architecture directory name in the images cache (`amd64`, `arm64`)."""
         return IMAGE_ARCH[self.arch]
+
+    @property
+    def hostname(self) -> str:
+        """The installed system's host name (RFC 1123), made from `name` by `hostname_for`."""
+        return hostname_for(self.name)
 
 
 def _str(data: Mapping[str, Any], key: str, source: str, default: str | None = None) -> str | None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
 from aiohttp import web
 
-from pxelab.boot.explain import explain
+from pxelab.boot.explain import DhcpHandout, explain
 from pxelab.dhcp.leases import Lease
 from pxelab.dhcp6.leases import Lease6
 from pxelab.events import Event
@@ -28,6 +29,7 @@ from pxelab.http.keys import (
     HANDOUT,
     INSTALL_STORE,
     INVENTORY,
+    LOADERS,
     NOTE,
     RENDERER,
     STATE_STORE,
@@ -272,7 +274,7 @@ async def explain_host(request: web.Request) -> web.Response:
             server_ip,
             port,
             arch=request.query.get("arch") or None,
-            handout=request.app[HANDOUT],
+            handout=_handout(request),
             tftp_root=request.app.get(TFTP_ROOT),
             server_ip6=server_ip6,
             origins=inventory.origins(host) if isinstance(inventory, Fleet) else None,
@@ -280,6 +282,12 @@ async def explain_host(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise web.HTTPBadRequest(text=f"{exc}\n") from None
     return web.json_response(result)
+
+
+def _handout(request: web.Request) -> DhcpHandout:
+    """What DHCP hands out now: the boot files follow the TFTP root when the app watches it."""
+    handout, loaders = request.app[HANDOUT], request.app.get(LOADERS)
+    return handout if loaders is None else replace(handout, boot_files=loaders.boot_files)
 
 
 def add_routes(app: web.Application) -> None:

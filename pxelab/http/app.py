@@ -18,6 +18,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from pxelab.boot.explain import DhcpHandout
 from pxelab.boot.images import ImageIndex
+from pxelab.boot.loaders import LoaderWatch
 from pxelab.boot.render import Renderer, RenderError
 from pxelab.boot.rules import boots_from_disk, image_path
 from pxelab.events import Event, Timeline
@@ -32,6 +33,7 @@ from pxelab.http.keys import (
     IMAGES_DIR,
     INSTALL_STORE,
     INVENTORY,
+    LOADERS,
     NOTE,
     RENDERER,
     STATE_STORE,
@@ -226,13 +228,15 @@ def make_app(
     guard: Guard | None = None,
     store: StateStore | None = None,
     handout: DhcpHandout | None = None,
+    loaders: LoaderWatch | None = None,
 ) -> web.Application:
     """The aiohttp application; the caller runs it.
 
     Without install_store, install states live in memory. With tftp_root, /tftp/ serves it
     (and explain says whether boot files exist). The guard (pxelab.http.guard) checks every
     request first and signs the renderer's install callbacks; without one no write is allowed.
-    `handout` is what the daemon's DHCP hands out, for explain (default: DhcpHandout()).
+    `handout` is what the daemon's DHCP hands out, for explain (default: DhcpHandout()); with
+    `loaders`, its boot files follow the TFTP root as DHCP's do.
     Add options as keyword-only arguments.
     """
     app = web.Application()
@@ -245,6 +249,8 @@ def make_app(
         app[STATE_STORE] = store
     app[METRICS] = metrics or Metrics()
     app[HANDOUT] = handout or DhcpHandout()
+    if loaders is not None:
+        app[LOADERS] = loaders
     renderer.signer = install_guard(app, guard).signer(app[INSTALL_STORE].get)
     unsubscribe = app[TIMELINE].subscribe(app[METRICS].on_event)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from aiohttp import web
 
 from pxelab.boot.explain import DhcpHandout
+from pxelab.boot.loaders import LoaderWatch
 from pxelab.boot.render import Renderer
 from pxelab.events import Timeline
 from pxelab.hosts.install import InstallStore
@@ -31,6 +32,9 @@ TFTP_ROOT: web.AppKey[Path] = web.AppKey("tftp_root", Path)
 
 HANDOUT: web.AppKey[DhcpHandout] = web.AppKey("handout", DhcpHandout)
 """What the daemon's DHCP hands out (boot files, DNS), for explain."""
+LOADERS: web.AppKey[LoaderWatch] = web.AppKey("loaders", LoaderWatch)
+"""The daemon's view of the TFTP root's loaders, when it has one: explain's boot files follow
+it, as DHCP's do."""
 
 _HOST_HEADER = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 """A Host header that is safe to put in scripts, kernel lines and YAML."""

@@ -14,6 +14,9 @@ from pxelab.events import Event
 
 _DHCP_TYPES = frozenset(t.name for t in MessageType)
 """The label values of `pxelab_dhcp_replies_total{type}`: the counter stays bounded."""
+_ERROR_SERVICES = frozenset({"dhcp", "dhcp6"})
+"""Services whose `error` events count under their own `pxelab_errors_total{service}` label;
+an error event naming none (or another) counts as `event`, so the label stays bounded."""
 
 
 class Metrics:
@@ -69,7 +72,8 @@ class Metrics:
         elif event.stage == "installed":
             self.installs.inc()
         elif event.stage == "error":
-            self.errors.labels("event").inc()
+            service = event.service if event.service in _ERROR_SERVICES else "event"
+            self.errors.labels(service).inc()
 
     def on_response(self, route: str, status: int, sent: int) -> None:
         """Count one HTTP response (sent = body bytes; 0 for HEAD)."""

@@ -4,7 +4,9 @@
   dora     DISCOVER, REQUEST the first offer, per MAC in "macs" (one JSON line per MAC);
   collect  one DISCOVER, then every reply seen within "wait" seconds (one line each);
   request  an INIT-REBOOT REQUEST for "ip" (one line: the reply, or null);
-  rs       an IPv6 router solicitation; one line: the RA's source and router lifetime, or null.
+  rs       an IPv6 router solicitation; one line: the RA's source and router lifetime, or null;
+  solicit6 a DHCPv6 SOLICIT from "mac" with client arch "arch" (option 61) from its link-local
+           address; one line: the ADVERTISE's boot file URL (option 59), or null.
 """
 
 from __future__ import annotations
@@ -130,8 +132,49 @@ def main() -> None:
                     }
                 )
             )
+    elif mode == "solicit6":
+        print(json.dumps(solicit6(iface, config["mac"], int(config["arch"]), wait)))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
+
+
+def solicit6(iface: str, mac: str, arch: int, wait: float) -> str | None:
+    """One SOLICIT to ff02::1:2 from [fe80::…]:546 on iface: the boot file URL answered."""
+    import socket
+
+    from scapy.layers.dhcp6 import (
+        DUID_LL,
+        DHCP6_Advertise,
+        DHCP6_Solicit,
+        DHCP6OptBootFileUrl,
+        DHCP6OptClientArchType,
+        DHCP6OptClientId,
+        DHCP6OptIA_NA,
+    )
+
+    trid = random.getrandbits(24)
+    solicit = (
+        DHCP6_Solicit(trid=trid)
+        / DHCP6OptClientId(duid=DUID_LL(lladdr=mac))
+        / DHCP6OptClientArchType(archtypes=[arch])
+        / DHCP6OptIA_NA(iaid=1)
+    )
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
+    sock.bind(("::", 546))
+    sock.settimeout(wait)
+    deadline = time.monotonic() + wait
+    sock.sendto(bytes(solicit), ("ff02::1:2", 547, 0, socket.if_nametoindex(iface)))
+    while time.monotonic() < deadline:
+        try:
+            data = sock.recv(4096)
+        except TimeoutError:
+            return None
+        answer = DHCP6_Advertise(data)
+        if answer.msgtype == 2 and answer.trid == trid:
+            url = answer.getlayer(DHCP6OptBootFileUrl)
+            return None if url is None else bytes(url.optdata).decode()
+    return None
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from pxelab.testing.netns import stop_process
-from tests.netns import Lab, lab
+from tests.netns import Lab, NetNs, lab
 
 pytestmark = pytest.mark.netns
 
@@ -177,3 +178,60 @@ def test_timeline_and_explain_over_ipv6(v6lab: V6Lab) -> None:
     assert explained["dhcp6"]["address"] == f"{v6lab.prefix}50", explained
     answers = {a["client"]: a["boot_file_url"] for a in explained["dhcp6"]["answers"]}
     assert answers["uefi-x64"] == f"tftp://[{v6lab.server}]/ipxe.efi", explained
+
+
+def client_tool(ns: NetNs, mode: str, **config: object) -> list[object]:
+    """tests/integration/dhcp_client_tool.py in `ns`: its JSON lines."""
+    argv = [sys.executable, "-m", "tests.integration.dhcp_client_tool", mode, json.dumps(config)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        ns.argv(*argv), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def test_boot_files_follow_the_tftp_root_without_a_restart(tmp_path: Path) -> None:
+    """Started without ipxe-arm64.efi, arm64 clients get GRUB over DHCP and DHCPv6; once the file
+    is in the TFTP root they get it (one log line says so), and GRUB again once it is gone."""
+    with lab(ipv4=True, ipv6=True) as the_lab:
+        first, last = the_lab.ip(100), the_lab.ip(120)
+        with serving(the_lab, tmp_path, "--dhcp-range", f"{first}-{last}") as served:
+            ns = the_lab.add_client("52:54:00:66:00:0b")
+            mac = "52:54:00:66:00:0b"
+
+            def handed_out() -> tuple[str, object]:
+                (v4,) = client_tool(ns, "collect", mac=mac, options=[[93, "000b"]], wait=3)
+                (v6,) = client_tool(ns, "solicit6", mac=mac, arch=11, wait=5)
+                assert isinstance(v4, dict), v4
+                url = f"http://127.0.0.1:{HTTP_PORT}/api/explain/{KNOWN_MAC}?arch=uefi-arm64"
+                explained = json.loads(the_lab.server.run("curl", "-fsS", url).stdout)
+                (answer,) = explained["dhcp"]["answers"]  # explain says what DHCP hands out
+                assert answer["boot_file"] == v4["file"], explained
+                return v4["file"], v6
+
+            def wait_for_log(needle: str, count: int) -> None:
+                deadline = time.monotonic() + 10
+                while served.log.read_text().count(needle) < count:
+                    assert time.monotonic() < deadline, served.log.read_text()
+                    time.sleep(0.1)
+
+            tftp = tmp_path / "tftp"
+            grub = f"tftp://[{served.server}]/grubnetaa64.efi"
+            assert handed_out() == ("grubnetaa64.efi", grub)
+            (tftp / "ipxe-arm64.efi").write_bytes(b"MZ arm64 iPXE")
+            wait_for_log("boot loaders in", 1)
+            assert handed_out() == ("ipxe-arm64.efi", f"tftp://[{served.server}]/ipxe-arm64.efi")
+            (tftp / "ipxe-arm64.efi").unlink()
+            wait_for_log("boot loaders in", 2)
+            assert handed_out() == ("grubnetaa64.efi", grub)
+            changes = [line for line in served.log.read_text().splitlines() if "loaders in" in line]
+            assert len(changes) == 2, changes
+            assert (
+                "added ipxe-arm64.efi; now ipxe-arm64.efi, ipxe.efi; arm64 UEFI gets "
+                "ipxe-arm64.efi" in changes[0]
+            )
+            assert (
+                "removed ipxe-arm64.efi; now ipxe.efi; arm64 UEFI gets grubnetaa64.efi"
+                in (changes[1])
+            )

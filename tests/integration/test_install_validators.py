@@ -2,8 +2,10 @@
 
 Anaconda's `ksvalidator` (pykickstart), cloud-init's `cloud-init schema -c` (Debian's cloud-init)
 and `debconf-set-selections -c` (Debian's debconf) check every kickstart, cloud-config and preseed
-rendered for the table of hosts in tests/installer_checks.py, and the golden files. Each runs in a
-fresh network namespace (`unshare --net`): the validators work offline.
+rendered for the table of hosts in tests/installer_checks.py, and the golden files; systemd's own
+host name check (`systemd-firstboot --hostname`, what the installed systems run) checks every
+host name they set. Each runs in a fresh network namespace (`unshare --net`): the validators work
+offline.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from pxelab.testing.netns import require_root
-from tests.installer_checks import rendered
+from tests.installer_checks import HOSTS, hostnames, rendered
 
 GOLDEN = Path(__file__).resolve().parents[1] / "unit" / "golden"
 KSVALIDATOR = Path(sys.executable).with_name("ksvalidator")
@@ -25,6 +27,8 @@ VALIDATED = ("kickstart", "preseed", "user-data")
 checked against their schemas in tests/unit)."""
 
 CASES = [(c.id, c.name, c.text) for c in rendered() if c.name in VALIDATED]
+HOSTNAMES = sorted({h for c in rendered() for h in hostnames(c.name, c.text)})
+"""Every host name the install data of the table sets (one per host, made from its name)."""
 GOLDENS = [
     (f"golden-{p.name}", p.name.split("-", 1)[0] if "-data" not in p.name else "user-data", p)
     for p in sorted(GOLDEN.iterdir())
@@ -91,3 +95,27 @@ def test_the_validators_catch_errors_and_warnings(
     path.write_text(text)
     with pytest.raises(AssertionError, match=complaint):
         _validate(name, path)
+
+
+def _systemd_hostname(root: Path, hostname: str) -> subprocess.CompletedProcess[str]:
+    """systemd's host name check (hostname_is_valid), writing only `root`/etc/hostname."""
+    require_root()
+    assert shutil.which("systemd-firstboot"), "systemd-firstboot is missing: run scripts/setup.sh"
+    argv = ["systemd-firstboot", f"--root={root}", f"--hostname={hostname}"]
+    return subprocess.run(["unshare", "--net", *argv], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize("hostname", HOSTNAMES)
+def test_every_host_name_set_passes_systemds_check(tmp_path: Path, hostname: str) -> None:
+    proc = _systemd_hostname(tmp_path, hostname)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "etc" / "hostname").read_text() == f"{hostname}\n"
+
+
+@pytest.mark.netns
+def test_systemd_refuses_the_raw_name_that_the_install_data_made_valid(tmp_path: Path) -> None:
+    raw = HOSTS["messy-name"]["name"]
+    assert raw not in HOSTNAMES and "rack-7.node-a1" in HOSTNAMES
+    proc = _systemd_hostname(tmp_path, raw)
+    assert proc.returncode != 0 and "is not valid" in proc.stderr, proc

@@ -71,11 +71,16 @@ def test_the_readme_quick_start_runs_as_written(
     assert install.returncode == 0, install.stdout + install.stderr
     env = {"HOME": str(home), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
     env["DEBIAN_FRONTEND"] = "noninteractive"
+    # apt-get waits for dpkg's lock as a user would (unattended-upgrades holds it on a fresh
+    # machine) instead of failing at once; APT_CONFIG adds this file to apt's own configuration
+    wait = tmp_path / "apt-wait.conf"
+    wait.write_text('DPkg::Lock::Timeout "600";\n')
+    env["APT_CONFIG"] = str(wait)
     script = [line.replace("/opt/pxelab", str(prefix)) for line in lines if line != "make install"]
     setup, serve = "\n".join(["set -e", *script[:-1]]), script[-1]
     done = subprocess.run(
         server.argv("sh", "-c", setup), cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=300,
+        timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert (home / ".pxelab/tftp/ipxe.efi").is_file() and (
