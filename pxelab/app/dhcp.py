@@ -9,11 +9,11 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from pxelab.app.config import Config
 from pxelab.app.dns import dns_choice
@@ -22,8 +22,9 @@ from pxelab.boot.loaders import boot_files_for, present_loaders
 from pxelab.dhcp.arch import BootFiles
 from pxelab.dhcp.context import DhcpContext, DhcpMode, HostLookup, Sender, UnknownMacs
 from pxelab.dhcp.interface import interface_ipv4
+from pxelab.dhcp.leases import Lease
 from pxelab.dhcp.packet import DhcpPacket
-from pxelab.dhcp.server import DhcpServer, Observer, start_dhcp
+from pxelab.dhcp.server import Observer, start_dhcp
 from pxelab.dhcp.traits import client_traits
 from pxelab.errors import ConfigError
 from pxelab.events import Timeline
@@ -32,6 +33,8 @@ from pxelab.state import Change, StateStore, StoreError
 
 log = logging.getLogger("pxelab.dhcp")
 
+L = TypeVar("L")
+"""A lease of one family: pxelab.dhcp.leases.Lease or pxelab.dhcp6.leases.Lease6."""
 SYSLOG_PORT = 514
 """Option 7 carries no port: it is offered only when the receiver is on syslog's own port."""
 
@@ -249,7 +252,7 @@ async def start_from_config(
         raise ConfigError(f"key 'state_url' or 'state_dir': cannot load leases: {exc}") from None
     parts: list[Closable] = [dhcp]
     if shared:
-        parts.append(LeaseFollower(store, dhcp))
+        parts.append(LeaseFollower(store, "lease", Lease, dhcp.learn, store.load_leases))
     if full and config.router_advertisements and config.ipv6_prefix is None:
         from pxelab.dhcp.ra import start_ra  # with a prefix, app/dhcp6.py starts it
 
@@ -283,23 +286,33 @@ def instance_spread(store: StateStore) -> float:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4]) / 2**32
 
 
-class LeaseFollower:
-    """Keeps this instance's lease tables in step with leases other instances grant: each such
-    change arrives by NOTIFY with the lease it wrote, which the tables learn (a notification
-    without one makes it read the leases back, at most every `pause` seconds). Without it the
-    database still refuses a second MAC on an address; with it such a refusal is rare."""
+class LeaseFollower(Generic[L]):
+    """Keeps this instance's lease tables (DHCP or DHCPv6) in step with leases other instances
+    grant: each such change arrives by NOTIFY with the lease it wrote (a Change of `kind`
+    carrying an `L`), which `learn` takes in; a notification without one makes it `load` the
+    leases back, at most every `pause` seconds. Without it the database still refuses a second
+    client on an address; with it such a refusal is rare."""
 
-    def __init__(self, store: StateStore, dhcp: DhcpServer, pause: float = 0.2) -> None:
-        self.store, self.dhcp, self.pause = store, dhcp, pause
+    def __init__(
+        self,
+        store: StateStore,
+        kind: str,
+        lease_type: type[L],
+        learn: Callable[[Sequence[L]], int],
+        load: Callable[[], Awaitable[Sequence[L]]],
+        pause: float = 0.2,
+    ) -> None:
+        self.kind, self.lease_type, self.learn, self.load = kind, lease_type, learn, load
+        self.pause = pause
         self._due = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="lease-follower")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"{kind}-follower")
         self._unsubscribe = store.subscribe(self._changed)
 
     def _changed(self, change: Change) -> None:
-        if change.kind != "lease" or not change.remote:
+        if change.kind != self.kind or not change.remote:
             return  # this instance's own leases are in its tables already
-        if change.lease is not None:
-            self.dhcp.learn([change.lease])  # the notification carries the lease: no read
+        if isinstance(change.lease, self.lease_type):
+            self.learn([change.lease])  # the notification carries the lease: no read
         else:
             self._due.set()  # read the table back
 
@@ -308,12 +321,12 @@ class LeaseFollower:
             await self._due.wait()
             self._due.clear()
             try:
-                news = self.dhcp.learn(await self.store.load_leases())
+                news = self.learn(await self.load())
             except StoreError as exc:
-                log.warning("cannot read the shared leases now: %s", exc)
+                log.warning("cannot read the shared %ss now: %s", self.kind, exc)
             else:
                 if news:
-                    log.debug("learned %d leases from other instances", news)
+                    log.debug("learned %d %ss from other instances", news, self.kind)
             await asyncio.sleep(self.pause)
 
     def close(self) -> None:

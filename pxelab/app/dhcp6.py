@@ -7,15 +7,17 @@ from __future__ import annotations
 import logging
 
 from pxelab.app.config import Config
-from pxelab.app.dhcp import Closable, DhcpService, boot_files_in
+from pxelab.app.dhcp import Closable, DhcpService, LeaseFollower, boot_files_in, instance_spread
 from pxelab.dhcp.arch import BootFiles
 from pxelab.dhcp.context import UnknownMacs
 from pxelab.dhcp.interface import interface_mac
 from pxelab.dhcp6.context import Dhcp6Context, Host6Lookup, default_pool
+from pxelab.dhcp6.leases import Lease6
 from pxelab.dhcp6.options import duid_ll
-from pxelab.dhcp6.server import Lease6Store, interface_ipv6, start_dhcp6
+from pxelab.dhcp6.server import interface_ipv6, start_dhcp6
 from pxelab.errors import ConfigError
 from pxelab.events import Timeline
+from pxelab.state import StateStore, StoreError
 
 log = logging.getLogger("pxelab.dhcp6")
 
@@ -46,23 +48,32 @@ async def start_ipv6(
     config: Config,
     http_port: int,
     hosts: Host6Lookup,
-    store: Lease6Store | None = None,
+    store: StateStore | None = None,
     timeline: Timeline | None = None,
     port: int = 547,
     boot_files: BootFiles | None = None,
 ) -> DhcpService:
     """The RA responder (with the prefix) and the DHCPv6 server on `interface` (handing out
-    `boot_files`, else those the TFTP root holds now; `use_boot_files` changes them)."""
+    `boot_files`, else those the TFTP root holds now; `use_boot_files` changes them); with a
+    shared store (`state_url`), the follower that learns the other instances' IPv6 leases."""
     ctx = context6(config, http_port, boot_files)
     interface = config.interface or ""
     parts: list[Closable] = []
+    shared = store if config.state_url is not None else None  # other instances use it too
+    spread = instance_spread(shared) if shared is not None else 0.0
     try:
-        server = await start_dhcp6(ctx, hosts, interface, port=port, store=store, timeline=timeline)
+        server = await start_dhcp6(
+            ctx, hosts, interface, port=port, store=store, timeline=timeline, spread=spread
+        )
     except OSError as exc:
         raise ConfigError(
             f"key 'ipv6_prefix': cannot start DHCPv6: {exc.strerror or exc}"
         ) from None
+    except StoreError as exc:
+        raise ConfigError(f"key 'state_url' or 'state_dir': cannot load leases: {exc}") from None
     parts.append(server)
+    if shared is not None:
+        parts.append(LeaseFollower(shared, "lease6", Lease6, server.learn, shared.load_leases6))
     if config.router_advertisements:
         from pxelab.dhcp.ra import start_ra
 

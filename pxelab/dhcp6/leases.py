@@ -25,10 +25,27 @@ class Lease6:
     """OFFERED (advertised), BOUND (replied to a REQUEST), DECLINED, FREE (released)."""
     expires: float
     """When it stops holding the address, on the same clock as `now`."""
+    since: float = 0.0
+    """When the decision that wrote it was made (the request's `now`). For FREE: the `since` of
+    the record it removes. Instances sharing a store order their decisions by it (`supersedes`),
+    as for IPv4 leases."""
 
     def active(self, now: float) -> bool:
         """Whether it still keeps the address from others at `now`."""
         return self.state is not LeaseState.FREE and now < self.expires
+
+
+def supersedes(held: Lease6, change: Lease6) -> bool:
+    """Whether `held`, a binding in the store, makes `change` stale: both bind the same client
+    and IA, to different addresses, and `held` was decided later. A store refuses such a change
+    (the client has moved on: the late reply must not be sent, nor its binding replace the newer)."""
+    return (
+        change.state is LeaseState.BOUND
+        and held.state is LeaseState.BOUND
+        and (held.client, held.iaid) == (change.client, change.iaid)
+        and held.ip != change.ip
+        and held.since > change.since
+    )
 
 
 class Lease6Table:
@@ -42,7 +59,10 @@ class Lease6Table:
         offer_hold: float = 60.0,
         decline_hold: float = 600.0,
         leases: Iterable[Lease6] = (),
+        first: int = 0,
     ) -> None:
+        """`first`: the pool offset where the search for a free address starts (instances that
+        share a store start at different points, so they seldom offer the same address)."""
         if pool_end < pool_start:
             raise ValueError(f"pool end {pool_end} is before pool start {pool_start}")
         self.pool_start = pool_start
@@ -51,7 +71,7 @@ class Lease6Table:
         self.decline_hold = decline_hold
         self._by_ip: dict[IPv6Address, Lease6] = {}
         self._by_ia: dict[tuple[str, int], IPv6Address] = {}
-        self._cursor = 0
+        self._cursor = first % (int(pool_end) - int(pool_start) + 1)
         for lease in leases:
             self._apply(lease)
 
@@ -128,7 +148,7 @@ class Lease6Table:
         ):
             return []
         state = LeaseState.BOUND if bound else LeaseState.OFFERED
-        return self._apply(Lease6(ip, client, iaid, state, now + seconds))
+        return self._apply(Lease6(ip, client, iaid, state, now + seconds, now))
 
     def release(self, client: str, iaid: int, ip: IPv6Address, now: float) -> list[Lease6]:
         """Free `ip` if this IA holds it; [] when it does not."""
@@ -137,26 +157,37 @@ class Lease6Table:
             return []
         if lease.state is LeaseState.DECLINED:
             return []
-        return self._apply(Lease6(ip, client, iaid, LeaseState.FREE, now))
+        return self._apply(_freeing(lease, now))
 
     def decline(self, client: str, iaid: int, ip: IPv6Address, now: float) -> list[Lease6]:
         """Keep `ip` from everyone for `decline_hold` seconds (the client found it in use)."""
         lease = self._by_ip.get(ip)
         if lease is None or (lease.client, lease.iaid) != (client, iaid) or not lease.active(now):
             return []
-        return self._apply(Lease6(ip, client, iaid, LeaseState.DECLINED, now + self.decline_hold))
+        declined = Lease6(ip, client, iaid, LeaseState.DECLINED, now + self.decline_hold, now)
+        return self._apply(declined)
 
     def expire(self, now: float) -> list[Lease6]:
         """Forget records whose time is up and return them as FREE."""
         gone = [lease for lease in self._by_ip.values() if not lease.active(now)]
         freed = []
         for old in gone:
-            freed += self._apply(Lease6(old.ip, old.client, old.iaid, LeaseState.FREE, old.expires))
+            freed += self._apply(_freeing(old, old.expires))
         return freed
 
     def learn(self, lease: Lease6) -> None:
-        """Take in a lease another instance granted (the shared store refused ours)."""
+        """Take in a lease the shared store holds (granted by another instance): it replaces what
+        the table had for its address and its IA. Nothing is to be written back."""
         self._apply(lease)
+
+    def differs(self, lease: Lease6, now: float) -> bool:
+        """Whether the store's `lease` is news to this table: live, not what it holds, and not
+        older than this table's own binding of its IA elsewhere (a notification that arrives
+        after this instance bound the client anew must not move it back)."""
+        if not lease.active(now) or self._by_ip.get(lease.ip) == lease:
+            return False
+        mine = self.get(lease.client, lease.iaid, now)
+        return mine is None or not supersedes(mine, lease)
 
     def _find_free(self, now: float, reserved: Mapping[IPv6Address, str]) -> IPv6Address | None:
         start, size = int(self.pool_start), int(self.pool_end) - int(self.pool_start) + 1
@@ -182,17 +213,13 @@ class Lease6Table:
                 if previous is not None and previous != lease.ip:
                     moved = self._by_ip.pop(previous, None)
                     if moved is not None:
-                        changes.append(
-                            Lease6(
-                                previous, moved.client, moved.iaid, LeaseState.FREE, now_of(moved)
-                            )
-                        )
+                        changes.append(_freeing(moved, moved.expires))
                 self._by_ia[key] = lease.ip
             self._by_ip[lease.ip] = lease
         changes.append(lease)
         return changes
 
 
-def now_of(lease: Lease6) -> float:
-    """The time a displaced record is freed at: its own expiry (the table has no clock)."""
-    return lease.expires
+def _freeing(lease: Lease6, expires: float) -> Lease6:
+    """The FREE record that removes `lease` (and only it: it carries its `since`)."""
+    return Lease6(lease.ip, lease.client, lease.iaid, LeaseState.FREE, expires, lease.since)

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from pxelab.dhcp6.context import Dhcp6Context, Dhcp6Reply, Host6Info, Host6Lookup, NoReply6, Sender6
 from pxelab.dhcp6.core import Dhcp6Core, Pool6
-from pxelab.dhcp6.leases import Lease6, Lease6Table
+from pxelab.dhcp6.leases import Lease6, Lease6Table, supersedes
 from pxelab.dhcp6.options import parse_ia_na
 from pxelab.dhcp6.packet import (
     ALL_DHCP_RELAY_AGENTS_AND_SERVERS,
@@ -48,8 +48,9 @@ class Lease6Store(Protocol):
         ...
 
     async def commit_leases6(self, changes: Sequence[Lease6], now: float) -> list[Lease6]:
-        """Apply the changes, each atomically; the leases (of other clients, granted by another
-        instance sharing the store) that refused some of them."""
+        """Apply the changes, each atomically; the leases that refused some of them (granted by
+        another instance sharing the store): another client's on the address, or a binding of
+        the same IA decided later (`supersedes`)."""
         ...
 
 
@@ -134,6 +135,17 @@ class Dhcp6Server:
         """Every served link."""
         return self.core.pools
 
+    def learn(self, stored: Sequence[Lease6]) -> int:
+        """Take in what the shared store holds that the tables do not know (leases granted by
+        other instances); returns how many leases were news."""
+        now, news = self.clock(), 0
+        for lease in stored:
+            for pool in self.core.pools:
+                if lease.ip in pool.ctx.prefix and pool.leases.differs(lease, now):
+                    pool.leases.learn(lease)
+                    news += 1
+        return news
+
     def close(self) -> None:
         """Stop receiving; safe to call more than once."""
         if not self._closed.done():
@@ -193,13 +205,16 @@ class Dhcp6Server:
                     what = f"storing {len(item.outcome.changes)} lease change(s)"
                     self._failed(exc, what, self.clock())
                     continue
-                if refused:  # another instance holds it: learn that, the client asks again
-                    for held in refused:
-                        log.info("%s is held by %s in the lease store", held.ip, held.client)
+                if refused:  # another instance decided otherwise: learn that, the client asks again
+                    for held in dict.fromkeys(refused):
+                        log.info(
+                            "%s is held by %s in the lease store; learned", held.ip, held.client
+                        )
                         for pool in self.core.pools:
                             if held.ip in pool.ctx.prefix:
                                 pool.leases.learn(held)
-                    log.info("%s: reply dropped: its address is taken in the store", item.head)
+                    why = _refusal(item.outcome.changes, refused)
+                    log.info("%s: reply dropped: %s", item.head, why)
                     continue
             self._send(item)
 
@@ -227,6 +242,18 @@ class Dhcp6Server:
             self.sock.sendto(build(outcome.message), (address, port, 0, scope))
         except OSError as exc:
             log.warning("cannot send a DHCPv6 reply to [%s]:%s: %s", address, port, exc)
+
+
+def _refusal(changes: Sequence[Lease6], refused: Sequence[Lease6]) -> str:
+    """Why the store refused one of a decision's changes (its reply must not be sent)."""
+    for change in changes:
+        for held in refused:
+            if supersedes(held, change):
+                return (
+                    f"{held.client} IA {held.iaid} has a newer binding, {held.ip}, in the lease "
+                    f"store (the client moved on from {change.ip})"
+                )
+    return f"{refused[0].ip} is taken in the lease store"
 
 
 def _inner(message: Message) -> Dhcp6Message | None:
@@ -321,13 +348,22 @@ async def start_dhcp6(
     clock: Callable[[], float] = time.time,
     timeline: Timeline | None = None,
     relayed: Sequence[Dhcp6Context] = (),
+    spread: float = 0.0,
 ) -> Dhcp6Server:
-    """Serve DHCPv6 on `interface` for link `ctx` (and the `relayed` links behind relays)."""
+    """Serve DHCPv6 on `interface` for link `ctx` (and the `relayed` links behind relays); each
+    pool's search for free addresses starts `spread` (0 to 1) of the way into it."""
     stored = await store.load_leases6() if store is not None else []
     pools = []
     for name, link in [(interface, ctx), *((None, r) for r in relayed)]:
         mine = [lease for lease in stored if lease.ip in link.prefix]
-        table = Lease6Table(link.pool_start, link.pool_end, offer_hold=link.offer_hold, leases=mine)
+        size = int(link.pool_end) - int(link.pool_start) + 1
+        table = Lease6Table(
+            link.pool_start,
+            link.pool_end,
+            offer_hold=link.offer_hold,
+            leases=mine,
+            first=int(size * spread),
+        )
         pools.append(Pool6(link, table, name))
     sock = open_dhcp6_socket(interface, port)
     server = Dhcp6Server(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from pxelab.boot.explain import DhcpHandout, explain
 from pxelab.dhcp.leases import Lease
+from pxelab.dhcp6.leases import Lease6
 from pxelab.events import Event
 from pxelab.hosts.fleet import Fleet
 from pxelab.hosts.install import UNRECORDED, HostState, InstallState, StateError
@@ -147,16 +149,27 @@ def merge_events(stored: list[Event], local: list[Event]) -> list[Event]:
 
 
 async def leases(request: web.Request) -> web.Response:
-    """GET /api/leases: every active DHCP lease, from any instance sharing the store."""
+    """GET /api/leases: every active DHCP and DHCPv6 lease, from any instance sharing the store."""
     store = request.app.get(STATE_STORE)
     if store is None:
         raise web.HTTPNotFound(text="this server keeps no leases (no state store)\n")
     try:
-        held = await store.active_leases(time.time())
+        now = time.time()
+        held, held6 = await store.active_leases(now), await store.active_leases6(now)
     except StoreError as exc:
         request[NOTE] = str(exc)
         raise web.HTTPServiceUnavailable(text=f"{exc}\n") from None
-    return web.json_response({"leases": [lease_json(lease, by) for lease, by in held]})
+    return web.json_response(leases_json(held, held6))
+
+
+def leases_json(
+    held: Sequence[tuple[Lease, str]], held6: Sequence[tuple[Lease6, str]]
+) -> dict[str, object]:
+    """Both lease lists as /api/leases and `pxelab leases --json` show them."""
+    return {
+        "leases": [lease_json(lease, by) for lease, by in held],
+        "leases6": [lease6_json(lease, by) for lease, by in held6],
+    }
 
 
 def lease_json(lease: Lease, instance: str) -> dict[str, object]:
@@ -164,6 +177,20 @@ def lease_json(lease: Lease, instance: str) -> dict[str, object]:
     return {
         "mac": lease.mac,
         "ip": str(lease.ip),
+        "state": lease.state.value,
+        "expires": lease.expires,
+        "instance": instance,
+    }
+
+
+def lease6_json(lease: Lease6, instance: str) -> dict[str, object]:
+    """One DHCPv6 lease as /api/leases shows it: `client` is the MAC, or "duid:<hex>" when the
+    client's MAC is not known (`mac` is then null)."""
+    return {
+        "ip": str(lease.ip),
+        "client": lease.client,
+        "mac": None if lease.client.startswith("duid:") else lease.client,
+        "iaid": lease.iaid,
         "state": lease.state.value,
         "expires": lease.expires,
         "instance": instance,

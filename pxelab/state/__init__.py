@@ -23,8 +23,8 @@ from pxelab.hosts.install import HostState
 SCHEMA_VERSION = 4
 """The schema this code reads and writes; a database with a newer one is refused at start.
 Version 2 added `leases6` (DHCPv6 leases), version 3 `seen` (machines nothing serves), version 4
-the leases' `since` (when each was decided, so instances never let a late write undo a newer)
-and `sessions` (status-page sign-ins, shared by the instances and kept across restarts)."""
+the leases' and leases6's `since` (when each was decided, so instances never let a late write undo
+a newer) and `sessions` (status-page sign-ins, shared by the instances and kept across restarts)."""
 
 
 SESSIONS_KEPT = 1000
@@ -119,13 +119,14 @@ class Change:
     """What another instance (or this one) changed, for the listeners of `subscribe`."""
 
     kind: str
-    """"lease", "install", "event", "token" or "session" (one ended)."""
+    """"lease", "lease6" (DHCPv6), "install", "event", "token" or "session" (one ended)."""
     key: str
-    """The MAC (lease, install, event), the token name, or the session's digest."""
+    """The MAC (lease, install, event), the DHCPv6 client (lease6), the token name, or the
+    session's digest."""
     remote: bool = False
     """Made by another instance sharing the database (told by its notification)."""
-    lease: Lease | None = None
-    """For a lease change another instance made: the lease it wrote."""
+    lease: Lease | Lease6 | None = None
+    """For a lease (lease6) change another instance made: the Lease (Lease6) it wrote."""
 
 
 ChangeListener = Callable[[Change], None]
@@ -158,8 +159,15 @@ class StateStore(Protocol):
         """Every stored DHCPv6 lease (table `leases6`)."""
 
     async def commit_leases6(self, changes: Sequence[Lease6], now: float) -> list[Lease6]:
-        """Apply DHCPv6 lease changes (offers are not kept), each atomically; the leases of
-        other clients that refused some of them."""
+        """Apply DHCPv6 lease changes (offers are not kept), each atomically, by the rules of
+        `commit_leases` with the client and IA in place of the MAC. Returns, for each change
+        refused, the lease that refused it: another client's live lease on its address, or a
+        binding of its IA elsewhere decided later (`pxelab.dhcp6.leases.supersedes`). A BOUND
+        replaces its IA's other binding; a FREE removes only the record it names (same client
+        and IA, `since` not newer)."""
+
+    async def active_leases6(self, now: float) -> list[tuple[Lease6, str]]:
+        """Every active DHCPv6 lease with the instance that granted it, in address order."""
 
     # -- install states ---------------------------------------------------------------------
     def install_state(self, mac: str) -> HostState:

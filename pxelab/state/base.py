@@ -13,7 +13,7 @@ import socket
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from ipaddress import IPv4Address
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from pxelab.dhcp.leases import Lease, LeaseState
@@ -23,6 +23,7 @@ from pxelab.hosts.inventory import normalize_mac
 from pxelab.state import Change, ChangeListener, StoreError
 
 log = logging.getLogger("pxelab.state")
+T = TypeVar("T")
 
 EVENTS_PER_HOST = 500
 """Events kept per MAC; older ones are pruned."""
@@ -148,6 +149,13 @@ class Views:
         """Tell every listener about changes; a failing listener is logged, never propagated."""
         for key in keys:
             self._tell(Change(kind, key, remote=remote))
+
+    def _settled(self, kind: str, keys: Sequence[str], holders: Sequence[T | None]) -> list[T]:
+        """After a lease commit (holders: per change, None when applied, else the lease that
+        refused it): tell the listeners of the applied ones by key, return the refusing ones."""
+        applied = (key for key, held in zip(keys, holders, strict=True) if held is None)
+        self._emit(kind, dict.fromkeys(applied))
+        return [held for held in holders if held is not None]
 
     def _tell(self, change: Change) -> None:
         """Tell every listener about one change; a failing listener is logged."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pxelab.state import SCHEMA_VERSION, StoreError
-from pxelab.state.leases6 import PG_LEASES6
+from pxelab.state.leases6 import ADD_SINCE, PG_COMMIT_LEASE6, PG_LEASES6, PG_LEASES6_V2
 from pxelab.state.sessions import PG_SESSIONS
 
 LOCK_KEY = 0x7078656C6162  # "pxelab": serialises schema work between instances starting at once
@@ -104,6 +104,7 @@ SCHEMA = (
     SEEN,
     COMMIT_LEASE,
     PG_LEASES6,
+    PG_COMMIT_LEASE6,
     PG_SESSIONS,
 )
 """The schema at SCHEMA_VERSION."""
@@ -119,12 +120,14 @@ ON CONFLICT (mac) DO UPDATE SET
 """Remember an unservable MAC: first seen kept, the rest updated with what is known."""
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (PG_LEASES6,),
+    1: (PG_LEASES6_V2,),
     2: (SEEN,),
     3: (
         "ALTER TABLE leases ADD COLUMN since double precision NOT NULL DEFAULT 0",
         "DROP FUNCTION pxelab_commit_lease",
         COMMIT_LEASE,
+        ADD_SINCE.format("double precision"),
+        PG_COMMIT_LEASE6,
         PG_SESSIONS,
     ),
 }

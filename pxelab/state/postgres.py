@@ -45,7 +45,7 @@ from pxelab.state.base import (
     log,
     public_url,
 )
-from pxelab.state.leases6 import Lease6, pg_commit6, pg_load6
+from pxelab.state.leases6 import Lease6, lease6_from_row, pg_active6, pg_commit6, pg_load6, wanted
 from pxelab.state.pg_schema import UPSERT_SEEN, prepare
 from pxelab.state.sessions import PgSessions
 
@@ -218,11 +218,13 @@ class PostgresStore(Views, PgSessions):
             if data.get("o") == self._origin:
                 return  # this store's own change: already applied and told
             kind, key = str(data["k"]), str(data["m"])
-            lease = None
+            lease: Lease | Lease6 | None = None
             if kind == "install":
                 self._set_view(key, host_state_from_text(data.get("s", "null"), self.name))
             elif kind == "lease" and "l" in data:
                 lease = lease_from_row(data["l"], self.name)
+            elif kind == "lease6" and "l" in data:
+                lease = lease6_from_row(data["l"], self.name)
         except (ValueError, KeyError, TypeError, AttributeError, StoreError) as exc:
             log.warning("state: %s: bad notification %r: %s", self.name, payload, exc)
             return
@@ -255,18 +257,15 @@ class PostgresStore(Views, PgSessions):
 
     async def commit_leases(self, changes: Sequence[Lease], now: float) -> list[Lease]:
         """Apply lease changes, each atomically; the leases that refused them (see StateStore)."""
-        wanted = [c for c in changes if c.state is not LeaseState.OFFERED]
-        if not wanted:
+        kept = [c for c in changes if c.state is not LeaseState.OFFERED]
+        if not kept:
             return []
 
         async def apply(conn: Any) -> list[Lease | None]:
-            return [await self._apply_lease(conn, change, now) for change in wanted]
+            return [await self._apply_lease(conn, change, now) for change in kept]
 
         holders = await self._run("write leases", apply)
-        self._emit(
-            "lease", dict.fromkeys(c.mac for c, h in zip(wanted, holders, strict=True) if h is None)
-        )
-        return [h for h in holders if h is not None]
+        return self._settled("lease", [c.mac for c in kept], holders)
 
     async def _apply_lease(self, conn: Any, lease: Lease, now: float) -> Lease | None:
         """One change, atomically, in one round trip (the schema's `pxelab_commit_lease`)."""
@@ -296,10 +295,14 @@ class PostgresStore(Views, PgSessions):
 
     async def commit_leases6(self, changes: Sequence[Lease6], now: float) -> list[Lease6]:
         """Apply IPv6 lease changes, each atomically; the leases that refused them."""
-        return await self._run(
-            "write IPv6 leases",
-            lambda conn: pg_commit6(conn, changes, self.instance, now, self.name),
-        )
+        kept, me = wanted(changes), (self.instance, now, self.name, self._origin)
+        if not kept:
+            return []
+        holders = await self._run("write IPv6 leases", lambda conn: pg_commit6(conn, kept, *me))
+        return self._settled("lease6", [c.client for c in kept], holders)
+
+    async def active_leases6(self, now: float) -> list[tuple[Lease6, str]]:
+        return await self._run("read IPv6 leases", lambda conn: pg_active6(conn, now, self.name))
 
     # -- install states ---------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ from pxelab.state.base import (
     lease_from_row,
     log,
 )
-from pxelab.state.leases6 import Lease6, sqlite_commit6, sqlite_load6
+from pxelab.state.leases6 import Lease6, sqlite_active6, sqlite_commit6, sqlite_load6, wanted
 from pxelab.state.sessions import SqliteSessions
 from pxelab.state.sqlite_schema import MIGRATIONS, SCHEMA, UPSERT_LEASE, UPSERT_SEEN
 
@@ -243,14 +243,11 @@ class SqliteStore(Views, SqliteSessions):
 
     async def commit_leases(self, changes: Sequence[Lease], now: float) -> list[Lease]:
         """Apply lease changes, each atomically; the leases that refused them (see StateStore)."""
-        wanted = [c for c in changes if c.state is not LeaseState.OFFERED]
-        if not wanted:
+        kept = [c for c in changes if c.state is not LeaseState.OFFERED]
+        if not kept:
             return []
-        holders = await self._call("write leases", self._commit_sync, wanted, now)
-        self._emit(
-            "lease", dict.fromkeys(c.mac for c, h in zip(wanted, holders, strict=True) if h is None)
-        )
-        return [h for h in holders if h is not None]
+        holders = await self._call("write leases", self._commit_sync, kept, now)
+        return self._settled("lease", [c.mac for c in kept], holders)
 
     def _commit_sync(self, changes: Sequence[Lease], now: float) -> list[Lease | None]:
         """Per change: None when applied, else the lease that holds its address."""
@@ -304,7 +301,14 @@ class SqliteStore(Views, SqliteSessions):
         return await self._call("read IPv6 leases", sqlite_load6, self)
 
     async def commit_leases6(self, changes: Sequence[Lease6], now: float) -> list[Lease6]:
-        return await self._call("write IPv6 leases", sqlite_commit6, self, changes, now)
+        kept = wanted(changes)
+        if not kept:
+            return []
+        holders = await self._call("write IPv6 leases", sqlite_commit6, self, kept, now)
+        return self._settled("lease6", [c.client for c in kept], holders)
+
+    async def active_leases6(self, now: float) -> list[tuple[Lease6, str]]:
+        return await self._call("read IPv6 leases", sqlite_active6, self, now)
 
     # -- install states ---------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """The SQLite schema at SCHEMA_VERSION, its migrations, and the upserts the store runs."""
 
-from pxelab.state.leases6 import SQLITE_LEASES6
+from pxelab.state.leases6 import ADD_SINCE, SQLITE_LEASES6, SQLITE_LEASES6_V2
 from pxelab.state.sessions import SQLITE_SESSIONS
 
 SEEN = """CREATE TABLE seen (
@@ -35,10 +35,11 @@ SCHEMA = (
 """The schema at SCHEMA_VERSION, created in one transaction."""
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (SQLITE_LEASES6,),
+    1: (SQLITE_LEASES6_V2,),
     2: (SEEN,),
     3: (
         "ALTER TABLE leases ADD COLUMN since REAL NOT NULL DEFAULT 0",
+        ADD_SINCE.format("REAL"),
         SQLITE_SESSIONS,
     ),
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 import pytest
@@ -181,3 +183,56 @@ def test_http_listens_with_room_for_a_rack_powering_on(dirs: LabDirs) -> None:
         assert int(listening[2]) == min(1024, somaxconn), listening  # Send-Q: the backlog
     finally:
         assert daemon.stop() == 0
+
+
+def test_the_api_and_the_cli_list_ipv4_and_ipv6_leases(dirs: LabDirs) -> None:
+    """Leases the store holds (as a DHCP and a DHCPv6 server wrote them) are listed alike by
+    GET /api/leases on the running daemon and by `pxelab leases` beside it."""
+    from pxelab.dhcp.leases import Lease, LeaseState
+    from pxelab.dhcp6.leases import Lease6
+    from pxelab.state.sqlite import FILE_NAME, SqliteStore
+
+    later = time.time() + 3600
+
+    async def write() -> None:
+        store = SqliteStore(dirs.state / FILE_NAME, instance="lab-1")
+        await store.open()
+        try:
+            lease = Lease(IPv4Address("10.0.0.5"), MAC, LeaseState.BOUND, later, since=1.0)
+            assert await store.commit_leases([lease], 1.0) == []
+            lease6 = Lease6(IPv6Address("2001:db8::1000"), MAC, 9, LeaseState.BOUND, later, 1.0)
+            assert await store.commit_leases6([lease6], 1.0) == []
+        finally:
+            await store.close()
+
+    asyncio.run(write())
+    daemon = start_daemon_usernet(dirs)
+    try:
+        listed = json.loads(_http(daemon, "/api/leases"))
+        cli, table = (
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pxelab",
+                    "leases",
+                    *json_flag,
+                    "--state-dir",
+                    str(dirs.state),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            for json_flag in (["--json"], [])
+        )
+    finally:
+        assert daemon.stop() == 0
+    assert [(x["ip"], x["mac"], x["instance"]) for x in listed["leases"]] == [
+        ("10.0.0.5", MAC, "lab-1")
+    ]
+    assert [(x["ip"], x["client"], x["iaid"], x["instance"]) for x in listed["leases6"]] == [
+        ("2001:db8::1000", MAC, 9, "lab-1")
+    ]
+    assert cli.returncode == 0 and json.loads(cli.stdout) == listed, cli.stderr
+    assert "IPV6" in table.stdout and f"2001:db8::1000  {MAC}  9" in table.stdout, table.stdout

@@ -8,13 +8,14 @@ import contextlib
 import random
 import tempfile
 import time
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from urllib.parse import urlsplit
 
 import pytest
 
 from pxelab.app.config import Config
 from pxelab.dhcp.leases import Lease, LeaseState
+from pxelab.dhcp6.leases import Lease6
 from pxelab.hosts.install import HostState, InstallState
 from pxelab.state import SCHEMA_VERSION, Change, StoreError, StoreUnavailable
 from pxelab.state.base import public_url
@@ -193,6 +194,38 @@ async def test_one_mac_bound_from_two_instances_at_once(pg_cluster: PostgresClus
                 dbname(url),
             )
             assert rows == "50|50"
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_one_ipv6_ia_bound_from_two_instances_at_once(pg_cluster: PostgresCluster) -> None:
+    """Both instances bind the same client's IA to different addresses at once, the later
+    decision sometimes stored first: one binding per IA survives, and never the older one."""
+    url = pg_cluster.create_database()
+    one, two = PostgresStore(url, instance="one"), PostgresStore(url, instance="two")
+    await one.open()
+    await two.open()
+    try:
+        for round_ in range(5):
+            bindings: dict[tuple[int, PostgresStore], Lease6] = {}
+            for n in range(50):  # one and two take turns in deciding last
+                for k, store in ((2, one), (3, two)):
+                    since = 10 * round_ + (1 + (n + round_ + k) % 2)
+                    address = IPv6Address(f"2001:db8:{k}::{n:x}")
+                    bindings[n, store] = Lease6(address, mac(n), 1, LeaseState.BOUND, 1e9, since)
+            await asyncio.gather(
+                *(store.commit_leases6([lease], now=0) for (_, store), lease in bindings.items())
+            )
+            rows = pg_cluster.psql(
+                "SELECT count(*), count(DISTINCT client) FROM leases6 WHERE state = 'bound'",
+                dbname(url),
+            )
+            assert rows == "50|50"
+            held = {lease.client: lease for lease in await one.load_leases6()}
+            for n in range(50):  # the binding decided later is the one kept
+                later = max(bindings[n, one], bindings[n, two], key=lambda lease: lease.since)
+                assert held[mac(n)] == later
     finally:
         await one.close()
         await two.close()

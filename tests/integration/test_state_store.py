@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -443,8 +443,14 @@ async def test_event_writer_keeps_events_while_the_database_is_away(store: State
 # -- DHCPv6 leases ----------------------------------------------------------------------------
 
 
-def bound6(last: int, client: str, iaid: int = 1, expires: float = 1000.0) -> Lease6:
-    return Lease6(IPv6Address(f"2001:db8:77::{last:x}"), client, iaid, LeaseState.BOUND, expires)
+def ip6(last: int) -> IPv6Address:
+    return IPv6Address(f"2001:db8:77::{last:x}")
+
+
+def bound6(
+    last: int, client: str, iaid: int = 1, expires: float = 1000.0, since: float = 0.0
+) -> Lease6:
+    return Lease6(ip6(last), client, iaid, LeaseState.BOUND, expires, since)
 
 
 async def test_ipv6_leases_commit_load_and_refuse(store: StateStore, backend: Backend) -> None:
@@ -467,6 +473,84 @@ async def test_ipv6_leases_commit_load_and_refuse(store: StateStore, backend: Ba
     finally:
         await other.close()
     assert {lease.client for lease in await store.load_leases6()} == {B, "duid:0004ab"}
+
+
+async def test_a_late_ipv6_binding_never_undoes_a_newer_one(
+    backend: Backend, store: StateStore
+) -> None:
+    """Instance one decided A/IA 1 -> ::1000 at 10 but stores it after instance two stored
+    A/IA 1 -> ::1001, decided at 20: one's write is refused, as for IPv4."""
+    other = await reopened(backend, "two")
+    try:
+        newer = bound6(0x1001, A, since=20)
+        assert await other.commit_leases6([newer], 20) == []
+        late = bound6(0x1000, A, since=10)
+        assert await store.commit_leases6([late], 21) == [newer]
+        assert await store.load_leases6() == [newer]
+        # another IA of the same client, or another client, is not held back by it
+        assert await store.commit_leases6([bound6(0x1002, A, iaid=2, since=10)], 21) == []
+        # a decision made after it moves the IA (its other binding goes), and renewals apply
+        moved = bound6(0x1000, A, expires=1030, since=30)
+        assert await store.commit_leases6([moved], 30) == []
+        assert sorted((x.ip, x.iaid) for x in await other.load_leases6()) == [
+            (ip6(0x1000), 1),
+            (ip6(0x1002), 2),
+        ]
+        renewed = bound6(0x1000, A, expires=1040, since=40)
+        assert await other.commit_leases6([renewed], 40) == []
+        assert renewed in await store.load_leases6()
+    finally:
+        await other.close()
+
+
+async def test_an_ipv6_binding_refused_for_its_address_keeps_the_ias_old_one(
+    store: StateStore,
+) -> None:
+    """The IA's other binding is dropped only when the new one is written (as one change)."""
+    mine, theirs = bound6(0x1000, A, since=1), bound6(0x1001, B, since=1)
+    assert await store.commit_leases6([mine, theirs], 1) == []
+    assert await store.commit_leases6([bound6(0x1001, A, since=2)], 2) == [theirs]
+    assert sorted(await store.load_leases6(), key=lambda lease: lease.ip) == [mine, theirs]
+
+
+async def test_an_ipv6_free_removes_only_the_record_it_names(store: StateStore) -> None:
+    bound_at_10 = bound6(0x1000, A, since=10)
+    assert await store.commit_leases6([bound_at_10], 10) == []
+    # an instance frees its record of ::1000 decided at 5 (an expiry it saw, a move it made)
+    withdrawn = Lease6(ip6(0x1000), A, 1, LeaseState.FREE, 11, since=5)
+    assert await store.commit_leases6([withdrawn], 11) == []
+    # nor does a FREE of another IA of the client remove it
+    other_ia = Lease6(ip6(0x1000), A, 2, LeaseState.FREE, 11, since=10)
+    assert await store.commit_leases6([other_ia], 11) == []
+    assert await store.load_leases6() == [bound_at_10]
+    # the RELEASE of the binding made at 10 removes it
+    released = Lease6(ip6(0x1000), A, 1, LeaseState.FREE, 12, since=10)
+    assert await store.commit_leases6([released], 12) == []
+    assert await store.load_leases6() == []
+
+
+async def test_active_ipv6_leases_name_the_instance(backend: Backend, store: StateStore) -> None:
+    other = await reopened(backend, "two")
+    try:
+        declined = Lease6(ip6(0x2), "duid:0004ab", 9, LeaseState.DECLINED, 300, since=0)
+        await store.commit_leases6([bound6(0x1000, A, expires=100), declined], 0)
+        await other.commit_leases6([bound6(0xFFF, B, expires=200)], 0)
+        assert await store.active_leases6(now=50) == [  # in address order, not text order
+            (declined, "one"),
+            (bound6(0xFFF, B, expires=200), "two"),
+            (bound6(0x1000, A, expires=100), "one"),
+        ]
+        assert await other.active_leases6(now=250) == [(declined, "one")]
+    finally:
+        await other.close()
+
+
+async def test_ipv6_lease_changes_are_told_to_listeners(store: StateStore) -> None:
+    heard: list[Change] = []
+    store.subscribe(heard.append)
+    assert await store.commit_leases6([bound6(0x1000, A), bound6(0x1001, B)], 0) == []
+    assert await store.commit_leases6([bound6(0x1000, C)], 1) == [bound6(0x1000, A)]
+    assert heard == [Change("lease6", A), Change("lease6", B)]  # the refused one is not
 
 
 # -- machines seen that nothing serves ----------------------------------------------------------
@@ -495,7 +579,8 @@ async def test_seen_machines_are_remembered_and_forgotten(
 
 
 async def test_a_version_1_database_is_migrated_to_the_current_one(backend: Backend) -> None:
-    """Version 1 -> 2 (leases6) -> 3 (seen) -> 4 (the leases' since, sessions), on both backends."""
+    """Version 1 -> 2 (leases6) -> 3 (seen) -> 4 (the leases' and leases6's since, sessions), on
+    both backends."""
     from pxelab.state import SCHEMA_VERSION, SeenRecord
 
     first = backend.make("one")
@@ -505,11 +590,66 @@ async def test_a_version_1_database_is_migrated_to_the_current_one(backend: Back
         "DROP TABLE sessions",
         "DROP TABLE seen",
         "DROP TABLE leases6",
+        *(("DROP FUNCTION pxelab_commit_lease6",) if backend.kind == "postgres" else ()),
         "ALTER TABLE leases DROP COLUMN since",
         f"INSERT INTO leases VALUES ({int(ip(5))}, '{A}', 'bound', 900, 'old')",
         "UPDATE schema_version SET version = 1",
     )
-    for statement in drops:
+    run_sql(backend, drops)
+    migrated = backend.make("two")
+    await migrated.open()
+    try:
+        await migrated.note_seen([SeenRecord(C, "aarch64", "uefi", "", 1.0, 2.0)])
+        assert [r.mac for r in await migrated.seen()] == [C]
+        assert await migrated.load_leases6() == []
+        assert await migrated.load_leases() == [bound(5, A, 900)]  # since 0: decided "at 0"
+        assert await migrated.commit_leases([bound(6, A, 950)], now=1) == []  # the new function
+        assert await migrated.load_leases() == [bound(6, A, 950)]
+        # leases6, made by the 1 -> 2 step as version 2 had it, gained its since in 3 -> 4
+        assert await migrated.commit_leases6([bound6(0x1001, A, since=20)], 20) == []
+        assert await migrated.commit_leases6([bound6(0x1000, A, since=10)], 21) == [
+            bound6(0x1001, A, since=20)
+        ]
+        assert await migrated.load_leases6() == [bound6(0x1001, A, since=20)]
+        await migrated.add_token(OPS)  # 3 -> 4 also made the sessions table
+        assert await migrated.add_session(session(1), OPS.digest)
+        assert await migrated.session(session(1).digest, now=200.0) == session(1)
+        assert SCHEMA_VERSION == 4
+    finally:
+        await migrated.close()
+
+
+async def test_a_version_3_database_keeps_its_ipv6_leases(backend: Backend) -> None:
+    """3 -> 4 gives the stored IPv6 leases a since of 0 (decided "at 0") and the new rules."""
+    first = backend.make("one")
+    await first.open()
+    await first.close()
+    run_sql(
+        backend,
+        (
+            "DROP TABLE sessions",
+            *(("DROP FUNCTION pxelab_commit_lease6",) if backend.kind == "postgres" else ()),
+            "ALTER TABLE leases DROP COLUMN since",
+            "ALTER TABLE leases6 DROP COLUMN since",
+            f"INSERT INTO leases6 VALUES ('{ip6(0x1000)}', '{A}', 1, 'bound', 900, 'old')",
+            "UPDATE schema_version SET version = 3",
+        ),
+    )
+    migrated = backend.make("two")
+    await migrated.open()
+    try:
+        old = bound6(0x1000, A, expires=900)
+        assert await migrated.load_leases6() == [old]
+        assert await migrated.active_leases6(now=0) == [(old, "old")]
+        assert await migrated.commit_leases6([bound6(0x1001, A, since=5)], 5) == []
+        assert await migrated.load_leases6() == [bound6(0x1001, A, since=5)]  # the IA moved
+    finally:
+        await migrated.close()
+
+
+def run_sql(backend: Backend, statements: Sequence[str]) -> None:
+    """Run statements on the backend's database, outside pxelab (to make an older schema)."""
+    for statement in statements:
         if backend.kind == "sqlite":
             import sqlite3
 
@@ -521,18 +661,3 @@ async def test_a_version_1_database_is_migrated_to_the_current_one(backend: Back
         else:
             assert backend.cluster is not None
             backend.cluster.psql(statement, urlsplit(backend.url).path.lstrip("/"))
-    migrated = backend.make("two")
-    await migrated.open()
-    try:
-        await migrated.note_seen([SeenRecord(C, "aarch64", "uefi", "", 1.0, 2.0)])
-        assert [r.mac for r in await migrated.seen()] == [C]
-        assert await migrated.load_leases6() == []
-        assert await migrated.load_leases() == [bound(5, A, 900)]  # since 0: decided "at 0"
-        assert await migrated.commit_leases([bound(6, A, 950)], now=1) == []  # the new function
-        assert await migrated.load_leases() == [bound(6, A, 950)]
-        await migrated.add_token(OPS)  # 3 -> 4 also made the sessions table
-        assert await migrated.add_session(session(1), OPS.digest)
-        assert await migrated.session(session(1).digest, now=200.0) == session(1)
-        assert SCHEMA_VERSION == 4
-    finally:
-        await migrated.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any, cast
 
@@ -15,6 +15,7 @@ from aiohttp.test_utils import make_mocked_request
 
 from pxelab.boot.render import Renderer
 from pxelab.dhcp.leases import Lease, LeaseState
+from pxelab.dhcp6.leases import Lease6
 from pxelab.events import Event, Timeline
 from pxelab.hosts.install import HostState, InstallState, InstallStore
 from pxelab.hosts.inventory import Inventory, parse_host
@@ -45,8 +46,15 @@ def app(tmp_path: Path) -> web.Application:
 class _Store:
     """The two reads of the state store the API makes; either may fail like a lost database."""
 
-    def __init__(self, events: list[Event], leases: list[tuple[Lease, str]], fail: bool) -> None:
+    def __init__(
+        self,
+        events: list[Event],
+        leases: list[tuple[Lease, str]],
+        fail: bool,
+        leases6: list[tuple[Lease6, str]] | None = None,
+    ) -> None:
         self._events, self._leases, self.fail = events, leases, fail
+        self._leases6 = leases6 or []
 
     async def events(self, mac: str) -> list[Event]:
         if self.fail:
@@ -57,6 +65,11 @@ class _Store:
         if self.fail:
             raise StoreError("database away")
         return self._leases
+
+    async def active_leases6(self, now: float) -> list[tuple[Lease6, str]]:
+        if self.fail:
+            raise StoreError("database away")
+        return self._leases6
 
 
 async def _call(
@@ -157,10 +170,45 @@ async def test_leases_need_a_store_and_say_when_it_is_away(app: web.Application)
     store = _Store([], [(lease, "a")], fail=False)
     app[STATE_STORE] = cast(StateStore, store)
     status, body, _ = await _call(app, api.leases, "/api/leases")
-    assert status == 200 and body == {"leases": [api.lease_json(lease, "a")]}
+    assert status == 200 and body == {"leases": [api.lease_json(lease, "a")], "leases6": []}
     store.fail = True
     status, text, request = await _call(app, api.leases, "/api/leases")
     assert (status, text, request[NOTE]) == (503, "database away\n", "database away")
+
+
+async def test_leases_list_ipv4_and_ipv6_leases(app: web.Application) -> None:
+    lease = Lease(IPv4Address("10.0.0.9"), MAC, LeaseState.BOUND, 99.0, since=3.0)
+    by_mac = Lease6(IPv6Address("2001:db8::1000"), MAC, 7, LeaseState.BOUND, 98.0, since=2.0)
+    by_duid = Lease6(IPv6Address("2001:db8::1001"), "duid:0004ab", 1, LeaseState.DECLINED, 97.0)
+    held6 = [(by_mac, "a"), (by_duid, "b")]
+    app[STATE_STORE] = cast(StateStore, _Store([], [(lease, "a")], False, held6))
+    status, body, _ = await _call(app, api.leases, "/api/leases")
+    assert status == 200
+    assert body == {
+        "leases": [
+            {"mac": MAC, "ip": "10.0.0.9", "state": "bound", "expires": 99.0, "instance": "a"}
+        ],
+        "leases6": [
+            {
+                "ip": "2001:db8::1000",
+                "client": MAC,
+                "mac": MAC,
+                "iaid": 7,
+                "state": "bound",
+                "expires": 98.0,
+                "instance": "a",
+            },
+            {
+                "ip": "2001:db8::1001",
+                "client": "duid:0004ab",
+                "mac": None,  # a client known by its DUID only
+                "iaid": 1,
+                "state": "declined",
+                "expires": 97.0,
+                "instance": "b",
+            },
+        ],
+    }
 
 
 async def test_explain_refuses_an_unknown_arch(app: web.Application) -> None:

@@ -120,7 +120,9 @@ def test_state_url_key() -> None:
         build_config({"state_url": "mysql://x"}, {})
 
 
-async def test_a_version_1_database_gains_the_ipv6_lease_table(tmp_path: Path) -> None:
+async def test_a_version_1_database_gains_the_ipv6_lease_table_with_its_since(
+    tmp_path: Path,
+) -> None:
     db = sqlite3.connect(tmp_path / FILE_NAME)
     for statement in SCHEMA[:-3]:  # version 1: everything but leases6 (2), seen (3), sessions...
         db.execute(statement)
@@ -133,9 +135,13 @@ async def test_a_version_1_database_gains_the_ipv6_lease_table(tmp_path: Path) -
     await store.open()
     try:
         assert await store.load_leases6() == []
-        lease = Lease6(IPv6Address("2001:db8::1000"), A, 7, LeaseState.BOUND, 100.0)
+        lease = Lease6(IPv6Address("2001:db8::1000"), A, 7, LeaseState.BOUND, 100.0, since=5.0)
         assert await store.commit_leases6([lease], 0) == []
-        assert await store.load_leases6() == [lease]
+        assert await store.load_leases6() == [lease]  # leases6 gained its since too (4)
+        late = Lease6(IPv6Address("2001:db8::1001"), A, 7, LeaseState.BOUND, 100.0, since=4.0)
+        assert await store.commit_leases6([late], 6) == [lease]
+        columns = [row[1] for row in store.db.execute("PRAGMA table_info(leases6)")]
+        assert columns == ["ip", "client", "iaid", "state", "expires", "instance", "since"]
         old = Lease(IPv4Address("10.0.0.5"), A, LeaseState.BOUND, 900.0, since=0.0)
         assert await store.load_leases() == [old]  # an old row was decided "at 0"
         await store.add_token(TokenRecord("ops", "0f" * 32, 1.0))  # ... and sessions (4)
