@@ -23,6 +23,9 @@ from tests.state_backends import Backend
 TOKEN = "pxl_test-token-of-the-operator-ops"
 Client = TestClient[web.Request, web.Application]
 Opener = Callable[[str], Awaitable[tuple[Client, StateStore]]]
+ENDED_WITHIN = 15.0
+"""Bounds a hang only: on SQLite the 1 s cache must expire, on PostgreSQL (a 60 s cache) the
+NOTIFY must arrive; a loaded machine may take longer than the second either takes when idle."""
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -104,7 +107,7 @@ async def test_a_sign_in_on_one_instance_works_on_another_and_a_sign_out_there_e
     out = await two.post("/status/signout", data=csrf, headers=cookie, allow_redirects=False)
     assert out.status == 303
     assert await _who(two, cookie) == "signed out"
-    await _ended_within(one, cookie, 1.5)  # its cache held it: told (NOTIFY) or stale in 1 s
+    await _ended_within(one, cookie, ENDED_WITHIN)  # its cache held it: told, or stale
     refused = await one.post("/status/hosts/52:54:00:00:00:01/reinstall", data=csrf, headers=cookie)
     assert refused.status == 403 and "not signed in" in await refused.text()
 
@@ -116,8 +119,8 @@ async def test_revoking_the_token_ends_its_sessions_on_every_instance(instance: 
     assert (await _who(two, cookie)).startswith("ops ")  # both have it cached now
     _, cli = await instance("cli")  # `pxelab token revoke ops`: another process on the store
     assert await cli.revoke_token("ops")
-    await _ended_within(one, cookie, 1.5)
-    await _ended_within(two, cookie, 1.5)
+    await _ended_within(one, cookie, ENDED_WITHIN)
+    await _ended_within(two, cookie, ENDED_WITHIN)
 
 
 async def test_a_restart_keeps_a_session(instance: Opener, backend: Backend) -> None:
