@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -59,8 +60,11 @@ _HEX_MAC = re.compile(r"[0-9a-f]{12}")
 _RELOAD_INTERVAL = 0.5
 
 
+@functools.lru_cache(maxsize=8192)
 def normalize_mac(value: str) -> str:
-    """Any common MAC spelling -> `aa:bb:cc:dd:ee:ff`; ValueError if it is not a MAC."""
+    """Any common MAC spelling -> `aa:bb:cc:dd:ee:ff`; ValueError if it is not a MAC.
+
+    Memoised (bounded): every boot request normalises its MAC several times on the way."""
     digits = re.sub(r"[:\-.]", "", value.strip().lower())
     if not _HEX_MAC.fullmatch(digits):
         raise ValueError(f"not a MAC address: {value!r}")

@@ -67,6 +67,8 @@ __all__ = [
 log = logging.getLogger("pxelab.http")
 
 IPXE_TYPE = "text/plain"
+ACCESS_FORMAT = "%s %s %s %d %dB %.3fs%s"
+"""One access log line: client, method, path and query, status, bytes, seconds, (note)."""
 
 
 async def boot_script(request: web.Request) -> web.Response:
@@ -283,9 +285,10 @@ class AccessLogger(AbstractAccessLogger):
         if request.method != "HEAD" and response.content_length is not None:
             sent = response.content_length
         level = logging.ERROR if response.status >= 500 else logging.INFO
-        self.logger.log(
-            level,
-            "%s %s %s %d %dB %.3fs%s",
+        logger = self.logger
+        if not logger.isEnabledFor(level):
+            return
+        args = (
             request.remote,
             request.method,
             request.path_qs,
@@ -294,3 +297,6 @@ class AccessLogger(AbstractAccessLogger):
             time,
             f" ({note})" if note else "",
         )
+        # makeRecord + handle is Logger.log without its stack walk for the caller's file and line
+        record = logger.makeRecord(logger.name, level, "", 0, ACCESS_FORMAT, args, None)
+        logger.handle(record)

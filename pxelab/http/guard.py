@@ -33,6 +33,8 @@ COOKIE = "pxelab_session"
 SIGNED_CALLBACK_PATH = re.compile(r"/api/hosts/[^/]+/installed/[^/]+")
 """The signed install callback: its handler checks the signature, not the guard."""
 _HOST_ACTION = re.compile(r"/(?:api|status)/hosts/([^/]+)/([a-z-]+)(?:/[^/]*)?")
+CREDENTIALS_KEPT = 16384
+"""Signed callback credentials remembered at most; the memo starts afresh when it is full."""
 AUDIT_SHOWN = 1000
 """Records GET /api/audit returns at most (newest last)."""
 
@@ -57,6 +59,9 @@ class Guard:
         self.store.subscribe(lambda change: self.sessions.on_change(change))
         self.secret: bytes | None = None
         """Loaded from the store when the app starts (`load`)."""
+        self._credentials: dict[tuple[str, int], tuple[bytes, str]] = {}
+        """(MAC, generation) -> (the secret it was signed with, credential): an HMAC per host
+        and generation, not one per boot request."""
 
     async def load(self) -> None:
         """Read the server secret (made once, shared by every instance on the store)."""
@@ -69,9 +74,18 @@ class Guard:
 
     def credential(self, mac: str, generation: int) -> str | None:
         """The signed callback's last path segment for mac at generation (None before `load`)."""
-        if self.secret is None:
+        secret = self.secret
+        if secret is None:
             return None
-        return auth.callback_credential(self.secret, mac, generation)
+        key = (mac, generation)
+        cached = self._credentials.get(key)
+        if cached is not None and cached[0] is secret:
+            return cached[1]
+        if len(self._credentials) >= CREDENTIALS_KEPT:
+            self._credentials.clear()
+        credential = auth.callback_credential(secret, mac, generation)
+        self._credentials[key] = (secret, credential)
+        return credential
 
     def signer(self, state_of: Callable[[str], HostState]) -> Callable[[str], str | None]:
         """A Renderer.signer: MAC -> credential at its current generation (from state_of)."""

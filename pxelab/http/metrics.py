@@ -6,6 +6,8 @@ counted here from its fields (replies by type, transfers by result and their byt
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
@@ -53,10 +55,18 @@ class Metrics:
         self.installs = Counter(
             "pxelab_installs_completed", "Hosts that reported their install done", registry=r
         )
+        self._http: dict[tuple[str, int], tuple[Any, Any]] = {}
+        """(route, status) -> its request and byte counters: `labels()` once per pair, not once
+        per response (both labels are bounded)."""
+        self._stages: dict[str, Any] = {}
+        """Stage -> its event counter (stages are a fixed set)."""
 
     def on_event(self, event: Event) -> None:
         """Timeline listener: count the event by stage, and DHCP/TFTP ones by their fields."""
-        self.events.labels(event.stage).inc()
+        stage = self._stages.get(event.stage)
+        if stage is None:
+            stage = self._stages[event.stage] = self.events.labels(event.stage)
+        stage.inc()
         if event.stage == "dhcp":
             if event.message_type in _DHCP_TYPES:
                 self.dhcp_replies.labels(event.message_type).inc()
@@ -77,8 +87,14 @@ class Metrics:
 
     def on_response(self, route: str, status: int, sent: int) -> None:
         """Count one HTTP response (sent = body bytes; 0 for HEAD)."""
-        self.http_requests.labels(route, str(status)).inc()
-        self.http_bytes.labels(route).inc(sent)
+        counters = self._http.get((route, status))
+        if counters is None:
+            counters = self._http[(route, status)] = (
+                self.http_requests.labels(route, str(status)),
+                self.http_bytes.labels(route),
+            )
+        counters[0].inc()
+        counters[1].inc(sent)
         if status >= 500:
             self.errors.labels("http").inc()
 
