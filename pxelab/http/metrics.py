@@ -6,10 +6,14 @@ counted here from its fields (replies by type, transfers by result and their byt
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from pxelab.dhcp.packet import MessageType
 from pxelab.events import Event
@@ -27,12 +31,9 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.http_requests = Counter(
-            "pxelab_http_requests", "HTTP requests answered", ["route", "status"], registry=r
-        )
-        self.http_bytes = Counter(
-            "pxelab_http_sent_bytes", "HTTP response body bytes", ["route"], registry=r
-        )
+        self.http = HttpCounts()
+        """HTTP requests and body bytes: plain ints per response, rendered at scrape."""
+        r.register(self.http)
         self.events = Counter(
             "pxelab_boot_events", "Boot timeline events recorded", ["stage"], registry=r
         )
@@ -55,9 +56,6 @@ class Metrics:
         self.installs = Counter(
             "pxelab_installs_completed", "Hosts that reported their install done", registry=r
         )
-        self._http: dict[tuple[str, int], tuple[Any, Any]] = {}
-        """(route, status) -> its request and byte counters: `labels()` once per pair, not once
-        per response (both labels are bounded)."""
         self._stages: dict[str, Any] = {}
         """Stage -> its event counter (stages are a fixed set)."""
 
@@ -87,20 +85,49 @@ class Metrics:
 
     def on_response(self, route: str, status: int, sent: int) -> None:
         """Count one HTTP response (sent = body bytes; 0 for HEAD)."""
-        counters = self._http.get((route, status))
-        if counters is None:
-            counters = self._http[(route, status)] = (
-                self.http_requests.labels(route, str(status)),
-                self.http_bytes.labels(route),
-            )
-        counters[0].inc()
-        counters[1].inc(sent)
+        self.http.count(route, status, sent)
         if status >= 500:
             self.errors.labels("http").inc()
 
     def text(self) -> bytes:
         """Everything in the Prometheus text format."""
         return generate_latest(self.registry)
+
+
+class HttpCounts(Collector):
+    """`pxelab_http_requests_total{route,status}` and `pxelab_http_sent_bytes_total{route}` as
+    plain ints (both labels bounded); a Counter's lock and label lookup cost every response."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, int], list[float]] = {}
+        """(route, status) -> [count, created]."""
+        self.sent: dict[str, list[float]] = {}
+        """route -> [body bytes, created]."""
+
+    def count(self, route: str, status: int, sent: int) -> None:
+        """One response of route with status and sent body bytes."""
+        requests = self.requests.get((route, status))
+        if requests is None:
+            requests = self.requests[(route, status)] = [0, time.time()]
+        requests[0] += 1
+        total = self.sent.get(route)
+        if total is None:
+            total = self.sent[route] = [0, time.time()]
+        total[0] += sent
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "pxelab_http_requests", "HTTP requests answered", labels=["route", "status"]
+        )
+        for (route, status), (count, created) in list(self.requests.items()):
+            requests.add_metric([route, str(status)], count, created=created)
+        sent = CounterMetricFamily(
+            "pxelab_http_sent_bytes", "HTTP response body bytes", labels=["route"]
+        )
+        for route, (total, created) in list(self.sent.items()):
+            sent.add_metric([route], total, created=created)
+        yield requests
+        yield sent
 
 
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
