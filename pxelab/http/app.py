@@ -80,14 +80,16 @@ async def boot_script(request: web.Request) -> web.Response:
         mac = normalize_mac(raw)
     except ValueError as exc:
         raise web.HTTPBadRequest(text=f"{exc}\n") from None
-    host = request.app[INVENTORY].lookup(mac)
+    app = request.app
+    host = app[INVENTORY].lookup(mac)
     if host is None:
         request[NOTE] = "unknown host"
         raise web.HTTPNotFound(text=f"no host with mac {mac}\n")
     base = base_url(request)
+    renderer = app[RENDERER]
     try:
-        state = request.app[INSTALL_STORE].get(mac).state
-        script = request.app[RENDERER].boot_script(host, base, state)
+        state = app[INSTALL_STORE].get(mac).state
+        script = renderer.boot_script(host, base, state)
     except (RenderError, StateError) as exc:
         request[NOTE] = str(exc)
         raise web.HTTPInternalServerError(text=f"{exc}\n") from None
@@ -97,9 +99,9 @@ async def boot_script(request: web.Request) -> web.Response:
     if installed:
         event = Event(now, "local-boot", mac=mac, ip=ip, path=path, state=state.value)
     else:
-        template = request.app[RENDERER].boot_template(host, state)
+        template = renderer.boot_template(host, state)
         event = Event(now, "script", mac=mac, ip=ip, path=path, template=template)
-    request.app[TIMELINE].record(event)
+    app[TIMELINE].record(event)
     return web.Response(text=script, content_type=IPXE_TYPE)
 
 

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -47,10 +48,17 @@ def base_url(request: web.Request) -> str:
     is refused with 400, so no client can inject commands through it.
     """
     host = request.host
-    if not _HOST_HEADER.fullmatch(host):
+    url = _base(request.scheme, host)
+    if url is None:
         request[NOTE] = "bad Host header"
         raise web.HTTPBadRequest(text=f"bad Host header: {host[:80]!r}\n")
-    return f"{request.scheme}://{host}"
+    return url
+
+
+@functools.lru_cache(maxsize=1024)
+def _base(scheme: str, host: str) -> str | None:
+    """`scheme://host`, or None for an unsafe Host (memoised: every boot request asks)."""
+    return f"{scheme}://{host}" if _HOST_HEADER.fullmatch(host) else None
 
 
 def remote(request: web.Request) -> str:
