@@ -10,7 +10,7 @@ from typing import TextIO
 
 BATCH_INTERVAL = 0.05
 """Seconds the writer thread sleeps between two batches (how late a line may show)."""
-_PLAIN = (str, int, float, type(None))
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 """Argument types safe to format later, on the writer thread: immutable, cheap `str`."""
 
 
@@ -85,6 +85,4 @@ class BatchHandler(logging.Handler):
 
 
 def _plain(args: object) -> bool:
-    if isinstance(args, tuple):
-        return all(isinstance(a, _PLAIN) for a in args)
-    return False
+    return isinstance(args, tuple) and set(map(type, args)) <= _PLAIN
