@@ -48,9 +48,13 @@ def default_instance() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+"""`json.dumps(…, separators=…)` builds an encoder per call: one for every event row."""
+
+
 def event_to_text(event: Event) -> str:
     """An event as the JSON text stored in its row."""
-    return json.dumps(event.to_json(), separators=(",", ":"))
+    return _COMPACT.encode(event.to_json())
 
 
 def event_from_text(text: str, source: str) -> Event:
