@@ -8,8 +8,10 @@ import threading
 from collections import deque
 from typing import TextIO
 
-BATCH_INTERVAL = 0.05
-"""Seconds the writer thread sleeps between two batches (how late a line may show)."""
+BATCH_INTERVAL = 0.02
+"""Seconds the writer thread lets a batch gather once a record came (how late a line shows)."""
+IDLE_CHECK = 1.0
+"""Seconds an idle writer thread sleeps at most (a wake-up lost to a race costs this delay)."""
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 """Argument types safe to format later, on the writer thread: immutable, cheap `str`."""
 
@@ -23,9 +25,10 @@ class BatchHandler(logging.Handler):
         self.stream = stream
         """Where the formatted lines go (stderr in the daemon)."""
         self.interval = interval
-        """Seconds between two batches."""
+        """Seconds a batch gathers before the thread writes it."""
         self._pending: deque[logging.LogRecord] = deque()
         self._stopping = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pxelab-log", daemon=True)
         self._thread.start()
 
@@ -50,10 +53,16 @@ class BatchHandler(logging.Handler):
             except Exception:
                 self.handleError(record)
                 return
-        self._pending.append(record)
+        pending = self._pending
+        pending.append(record)
+        if len(pending) == 1:  # the first of a batch wakes the writer; the rest ride along
+            self._wake.set()
 
     def _run(self) -> None:
-        while not self._stopping.wait(self.interval):
+        while not self._stopping.is_set():
+            self._wake.wait(IDLE_CHECK)  # idle: no wake-ups until a record comes
+            self._wake.clear()
+            self._stopping.wait(self.interval)  # let the batch gather (ends at once on stop)
             self.flush()
         self.flush()
 
@@ -78,6 +87,7 @@ class BatchHandler(logging.Handler):
     def close(self) -> None:
         """Stop the writer thread after it wrote every queued line (idempotent)."""
         self._stopping.set()
+        self._wake.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join()
         self.flush()
