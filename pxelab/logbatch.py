@@ -8,8 +8,9 @@ import threading
 from collections import deque
 from typing import TextIO
 
-BATCH_INTERVAL = 0.02
-"""Seconds the writer thread lets a batch gather once a record came (how late a line shows)."""
+BATCH_INTERVAL = 0.0
+"""Seconds the writer lets a batch gather once a record came (0: it writes at once, and the
+records that come while it writes make the next batch: lines show as the answers go)."""
 IDLE_CHECK = 1.0
 """Seconds an idle writer thread sleeps at most (a wake-up lost to a race costs this delay)."""
 _PLAIN = frozenset({str, int, float, bool, type(None)})
@@ -62,7 +63,8 @@ class BatchHandler(logging.Handler):
         while not self._stopping.is_set():
             self._wake.wait(IDLE_CHECK)  # idle: no wake-ups until a record comes
             self._wake.clear()
-            self._stopping.wait(self.interval)  # let the batch gather (ends at once on stop)
+            if self.interval:
+                self._stopping.wait(self.interval)  # let the batch gather (ends at once on stop)
             self.flush()
         self.flush()
 
