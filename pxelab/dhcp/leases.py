@@ -132,7 +132,7 @@ class LeaseStore(Protocol):
         """Apply changes, each atomically. Returns, for each change refused, the lease that refused
         it: another MAC's live lease on its address, or a newer binding of its MAC elsewhere
         (`supersedes`); [] when all were applied. A FREE removes only the record it names (same
-        MAC, `since` not newer), never one another instance wrote after it."""
+        MAC, `since` not newer: `removes`), never one another instance wrote after it."""
         ...
 
 
