@@ -100,14 +100,16 @@ def supersedes(held: Decision, change: Decision) -> bool:
 
 
 def removes(free: Decision, held: Decision) -> bool:
-    """Whether the FREE `free` removes `held`: it names that record (same address and holder)
-    and `held` was not decided after it. A store deletes only such a row; a table that follows
-    the store's changes forgets only such a record."""
+    """Whether the FREE `free` removes `held`: it names that very record (same address, holder
+    and `since`). A store deletes only such a row; a table that follows the store's changes
+    forgets only such a record. An offer is never stored, so withdrawing one removes nothing
+    there, however late the instance that withdraws it decided it (a lagging instance's offer
+    can be decided after another instance bound the client to that same address)."""
     return (
         free.state is LeaseState.FREE
         and held.ip == free.ip
         and held.owner == free.owner
-        and held.since <= free.since
+        and held.since == free.since
     )
 
 
@@ -132,7 +134,7 @@ class LeaseStore(Protocol):
         """Apply changes, each atomically. Returns, for each change refused, the lease that refused
         it: another MAC's live lease on its address, or a newer binding of its MAC elsewhere
         (`supersedes`); [] when all were applied. A FREE removes only the record it names (same
-        MAC, `since` not newer: `removes`), never one another instance wrote after it."""
+        address, MAC and `since`: `removes`), never one another instance wrote."""
         ...
 
 
