@@ -288,10 +288,13 @@ def instance_spread(store: StateStore) -> float:
 
 class LeaseFollower(Generic[L]):
     """Keeps this instance's lease tables (DHCP or DHCPv6) in step with leases other instances
-    grant: each such change arrives by NOTIFY with the lease it wrote (a Change of `kind`
-    carrying an `L`), which `learn` takes in; a notification without one makes it `load` the
-    leases back, at most every `pause` seconds. Without it the database still refuses a second
-    client on an address; with it such a refusal is rare."""
+    grant and free: each such change arrives by NOTIFY with the lease it wrote (a Change of
+    `kind` carrying an `L`, a FREE too), which `learn` takes in by the store's own rules
+    (`pxelab.dhcp.leases.learns`); a notification without one makes it `load` the leases back,
+    at most every `pause` seconds (that read adds leases; a row freed meanwhile stays in the
+    table until it expires). Without it the database still refuses a second client on an
+    address; with it such a refusal is rare, and an address released through another instance
+    is offered here again at once."""
 
     def __init__(
         self,

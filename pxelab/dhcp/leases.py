@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from typing import Protocol
 
 
@@ -43,6 +43,11 @@ class Lease:
         """Whether it still keeps the address from others at `now`."""
         return self.state is not LeaseState.FREE and now < self.expires
 
+    @property
+    def owner(self) -> str:
+        """Who holds it, as the ordering rules compare holders: the MAC."""
+        return self.mac
+
 
 @dataclass(frozen=True)
 class Grant:
@@ -55,17 +60,67 @@ class Grant:
     nothing changed (a bound address offered again)."""
 
 
-def supersedes(held: Lease, change: Lease) -> bool:
-    """Whether `held`, a binding in the store, makes `change` stale: both bind the same MAC, to
-    different addresses, and `held` was decided later. A store refuses such a change (the client
-    has moved on: the late reply must not be sent, nor its binding replace the newer one)."""
+class Decision(Protocol):
+    """A lease record of either family (`Lease`, `pxelab.dhcp6.leases.Lease6`), as the rules
+    that order the decisions of instances sharing a store see it."""
+
+    @property
+    def ip(self) -> IPv4Address | IPv6Address:
+        """The address."""
+        ...
+
+    @property
+    def owner(self) -> object:
+        """Who holds it: the MAC (IPv4), the client and IA (IPv6)."""
+        ...
+
+    @property
+    def state(self) -> LeaseState:
+        """What the record says about the address."""
+        ...
+
+    @property
+    def since(self) -> float:
+        """When it was decided (for a FREE: the `since` of the record it removes)."""
+        ...
+
+
+def supersedes(held: Decision, change: Decision) -> bool:
+    """Whether `held`, a binding in the store, makes `change` stale: both bind the same holder
+    (MAC, or client and IA), to different addresses, and `held` was decided later. A store
+    refuses such a change (the client has moved on: the late reply must not be sent, nor its
+    binding replace the newer one)."""
     return (
         change.state is LeaseState.BOUND
         and held.state is LeaseState.BOUND
-        and held.mac == change.mac
+        and held.owner == change.owner
         and held.ip != change.ip
         and held.since > change.since
     )
+
+
+def removes(free: Decision, held: Decision) -> bool:
+    """Whether the FREE `free` removes `held`: it names that very record (same address, holder
+    and `since`). A store deletes only such a row; a table that follows the store's changes
+    forgets only such a record. An offer is never stored, so withdrawing one removes nothing
+    there, however late the instance that withdraws it decided it (a lagging instance's offer
+    can be decided after another instance bound the client to that same address)."""
+    return (
+        free.state is LeaseState.FREE
+        and held.ip == free.ip
+        and held.owner == free.owner
+        and held.since == free.since
+    )
+
+
+def learns(change: Decision, on_ip: Decision | None, mine: Decision | None) -> bool:
+    """Whether a table takes in `change`, which the store applied for another instance, when it
+    holds `on_ip` on the change's address and `mine` for the change's holder: a FREE when it
+    removes `on_ip` (`removes`); anything else unless `mine` supersedes it (a notification that
+    arrives after this instance bound the client anew never moves it back)."""
+    if change.state is LeaseState.FREE:
+        return on_ip is not None and removes(change, on_ip)
+    return mine is None or not supersedes(mine, change)
 
 
 class LeaseStore(Protocol):
@@ -79,7 +134,7 @@ class LeaseStore(Protocol):
         """Apply changes, each atomically. Returns, for each change refused, the lease that refused
         it: another MAC's live lease on its address, or a newer binding of its MAC elsewhere
         (`supersedes`); [] when all were applied. A FREE removes only the record it names (same
-        MAC, `since` not newer), never one another instance wrote after it."""
+        address, MAC and `since`: `removes`), never one another instance wrote."""
         ...
 
 
@@ -203,15 +258,22 @@ class LeaseTable:
         return freed
 
     def learn(self, lease: Lease) -> list[Lease]:
-        """Take in a lease granted elsewhere (another instance sharing the store), replacing what
-        the table had for its address and its MAC. Returns the records it displaced, which are
-        not to be written back: the store already holds `lease`."""
-        displaced = []
+        """Take in a lease change the store applied for another instance: a lease replaces what
+        the table had for its address and its MAC, a FREE removes the record it names; neither
+        when `learns` says no. Returns the records it displaced, which are not to be written
+        back: the store already holds `lease`."""
         on_ip = self._by_ip.get(lease.ip)
+        if not learns(lease, on_ip, self._of(lease.mac)):
+            return []
+        displaced = []
         if on_ip is not None and on_ip != lease:
             displaced.append(on_ip)
         previous = self._by_mac.get(lease.mac)
-        if previous is not None and previous != lease.ip and lease.state is not LeaseState.DECLINED:
+        if (
+            previous is not None
+            and previous != lease.ip
+            and lease.state not in (LeaseState.DECLINED, LeaseState.FREE)
+        ):
             moved = self._by_ip.get(previous)
             if moved is not None:
                 displaced.append(moved)
@@ -219,8 +281,12 @@ class LeaseTable:
         return displaced
 
     def differs(self, lease: Lease, now: float) -> bool:
-        """Whether the store's `lease` is news to this table: live, and not what it holds."""
-        return lease.active(now) and self._by_ip.get(lease.ip) != lease
+        """Whether the store's change `lease` is news to this table: a FREE of a record it
+        holds, or a live lease it does not hold, and either one it `learns`."""
+        on_ip = self._by_ip.get(lease.ip)
+        if lease.state is not LeaseState.FREE and (not lease.active(now) or on_ip == lease):
+            return False
+        return learns(lease, on_ip, self._of(lease.mac))
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -274,6 +340,11 @@ class LeaseTable:
             self._cursor = (offset + 1) % size
             return ip
         return None
+
+    def _of(self, mac: str) -> Lease | None:
+        """The record of `mac`'s (non-declined) address, live or not."""
+        ip = self._by_mac.get(mac)
+        return self._by_ip.get(ip) if ip is not None else None
 
     def _apply(self, lease: Lease) -> list[Lease]:
         """Store one record and return the changes: FREE removes its address; anything else

@@ -8,7 +8,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 
-from pxelab.dhcp.leases import LeaseState
+from pxelab.dhcp.leases import LeaseState, learns
+from pxelab.dhcp.leases import supersedes as supersedes  # one rule for both families
 
 
 @dataclass(frozen=True)
@@ -34,18 +35,11 @@ class Lease6:
         """Whether it still keeps the address from others at `now`."""
         return self.state is not LeaseState.FREE and now < self.expires
 
-
-def supersedes(held: Lease6, change: Lease6) -> bool:
-    """Whether `held`, a binding in the store, makes `change` stale: both bind the same client
-    and IA, to different addresses, and `held` was decided later. A store refuses such a change
-    (the client has moved on: the late reply must not be sent, nor its binding replace the newer)."""
-    return (
-        change.state is LeaseState.BOUND
-        and held.state is LeaseState.BOUND
-        and (held.client, held.iaid) == (change.client, change.iaid)
-        and held.ip != change.ip
-        and held.since > change.since
-    )
+    @property
+    def owner(self) -> tuple[str, int]:
+        """Who holds it, as the ordering rules (`pxelab.dhcp.leases.supersedes`) compare
+        holders: the client and IA."""
+        return (self.client, self.iaid)
 
 
 class Lease6Table:
@@ -176,18 +170,24 @@ class Lease6Table:
         return freed
 
     def learn(self, lease: Lease6) -> None:
-        """Take in a lease the shared store holds (granted by another instance): it replaces what
-        the table had for its address and its IA. Nothing is to be written back."""
-        self._apply(lease)
+        """Take in a lease change the store applied for another instance: a lease replaces what
+        the table had for its address and its IA, a FREE removes the record it names; neither
+        when `pxelab.dhcp.leases.learns` says no. Nothing is to be written back."""
+        if learns(lease, self._by_ip.get(lease.ip), self._of(lease.client, lease.iaid)):
+            self._apply(lease)
 
     def differs(self, lease: Lease6, now: float) -> bool:
-        """Whether the store's `lease` is news to this table: live, not what it holds, and not
-        older than this table's own binding of its IA elsewhere (a notification that arrives
-        after this instance bound the client anew must not move it back)."""
-        if not lease.active(now) or self._by_ip.get(lease.ip) == lease:
+        """Whether the store's change `lease` is news to this table: a FREE of a record it
+        holds, or a live lease it does not hold, and either one it `learns`."""
+        on_ip = self._by_ip.get(lease.ip)
+        if lease.state is not LeaseState.FREE and (not lease.active(now) or on_ip == lease):
             return False
-        mine = self.get(lease.client, lease.iaid, now)
-        return mine is None or not supersedes(mine, lease)
+        return learns(lease, on_ip, self._of(lease.client, lease.iaid))
+
+    def _of(self, client: str, iaid: int) -> Lease6 | None:
+        """The record of the IA's (non-declined) address, live or not."""
+        ip = self._by_ia.get((client, iaid))
+        return self._by_ip.get(ip) if ip is not None else None
 
     def _find_free(self, now: float, reserved: Mapping[IPv6Address, str]) -> IPv6Address | None:
         start, size = int(self.pool_start), int(self.pool_end) - int(self.pool_start) + 1

@@ -164,7 +164,7 @@ class StateStore(Protocol):
         refused, the lease that refused it: another client's live lease on its address, or a
         binding of its IA elsewhere decided later (`pxelab.dhcp6.leases.supersedes`). A BOUND
         replaces its IA's other binding; a FREE removes only the record it names (same client
-        and IA, `since` not newer)."""
+        and IA, the same `since`)."""
 
     async def active_leases6(self, now: float) -> list[tuple[Lease6, str]]:
         """Every active DHCPv6 lease with the instance that granted it, in address order."""

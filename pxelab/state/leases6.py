@@ -67,8 +67,10 @@ DECLARE
 BEGIN
     IF p_state = 'free' THEN
         DELETE FROM leases6 l WHERE l.ip = p_ip AND l.client = p_client AND l.iaid = p_iaid
-            AND l.since <= p_since;
-        PERFORM pg_notify('pxelab', p_notify);
+            AND l.since = p_since;
+        IF FOUND THEN
+            PERFORM pg_notify('pxelab', p_notify);
+        END IF;
         RETURN;
     END IF;
     IF p_state = 'bound' THEN
@@ -200,7 +202,7 @@ def _sqlite_apply6(store: SqliteLike, lease: Lease6, now: float) -> Lease6 | Non
     ip, ia = str(lease.ip), (lease.client, lease.iaid)
     if lease.state is LeaseState.FREE:
         db.execute(
-            "DELETE FROM leases6 WHERE ip = ? AND client = ? AND iaid = ? AND since <= ?",
+            "DELETE FROM leases6 WHERE ip = ? AND client = ? AND iaid = ? AND since = ?",
             (ip, *ia, lease.since),
         )
         return None

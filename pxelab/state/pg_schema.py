@@ -24,15 +24,17 @@ LANGUAGE plpgsql AS $$
 -- One lease change, atomically, in one round trip (the rules of LeaseStore.commit_leases).
 -- Applied: no row. Refused: the lease that refused it, either another MAC's live lease on the
 -- address, or a binding of this MAC elsewhere decided after this one (the client moved on).
--- FREE deletes only the record it names (this MAC, not newer); BOUND first drops the MAC's
+-- FREE deletes only the record it names (this MAC, this since); BOUND first drops the MAC's
 -- other bound row (one bound address per MAC), undone when refused.
 DECLARE
     done bigint;
     attempts integer := 0;
 BEGIN
     IF p_state = 'free' THEN
-        DELETE FROM leases l WHERE l.ip = p_ip AND l.mac = p_mac AND l.since <= p_since;
-        PERFORM pg_notify('pxelab', p_notify);
+        DELETE FROM leases l WHERE l.ip = p_ip AND l.mac = p_mac AND l.since = p_since;
+        IF FOUND THEN  -- nothing to tell when the record named was not there
+            PERFORM pg_notify('pxelab', p_notify);
+        END IF;
         RETURN;
     END IF;
     LOOP

@@ -267,7 +267,7 @@ class SqliteStore(Views, SqliteSessions):
         ip, mac, source = int(lease.ip), lease.mac, str(self.path)
         if lease.state is LeaseState.FREE:
             self.db.execute(
-                "DELETE FROM leases WHERE ip = ? AND mac = ? AND since <= ?", (ip, mac, lease.since)
+                "DELETE FROM leases WHERE ip = ? AND mac = ? AND since = ?", (ip, mac, lease.since)
             )
             return
         if lease.state is LeaseState.BOUND:

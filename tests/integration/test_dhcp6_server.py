@@ -1,6 +1,7 @@
 """The DHCPv6 adapter in this process on loopback, with the state store: a decision the store
 refuses because the client's IA was bound anew elsewhere is dropped, and a second instance sharing
-PostgreSQL learns the first one's grants as they are made (NOTIFY), so it never offers them.
+PostgreSQL learns the first one's grants as they are made (NOTIFY), so it never offers them, and
+its releases, so it offers those addresses again at once.
 
 Needs root (SO_BINDTODEVICE, port 546); all traffic stays on ::1.
 """
@@ -217,6 +218,47 @@ async def test_instances_sharing_a_database_follow_each_others_ipv6_grants(
             await asyncio.sleep(0.02)
         assert (held.client, held.iaid, held.state) == (A, 1, LeaseState.BOUND)
         assert second.pools[0].leases.choose(B, 1, time.time(), {}, None, [bound]) != bound
+    finally:
+        client.close()
+        for service in services:
+            service.close()
+            await service.wait_closed()
+
+
+async def test_an_ipv6_address_released_through_one_instance_is_offered_by_the_other_at_once(
+    two_instances: tuple[PostgresStore, PostgresStore], client: socket.socket
+) -> None:
+    """The daemon's wiring: A's RELEASE through the first instance reaches the second by
+    NOTIFY, which frees the address in its table and advertises it again, long before the
+    lease would have expired."""
+    one, two = two_instances
+    settings = {"interface": "lo", "ipv6_prefix": "::/64", "router_advertisements": False}
+    config = build_config(settings, {"state_url": "postgresql:///shared"})
+    services = [await start_ipv6(config, 8080, NoHosts(), store, port=0) for store in (one, two)]
+    first, second = cast(list[Dhcp6Server], [service.parts[0] for service in services])
+    duid = first.pools[0].ctx.server_duid
+    try:
+        _, [offered] = granted(await ask(client, first, message(MessageType.SOLICIT, A, 1)))
+        kind, [bound] = granted(
+            await ask(client, first, message(MessageType.REQUEST, A, 2, offered, duid))
+        )
+        assert (kind, bound) == (MessageType.REPLY, offered)
+        deadline = time.monotonic() + 10
+        while (held := second.pools[0].leases.holder(bound, time.time())) is None:
+            assert time.monotonic() < deadline, "the second instance never learned the grant"
+            await asyncio.sleep(0.02)
+        assert (held.client, held.iaid, held.state) == (A, 1, LeaseState.BOUND)
+        _, [other] = granted(await ask(client, second, message(MessageType.SOLICIT, B, 3, bound)))
+        assert other != bound  # held: B is offered another address despite its hint
+        release = await ask(client, first, message(MessageType.RELEASE, A, 4, bound, duid))
+        assert parse(release).msg_type is MessageType.REPLY
+        while second.pools[0].leases.holder(bound, time.time()) is not None:
+            assert time.monotonic() < deadline + 10, "the second instance never learned the FREE"
+            await asyncio.sleep(0.02)
+        assert held.expires > time.time() + 200  # long before the lease would expire
+        c = "52:54:00:cc:00:03"  # B keeps its offer; a third client asks for the freed address
+        _, [again] = granted(await ask(client, second, message(MessageType.SOLICIT, c, 5, bound)))
+        assert again == bound
     finally:
         client.close()
         for service in services:

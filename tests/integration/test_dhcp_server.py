@@ -1,4 +1,5 @@
-"""The DHCP adapter in this process on loopback: logging, malformed input, relay replies, close.
+"""The DHCP adapter in this process on loopback: logging, malformed input, relay replies, close,
+and a second instance sharing PostgreSQL that follows the first one's grants and releases.
 
 Needs root (SO_BINDTODEVICE); all traffic stays on 127.0.0.0/8.
 """
@@ -10,7 +11,7 @@ import dataclasses
 import errno
 import logging
 import socket
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from scapy.layers.dhcp6 import (
     DHCP6OptIA_NA,
 )
 
+from pxelab.app.dhcp import LeaseFollower
 from pxelab.dhcp.context import DhcpContext, HostInfo
 from pxelab.dhcp.leases import Lease, LeaseState
 from pxelab.dhcp.packet import DhcpPacket, MessageType, Op, OptionCode, build, parse
@@ -35,7 +37,9 @@ from pxelab.dhcp6.options import duid_ll
 from pxelab.dhcp6.server import CachedHosts6, Dhcp6Server
 from pxelab.events import Event, Timeline
 from pxelab.http.metrics import Metrics
+from pxelab.state.postgres import PostgresStore
 from pxelab.state.sqlite import SqliteStore
+from pxelab.testing.postgres import PostgresCluster
 from tests.netns import require_root
 
 pytestmark = pytest.mark.netns
@@ -325,6 +329,89 @@ async def test_a_decision_that_a_newer_binding_superseded_is_dropped(
     assert offer.yiaddr == IPv4Address("127.0.0.100")
     dropped = f"reply dropped: {mac} has a newer binding, 127.0.0.105, in the lease store"
     assert any(dropped in r.getMessage() for r in caplog.records)
+
+
+def relayed(kind: MessageType, mac: str, xid: int, *options: tuple[int, bytes]) -> bytes:
+    """A relayed request of `kind` from `mac`, with these options besides its type."""
+    return build(
+        DhcpPacket(
+            op=Op.BOOTREQUEST,
+            xid=xid,
+            hops=1,
+            giaddr=IPv4Address(RELAY),
+            chaddr=bytes.fromhex(mac.replace(":", "")),
+            options=((OptionCode.MESSAGE_TYPE, bytes((kind,))), *options),
+        )
+    )
+
+
+async def test_an_address_released_through_one_instance_is_offered_by_the_other_at_once(
+    pg_cluster: PostgresCluster,
+) -> None:
+    """Two instances share PostgreSQL; the second follows the first's lease writes (NOTIFY):
+    it learns A's binding and offers the next address, then learns A's RELEASE and offers the
+    released address again, without waiting for the lease to expire."""
+    require_root()
+    url = pg_cluster.create_database()
+    one, two = PostgresStore(url, instance="one"), PostgresStore(url, instance="two")
+    await one.open()
+    await two.open()
+    first = await start_dhcp(CTX, NoHosts(), "lo", port=0, store=one)
+    second = await start_dhcp(CTX, NoHosts(), "lo", port=0, store=two)
+    follower = LeaseFollower(two, "lease", Lease, second.learn, two.load_leases)
+    loop = asyncio.get_running_loop()
+    a, b, c = "52:54:00:cc:00:0a", "52:54:00:cc:00:0b", "52:54:00:cc:00:0c"
+    address = IPv4Address("127.0.0.100")
+    server_id = (OptionCode.SERVER_ID, CTX.server_ip.packed)
+
+    async def ask(server: DhcpServer, data: bytes) -> DhcpPacket:
+        await loop.sock_sendto(relay, data, ("127.0.0.1", server.port))
+        return parse(await asyncio.wait_for(loop.sock_recv(relay, 2048), 5))
+
+    async def until(check: Callable[[], bool], what: str) -> None:
+        deadline = loop.time() + 10
+        while not check():
+            assert loop.time() < deadline, f"the second instance never learned {what}"
+            await asyncio.sleep(0.02)
+
+    try:
+        with relay_socket() as relay:
+            offer = await ask(first, relayed(MessageType.DISCOVER, a, 1))
+            assert offer.yiaddr == address
+            requested = (OptionCode.REQUESTED_IP, address.packed)
+            ack = await ask(first, relayed(MessageType.REQUEST, a, 2, requested, server_id))
+            assert ack.option(OptionCode.MESSAGE_TYPE) == bytes((MessageType.ACK,))
+            bound = first.leases.get(a, first.clock())
+            assert bound is not None and bound.state is LeaseState.BOUND
+            await until(lambda: second.leases.holder(address, second.clock()) == bound, "A's ACK")
+            # the second instance offers the next address, even to a client asking for A's
+            asked = (OptionCode.REQUESTED_IP, address.packed)
+            other = await ask(second, relayed(MessageType.DISCOVER, b, 3, asked))
+            assert other.yiaddr == IPv4Address("127.0.0.101")
+            # A releases its address through the first instance (no reply to a RELEASE)
+            release = DhcpPacket(
+                op=Op.BOOTREQUEST,
+                xid=4,
+                hops=1,
+                giaddr=IPv4Address(RELAY),
+                ciaddr=address,
+                chaddr=bytes.fromhex(a.replace(":", "")),
+                options=((OptionCode.MESSAGE_TYPE, bytes((MessageType.RELEASE,))), server_id),
+            )
+            await loop.sock_sendto(relay, build(release), ("127.0.0.1", first.port))
+            await until(lambda: second.leases.holder(address, second.clock()) is None, "the FREE")
+            assert bound.expires > second.clock() + 200  # long before the lease would expire
+            again = await ask(second, relayed(MessageType.DISCOVER, c, 5, asked))
+            assert again.yiaddr == address
+            assert await two.load_leases() == []  # the store freed it (offers are not stored)
+    finally:
+        follower.close()
+        await follower.wait_closed()
+        for server in (first, second):
+            server.close()
+            await server.wait_closed()
+        await one.close()
+        await two.close()
 
 
 class BrokenHosts(NoHosts):

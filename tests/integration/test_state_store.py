@@ -132,6 +132,10 @@ async def test_a_free_removes_only_the_record_it_names(store: StateStore) -> Non
     # an instance withdraws its offer of .5 made at 5; the client had taken another's, bound at 10
     withdrawn = Lease(ip(5), A, LeaseState.FREE, 11, since=5)
     assert await store.commit_leases([withdrawn], now=11) == []
+    # nor when the withdrawing instance lagged and decided its offer after the binding (seen in
+    # the two-instance swarm: both offered A the same address, the slower one decided at 15)
+    lagged = Lease(ip(5), A, LeaseState.FREE, 16, since=15)
+    assert await store.commit_leases([lagged], now=16) == []
     assert await store.load_leases() == [bound_at_10]
     # the RELEASE of the binding made at 10 removes it
     assert await store.commit_leases([Lease(ip(5), A, LeaseState.FREE, 12, since=10)], 12) == []
@@ -519,6 +523,8 @@ async def test_an_ipv6_free_removes_only_the_record_it_names(store: StateStore) 
     # an instance frees its record of ::1000 decided at 5 (an expiry it saw, a move it made)
     withdrawn = Lease6(ip6(0x1000), A, 1, LeaseState.FREE, 11, since=5)
     assert await store.commit_leases6([withdrawn], 11) == []
+    lagged = Lease6(ip6(0x1000), A, 1, LeaseState.FREE, 16, since=15)  # an offer decided later
+    assert await store.commit_leases6([lagged], 16) == []
     # nor does a FREE of another IA of the client remove it
     other_ia = Lease6(ip6(0x1000), A, 2, LeaseState.FREE, 11, since=10)
     assert await store.commit_leases6([other_ia], 11) == []

@@ -9,6 +9,7 @@ from ipaddress import IPv6Address
 import pytest
 
 from pxelab.dhcp.leases import LeaseState
+from pxelab.dhcp.leases import supersedes as leases_supersedes
 from pxelab.dhcp6.leases import Lease6, Lease6Table, supersedes
 
 A, B = "52:54:00:00:00:0a", "52:54:00:00:00:0b"
@@ -88,3 +89,40 @@ def test_the_search_for_a_free_address_starts_where_it_is_told() -> None:
     assert table.choose(A, 1, 0, {}, None) == ip(5)
     table.hold(A, 1, ip(5), 0, 60, bound=True)
     assert table.choose(B, 1, 0, {}, None) == ip(6)
+
+
+def test_one_ordering_rule_for_both_families() -> None:
+    assert supersedes is leases_supersedes
+    assert Lease6(ip(0), A, 7, LeaseState.BOUND, 1).owner == (A, 7)
+
+
+def test_learning_a_free_removes_only_the_record_it_names() -> None:
+    table = Lease6Table(START, END)
+    theirs = Lease6(ip(0), A, 1, LeaseState.BOUND, 3610, since=10)
+    table.learn(theirs)
+    assert table.choose(B, 1, 11, {}, None) == ip(1)  # ip(0) is held
+    mine = table.hold(B, 1, ip(2), 12, 3600, bound=True)[-1]
+    # Frees that name no record here change nothing: another IA, an older decision, elsewhere.
+    for stale in (
+        Lease6(ip(0), A, 2, LeaseState.FREE, 20, since=10),
+        Lease6(ip(0), A, 1, LeaseState.FREE, 20, since=9),
+        Lease6(ip(2), B, 1, LeaseState.FREE, 20, since=11),
+        Lease6(ip(3), A, 1, LeaseState.FREE, 20, since=10),
+    ):
+        assert not table.differs(stale, 20)
+        table.learn(stale)
+    assert table.holder(ip(0), 20) == theirs and table.holder(ip(2), 20) == mine
+    # The other instance's RELEASE of the record decided at 10: this table forgets it too.
+    free = Lease6(ip(0), A, 1, LeaseState.FREE, 20, since=10)
+    assert table.differs(free, 20)
+    table.learn(free)
+    assert table.holder(ip(0), 20) is None and table.get(A, 1, 20) is None
+    assert not table.differs(free, 20)
+    assert table.choose(B, 2, 21, {}, None, hints=[ip(0)]) == ip(0)
+
+
+def test_learn_itself_never_moves_an_ia_back() -> None:
+    table = Lease6Table(START, END)
+    mine = table.hold(A, 1, ip(0), 20, 3600, bound=True)[-1]
+    table.learn(Lease6(ip(1), A, 1, LeaseState.BOUND, 3610, since=10))  # a refusal's holder too
+    assert table.get(A, 1, 21) == mine and table.holder(ip(1), 21) is None

@@ -273,3 +273,15 @@ def test_core_learn_goes_to_the_subnet_of_the_address() -> None:
     assert the_core.learn(Lease(IPv4Address("10.9.9.9"), OTHER, LeaseState.BOUND, 1)) == []
     offer = reply(the_core.handle(packet(MessageType.DISCOVER, giaddr="10.1.0.1"), sender(), 1))
     assert offer.packet.yiaddr == IPv4Address("10.1.0.11")  # .10 is taken elsewhere
+
+
+def test_core_learns_a_free_elsewhere_and_offers_the_address_again() -> None:
+    far = pool(FAR, None)
+    the_core = core(pool(LOCAL, "eth0"), far)
+    held = Lease(IPv4Address("10.1.0.10"), OTHER, LeaseState.BOUND, 500, since=3)
+    the_core.learn(held)
+    # OTHER released it through the other instance: the FREE names the record decided at 3.
+    assert the_core.learn(Lease(held.ip, OTHER, LeaseState.FREE, 4, since=3)) == [held]
+    assert far.leases.leases() == []
+    offer = reply(the_core.handle(packet(MessageType.DISCOVER, giaddr="10.1.0.1"), sender(), 5))
+    assert offer.packet.yiaddr == held.ip  # free again, without waiting for 500

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from ipaddress import IPv4Address
 
-from pxelab.dhcp.leases import Grant, Lease, LeaseState, LeaseTable
+from pxelab.dhcp.leases import Grant, Lease, LeaseState, LeaseTable, removes
 
 A, B, C = "52:54:00:00:00:0a", "52:54:00:00:00:0b", "52:54:00:00:00:0c"
 NONE: dict[IPv4Address, str] = {}
@@ -168,3 +168,67 @@ def test_journal_replay_rebuilds_the_table() -> None:
     )
     assert replayed.get(C, 6) == leases.get(C, 6)
     assert replayed.get(A, 6) is None
+
+
+# -- following another instance: its FREEs, and its late bindings ------------------------------
+
+
+def test_removes_only_the_record_it_names() -> None:
+    bound = Lease(ip(100), A, LeaseState.BOUND, 900, since=10)
+    assert removes(Lease(ip(100), A, LeaseState.FREE, 50, since=10), bound)
+    # a FREE naming a record decided at 12 (an offer, never stored) is not this binding, even
+    # though it came later: a lagging instance can decide an offer after another bound the client
+    assert not removes(Lease(ip(100), A, LeaseState.FREE, 50, since=12), bound)
+    assert not removes(Lease(ip(100), A, LeaseState.FREE, 50, since=9), bound)  # bound anew
+    assert not removes(Lease(ip(100), B, LeaseState.FREE, 50, since=10), bound)  # another MAC
+    assert not removes(Lease(ip(101), A, LeaseState.FREE, 50, since=10), bound)  # elsewhere
+    assert not removes(Lease(ip(100), A, LeaseState.BOUND, 50, since=10), bound)  # no FREE
+
+
+def test_learn_applies_a_free_of_another_instance_to_the_record_it_names() -> None:
+    leases = table()
+    theirs = Lease(ip(100), A, LeaseState.BOUND, 900, since=10)
+    leases.learn(theirs)
+    assert leases.offer(B, 11, reserved=NONE) is not None  # B is offered .101, not A's .100
+    assert leases.holder(ip(100), 12) == theirs
+    # A release elsewhere at 20 names the record decided at 10: this table forgets it too.
+    free = Lease(ip(100), A, LeaseState.FREE, 20, since=10)
+    assert leases.differs(free, 20)
+    assert leases.learn(free) == [theirs]
+    assert leases.holder(ip(100), 20) is None and leases.get(A, 20) is None
+    assert not leases.differs(free, 20)  # nothing left to remove
+    assert lease_of(leases.offer(C, 21, reserved=NONE, requested=ip(100))) == Lease(
+        ip(100), C, LeaseState.OFFERED, 31, since=21
+    )
+
+
+def test_learn_keeps_a_record_a_free_does_not_name() -> None:
+    leases = table()
+    mine = lease_of(leases.bind(A, ip(100), 30, 600, reserved=NONE))
+    # A FREE of an older record of A on .100 (the other instance's expiry, told late) and a
+    # FREE of another MAC's record on it leave this instance's newer binding alone.
+    for stale in (
+        Lease(ip(100), A, LeaseState.FREE, 25, since=10),
+        Lease(ip(100), B, LeaseState.FREE, 25, since=40),
+        Lease(ip(101), A, LeaseState.FREE, 25, since=40),
+    ):
+        assert not leases.differs(stale, 31)
+        assert leases.learn(stale) == []
+    assert leases.holder(ip(100), 31) == mine and leases.get(A, 31) == mine
+
+
+def test_learn_never_moves_a_mac_back_to_an_older_binding() -> None:
+    leases = table()
+    mine = lease_of(leases.bind(A, ip(100), 20, 600, reserved=NONE))
+    older = Lease(ip(101), A, LeaseState.BOUND, 610, since=10)  # told late of what it replaced
+    assert not leases.differs(older, 21)
+    assert leases.learn(older) == []
+    assert leases.get(A, 21) == mine and leases.holder(ip(101), 21) is None
+    newer = Lease(ip(102), A, LeaseState.BOUND, 630, since=30)
+    assert leases.differs(newer, 31)
+    assert leases.learn(newer) == [mine]
+    assert leases.get(A, 31) == newer and leases.holder(ip(100), 31) is None
+    declined = Lease(ip(101), A, LeaseState.DECLINED, 640, since=5)  # not a binding: learned
+    assert leases.differs(declined, 31)
+    assert leases.learn(declined) == []
+    assert leases.holder(ip(101), 31) == declined and leases.get(A, 31) == newer
