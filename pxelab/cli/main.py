@@ -84,7 +84,7 @@ def setup_logging(level: str, *, queued: bool = False) -> Callable[[], None]:
 
 
 def _once(action: Callable[[], None]) -> Callable[[], None]:
-    """action, run by the first call only (QueueListener.stop twice would block)."""
+    """action, run by the first call only (the daemon and atexit both call the stop)."""
     done = False
 
     def run() -> None:
