@@ -48,6 +48,11 @@ class Lease:
         """Who holds it, as the ordering rules compare holders: the MAC."""
         return self.mac
 
+    @property
+    def who(self) -> str:
+        """The holder, for a log line."""
+        return self.mac
+
 
 @dataclass(frozen=True)
 class Grant:
@@ -84,6 +89,11 @@ class Decision(Protocol):
         """When it was decided (for a FREE: the `since` of the record it removes)."""
         ...
 
+    @property
+    def who(self) -> str:
+        """The holder, for a log line."""
+        ...
+
 
 def supersedes(held: Decision, change: Decision) -> bool:
     """Whether `held`, a binding in the store, makes `change` stale: both bind the same holder
@@ -111,6 +121,21 @@ def removes(free: Decision, held: Decision) -> bool:
         and held.owner == free.owner
         and held.since == free.since
     )
+
+
+def refusal(changes: Sequence[Decision], refused: Sequence[Decision]) -> str | None:
+    """Why the store refused one of a decision's `changes` (its reply must not be sent), given
+    the leases it refused them with; None when none of them refused these changes."""
+    for change in changes:
+        for held in refused:
+            if supersedes(held, change):
+                return (
+                    f"{held.who} has a newer binding, {held.ip}, in the lease store "
+                    f"(the client moved on from {change.ip})"
+                )
+            if held.ip == change.ip and held.owner != change.owner:
+                return f"{change.ip} is taken in the lease store"
+    return None
 
 
 def learns(change: Decision, on_ip: Decision | None, mine: Decision | None) -> bool:

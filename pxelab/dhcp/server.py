@@ -29,7 +29,7 @@ from pxelab.dhcp.context import (
     HostLookup,
     Sender,
 )
-from pxelab.dhcp.leases import Lease, LeaseStore, LeaseTable, supersedes
+from pxelab.dhcp.leases import Lease, LeaseStore, LeaseTable, refusal
 from pxelab.dhcp.options import message_type
 from pxelab.dhcp.packet import ZERO_IP, DhcpPacket, MessageType, OptionCode, build, parse
 from pxelab.dhcp.policy import DhcpCore, Pool
@@ -275,7 +275,7 @@ class DhcpServer:
                 log.info("%s is held by %s in the lease store; learned", held.ip, held.mac)
                 self.core.learn(held)
         for item in batch:
-            why = _refusal(item.outcome.changes, refused) if refused else None
+            why = refusal(item.outcome.changes, refused) if refused else None
             if why is not None:
                 log.info(
                     "%s from %s: reply dropped: %s", _kind(item.request), item.request.mac, why
@@ -349,20 +349,6 @@ def set_arp(fd: int, interface: str, ip: IPv4Address, mac: bytes) -> None:
         "=16s16si16s16s", protocol_address, hardware_address, ATF_COM, b"", interface.encode()
     )
     fcntl.ioctl(fd, SIOCSARP, arpreq)
-
-
-def _refusal(changes: Sequence[Lease], refused: Sequence[Lease]) -> str | None:
-    """Why the store refused one of a decision's changes (its reply must not be sent), or None."""
-    for change in changes:
-        for held in refused:
-            if supersedes(held, change):
-                return (
-                    f"{held.mac} has a newer binding, {held.ip}, in the lease store "
-                    f"(the client moved on from {change.ip})"
-                )
-            if held.ip == change.ip and held.mac != change.mac:
-                return f"{change.ip} is taken in the lease store"
-    return None
 
 
 def _kind(packet: DhcpPacket) -> str:

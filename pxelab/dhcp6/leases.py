@@ -41,6 +41,11 @@ class Lease6:
         holders: the client and IA."""
         return (self.client, self.iaid)
 
+    @property
+    def who(self) -> str:
+        """The holder, for a log line."""
+        return f"{self.client} IA {self.iaid}"
+
 
 class Lease6Table:
     """Leases of one IPv6 pool, at most one live address per (client, IAID)."""

@@ -17,9 +17,10 @@ from ipaddress import IPv6Address, IPv6Interface, IPv6Network
 from pathlib import Path
 from typing import Protocol
 
+from pxelab.dhcp.leases import refusal
 from pxelab.dhcp6.context import Dhcp6Context, Dhcp6Reply, Host6Info, Host6Lookup, NoReply6, Sender6
 from pxelab.dhcp6.core import Dhcp6Core, Pool6
-from pxelab.dhcp6.leases import Lease6, Lease6Table, supersedes
+from pxelab.dhcp6.leases import Lease6, Lease6Table
 from pxelab.dhcp6.options import parse_ia_na
 from pxelab.dhcp6.packet import (
     ALL_DHCP_RELAY_AGENTS_AND_SERVERS,
@@ -213,7 +214,7 @@ class Dhcp6Server:
                         for pool in self.core.pools:
                             if held.ip in pool.ctx.prefix:
                                 pool.leases.learn(held)
-                    why = _refusal(item.outcome.changes, refused)
+                    why = refusal(item.outcome.changes, refused) or "refused by the lease store"
                     log.info("%s: reply dropped: %s", item.head, why)
                     continue
             self._send(item)
@@ -242,18 +243,6 @@ class Dhcp6Server:
             self.sock.sendto(build(outcome.message), (address, port, 0, scope))
         except OSError as exc:
             log.warning("cannot send a DHCPv6 reply to [%s]:%s: %s", address, port, exc)
-
-
-def _refusal(changes: Sequence[Lease6], refused: Sequence[Lease6]) -> str:
-    """Why the store refused one of a decision's changes (its reply must not be sent)."""
-    for change in changes:
-        for held in refused:
-            if supersedes(held, change):
-                return (
-                    f"{held.client} IA {held.iaid} has a newer binding, {held.ip}, in the lease "
-                    f"store (the client moved on from {change.ip})"
-                )
-    return f"{refused[0].ip} is taken in the lease store"
 
 
 def _inner(message: Message) -> Dhcp6Message | None:

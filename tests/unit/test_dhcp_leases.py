@@ -4,9 +4,10 @@ the changes each call returns, all on fake `now`."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
-from pxelab.dhcp.leases import Grant, Lease, LeaseState, LeaseTable, removes
+from pxelab.dhcp.leases import Grant, Lease, LeaseState, LeaseTable, refusal, removes
+from pxelab.dhcp6.leases import Lease6
 
 A, B, C = "52:54:00:00:00:0a", "52:54:00:00:00:0b", "52:54:00:00:00:0c"
 NONE: dict[IPv4Address, str] = {}
@@ -232,3 +233,24 @@ def test_learn_never_moves_a_mac_back_to_an_older_binding() -> None:
     assert leases.differs(declined, 31)
     assert leases.learn(declined) == []
     assert leases.holder(ip(101), 31) == declined and leases.get(A, 31) == newer
+
+
+def test_refusal_says_why_a_reply_is_dropped_for_either_family() -> None:
+    late = Lease(ip(100), A, LeaseState.BOUND, 900, since=10)
+    newer = Lease(ip(101), A, LeaseState.BOUND, 950, since=20)
+    other = Lease(ip(100), B, LeaseState.BOUND, 990, since=5)
+    assert refusal([late], [newer]) == (
+        f"{A} has a newer binding, {ip(101)}, in the lease store (the client moved on from "
+        f"{ip(100)})"
+    )
+    assert refusal([late], [other]) == f"{ip(100)} is taken in the lease store"
+    assert refusal([late], []) is None
+    assert refusal([Lease(ip(102), C, LeaseState.BOUND, 900, since=10)], [other]) is None
+    late6 = Lease6(IPv6Address("2001:db8::10"), "duid:01", 1, LeaseState.BOUND, 900, since=10)
+    newer6 = Lease6(IPv6Address("2001:db8::11"), "duid:01", 1, LeaseState.BOUND, 950, since=20)
+    assert refusal([late6], [newer6]) == (
+        "duid:01 IA 1 has a newer binding, 2001:db8::11, in the lease store "
+        "(the client moved on from 2001:db8::10)"
+    )
+    another_client = Lease6(late6.ip, "duid:02", 1, LeaseState.BOUND, 900, since=5)
+    assert refusal([late6], [another_client]) == "2001:db8::10 is taken in the lease store"
