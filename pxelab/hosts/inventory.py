@@ -19,6 +19,7 @@ from typing import Any
 from pxelab.dhcp.arch import ARCH_ALIASES, IMAGE_ARCH
 from pxelab.errors import HostFileError
 from pxelab.hosts.names import hostname_for
+from pxelab.hosts.scan import UNREAD, Loaded, rescan
 
 log = logging.getLogger("pxelab.inventory")
 
@@ -318,13 +319,6 @@ def read_host_json(path: Path) -> Any:
     return data
 
 
-@dataclass
-class _Entry:
-    stamp: tuple[int, int, int]
-    host: Host | None
-    error: str | None
-
-
 class Inventory:
     """The hosts in a directory of `*.json` files, looked up by MAC, kept in step with the disk.
 
@@ -347,7 +341,7 @@ class Inventory:
         self.rescan_on_lookup = rescan_on_lookup
         self.on_change = on_change
         """Called (in the refreshing thread) with the new hosts before lookups see them."""
-        self._files: dict[Path, _Entry] = {}
+        self._files: dict[Path, Loaded[Host]] = {}
         self._by_mac: dict[str, Host] = {}
         self._by_name: dict[str, Host] = {}
         self._last_scan = float("-inf")
@@ -390,7 +384,7 @@ class Inventory:
 
     def forget_files(self) -> None:
         """Make the next refresh re-read every file (what they inherit changed)."""
-        self._files = {p: _Entry((0, 0, 0), e.host, e.error) for p, e in self._files.items()}
+        self._files = {p: Loaded(UNREAD, e.value, e.error) for p, e in self._files.items()}
 
     def _refresh_if_stale(self) -> None:
         if self.rescan_on_lookup and time.monotonic() - self._last_scan >= _RELOAD_INTERVAL:
@@ -405,41 +399,20 @@ class Inventory:
         if self.directory is None:
             return False
         try:
-            paths = host_files_in(self.directory)
+            files = rescan(self.directory, self._files, self.load, log, "host file")
         except OSError as exc:
             log.error("hosts dir %s: cannot list: %s", self.directory, exc)
             return False
-        changed = False
-        files = dict(self._files)
-        seen: set[Path] = set()
-        for path in paths:
-            try:
-                st = path.stat()
-            except OSError:
-                continue  # removed between glob and stat
-            seen.add(path)
-            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-            old = files.get(path)
-            if old is not None and old.stamp == stamp:
-                continue
-            changed = True
-            try:
-                files[path] = _Entry(stamp, self.load(path), None)
-            except HostFileError as exc:
-                log.error("host file skipped: %s", exc)
-                files[path] = _Entry(stamp, None, str(exc))
-        for gone in set(files) - seen:
-            changed = True
-            del files[gone]
-        if changed:
-            by_mac, by_name = self._reindex(files)
-            if self.on_change is not None:  # before anyone can look the new hosts up
-                self.on_change(list(by_mac.values()))
-            self._files, self._by_mac, self._by_name = files, by_mac, by_name
-            log.info("inventory: %d hosts from %s", len(by_mac), self.directory)
-        return changed
+        if files is None:
+            return False
+        by_mac, by_name = self._reindex(files)
+        if self.on_change is not None:  # before anyone can look the new hosts up
+            self.on_change(list(by_mac.values()))
+        self._files, self._by_mac, self._by_name = files, by_mac, by_name
+        log.info("inventory: %d hosts from %s", len(by_mac), self.directory)
+        return True
 
-    def _reindex(self, files: dict[Path, _Entry]) -> tuple[dict[str, Host], dict[str, Host]]:
+    def _reindex(self, files: dict[Path, Loaded[Host]]) -> tuple[dict[str, Host], dict[str, Host]]:
         """MAC and name indexes of `files`. A host already serving keeps its MAC, name and
         address: a file that clashes with it is rejected (logged, and in `errors`), whatever
         the file names. Unchanged serving hosts come first, then changed ones, then new files,
@@ -447,8 +420,8 @@ class Inventory:
         serving = {id(h) for h in self._by_mac.values()}
         sources = {h.source for h in self._by_mac.values()}
 
-        def rank(item: tuple[Path, _Entry]) -> tuple[int, Path]:
-            host = item[1].host
+        def rank(item: tuple[Path, Loaded[Host]]) -> tuple[int, Path]:
+            host = item[1].value
             if host is not None and id(host) in serving:
                 return 0, item[0]
             return (1 if str(item[0]) in sources else 2), item[0]
@@ -457,7 +430,7 @@ class Inventory:
         by_name: dict[str, Host] = {}
         by_ip: dict[IPv4Address, Host] = {}
         for _path, entry in sorted(files.items(), key=rank):
-            host = entry.host
+            host = entry.value
             if host is None:
                 continue
             entry.error = None
@@ -490,8 +463,3 @@ def _clash(
                 f"which keeps serving; this file is not used until the clash is fixed"
             )
     return None
-
-
-def host_files_in(directory: Path) -> list[Path]:
-    """The host files a directory holds, in the order the inventory reads them."""
-    return sorted(p for p in directory.glob("*.json") if not p.name.startswith("."))

@@ -16,7 +16,8 @@ from typing import Any
 
 from pxelab.dhcp.arch import ARCH_ALIASES
 from pxelab.errors import HostFileError
-from pxelab.hosts.inventory import Host, host_files_in, normalize_mac, parse_host
+from pxelab.hosts.inventory import Host, normalize_mac, parse_host
+from pxelab.hosts.scan import Loaded, rescan
 
 log = logging.getLogger("pxelab.profiles")
 
@@ -206,13 +207,6 @@ def generated_name(profile: Profile, mac: str) -> str:
     return f"{profile.name}-{normalize_mac(mac).replace(':', '')}"
 
 
-@dataclass
-class _File:
-    stamp: tuple[int, int, int]
-    profile: Profile | None
-    error: str | None
-
-
 class ProfileSet:
     """The profiles of a directory of `*.json` files, re-read when they change.
 
@@ -222,7 +216,7 @@ class ProfileSet:
 
     def __init__(self, directory: Path | None) -> None:
         self.directory = directory
-        self._files: dict[Path, _File] = {}
+        self._files: dict[Path, Loaded[Profile]] = {}
         self._by_name: dict[str, Profile] = {}
         self._errors: dict[str, str] = {}
         self.generation = 0
@@ -267,41 +261,22 @@ class ProfileSet:
                 self.generation += 1
             return changed
         try:
-            paths = host_files_in(self.directory)
+            files = rescan(self.directory, self._files, load_profile, log, "profile")
         except OSError as exc:
             log.error("profiles dir %s: cannot list: %s", self.directory, exc)
             return False
-        files, seen, changed = dict(self._files), set(), False
-        for path in paths:
-            try:
-                st = path.stat()
-            except OSError:
-                continue
-            seen.add(path)
-            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-            old = files.get(path)
-            if old is not None and old.stamp == stamp:
-                continue
-            changed = True
-            try:
-                files[path] = _File(stamp, load_profile(path), None)
-            except HostFileError as exc:
-                log.error("profile skipped: %s", exc)
-                files[path] = _File(stamp, None, str(exc))
-        for gone in set(files) - seen:
-            changed = True
-            del files[gone]
-        if changed:
-            self._files = files
-            self._reindex()
-            self.generation += 1
-        return changed
+        if files is None:
+            return False
+        self._files = files
+        self._reindex()
+        self.generation += 1
+        return True
 
     def _reindex(self) -> None:
         by_name: dict[str, Profile] = {}
         errors = {str(p): f.error for p, f in self._files.items() if f.error}
         for path, entry in sorted(self._files.items()):
-            profile = entry.profile
+            profile = entry.value
             if profile is None:
                 continue
             error = None
