@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, cast
 
 from pxelab.app.config import Config
 from pxelab.app.dns import dns_choice
@@ -22,7 +22,6 @@ from pxelab.boot.loaders import boot_files_for, present_loaders
 from pxelab.dhcp.arch import BootFiles
 from pxelab.dhcp.context import DhcpContext, DhcpMode, HostLookup, Sender, UnknownMacs
 from pxelab.dhcp.interface import interface_ipv4
-from pxelab.dhcp.leases import Lease
 from pxelab.dhcp.packet import DhcpPacket
 from pxelab.dhcp.server import Observer, start_dhcp
 from pxelab.dhcp.traits import client_traits
@@ -252,7 +251,7 @@ async def start_from_config(
         raise ConfigError(f"key 'state_url' or 'state_dir': cannot load leases: {exc}") from None
     parts: list[Closable] = [dhcp]
     if shared:
-        parts.append(LeaseFollower(store, "lease", Lease, dhcp.learn, store.load_leases))
+        parts.append(LeaseFollower(store, "lease", dhcp.learn, store.load_leases))
     if full and config.router_advertisements and config.ipv6_prefix is None:
         from pxelab.dhcp.ra import start_ra  # with a prefix, app/dhcp6.py starts it
 
@@ -300,12 +299,11 @@ class LeaseFollower(Generic[L]):
         self,
         store: StateStore,
         kind: str,
-        lease_type: type[L],
         learn: Callable[[Sequence[L]], int],
         load: Callable[[], Awaitable[Sequence[L]]],
         pause: float = 0.2,
     ) -> None:
-        self.kind, self.lease_type, self.learn, self.load = kind, lease_type, learn, load
+        self.kind, self.learn, self.load = kind, learn, load
         self.pause = pause
         self._due = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"{kind}-follower")
@@ -314,8 +312,8 @@ class LeaseFollower(Generic[L]):
     def _changed(self, change: Change) -> None:
         if change.kind != self.kind or not change.remote:
             return  # this instance's own leases are in its tables already
-        if isinstance(change.lease, self.lease_type):
-            self.learn([change.lease])  # the notification carries the lease: no read
+        if change.lease is not None:  # a "lease" change carries a Lease, "lease6" a Lease6
+            self.learn([cast(L, change.lease)])  # the notification carries the lease: no read
         else:
             self._due.set()  # read the table back
 

@@ -12,7 +12,6 @@ from pxelab.dhcp.arch import BootFiles
 from pxelab.dhcp.context import UnknownMacs
 from pxelab.dhcp.interface import interface_mac
 from pxelab.dhcp6.context import Dhcp6Context, Host6Lookup, default_pool
-from pxelab.dhcp6.leases import Lease6
 from pxelab.dhcp6.options import duid_ll
 from pxelab.dhcp6.server import interface_ipv6, start_dhcp6
 from pxelab.errors import ConfigError
@@ -73,7 +72,7 @@ async def start_ipv6(
         raise ConfigError(f"key 'state_url' or 'state_dir': cannot load leases: {exc}") from None
     parts.append(server)
     if shared is not None:
-        parts.append(LeaseFollower(shared, "lease6", Lease6, server.learn, shared.load_leases6))
+        parts.append(LeaseFollower(shared, "lease6", server.learn, shared.load_leases6))
     if config.router_advertisements:
         from pxelab.dhcp.ra import start_ra
 

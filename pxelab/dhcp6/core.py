@@ -305,6 +305,13 @@ class Dhcp6Core:
         self.hosts = hosts
         self._next_sweep = float("-inf")
 
+    def learn(self, lease: Lease6) -> None:
+        """Take in a lease the store holds (granted by another instance) into its link's table."""
+        for pool in self.pools:
+            if lease.ip in pool.ctx.prefix:
+                pool.leases.learn(lease)
+                return
+
     def use_boot_files(self, boot_files: BootFiles) -> None:
         """Hand out these boot files on every link from now on (the leases stay)."""
         self.pools = [

@@ -211,9 +211,7 @@ class Dhcp6Server:
                         log.info(
                             "%s is held by %s in the lease store; learned", held.ip, held.client
                         )
-                        for pool in self.core.pools:
-                            if held.ip in pool.ctx.prefix:
-                                pool.leases.learn(held)
+                        self.core.learn(held)
                     why = refusal(item.outcome.changes, refused) or "refused by the lease store"
                     log.info("%s: reply dropped: %s", item.head, why)
                     continue

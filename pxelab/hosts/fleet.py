@@ -84,8 +84,7 @@ class Fleet(Inventory):
 
     def refresh(self) -> bool:
         """Re-read changed profiles and host files (all host files when a profile changed)."""
-        profiles = getattr(self, "profile_set", None)
-        changed = profiles.refresh() if profiles is not None else False
+        changed = self.profile_set.refresh()  # set before Inventory.__init__ first refreshes
         if changed:
             self.forget_files()
         return super().refresh() or changed

@@ -6,7 +6,6 @@ re-reads it when a file changes (from a worker thread in the daemon), like the i
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Mapping
@@ -16,7 +15,7 @@ from typing import Any
 
 from pxelab.dhcp.arch import ARCH_ALIASES
 from pxelab.errors import HostFileError
-from pxelab.hosts.inventory import Host, normalize_mac, parse_host
+from pxelab.hosts.inventory import Host, normalize_mac, parse_host, read_host_json
 from pxelab.hosts.scan import Loaded, rescan
 
 log = logging.getLogger("pxelab.profiles")
@@ -307,10 +306,4 @@ class ProfileSet:
 
 def load_profile(path: Path) -> Profile:
     """Read and parse one profile file; every failure is a HostFileError naming the file."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise HostFileError(f"{path}: cannot read: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise HostFileError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
-    return parse_profile(data, str(path))
+    return parse_profile(read_host_json(path), str(path))

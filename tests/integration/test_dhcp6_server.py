@@ -152,7 +152,7 @@ async def test_a_second_instance_learns_an_ipv6_grant_by_notify_and_never_offers
 ) -> None:
     one, two = two_instances
     srv = await serving(two, time.time)
-    follower = LeaseFollower(two, "lease6", Lease6, srv.learn, two.load_leases6)
+    follower = LeaseFollower(two, "lease6", srv.learn, two.load_leases6)
     try:
         # instance one binds A's IA 1 to the first address of the pool, which two would offer
         now = time.time()

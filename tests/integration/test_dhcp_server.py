@@ -358,7 +358,7 @@ async def test_an_address_released_through_one_instance_is_offered_by_the_other_
     await two.open()
     first = await start_dhcp(CTX, NoHosts(), "lo", port=0, store=one)
     second = await start_dhcp(CTX, NoHosts(), "lo", port=0, store=two)
-    follower = LeaseFollower(two, "lease", Lease, second.learn, two.load_leases)
+    follower = LeaseFollower(two, "lease", second.learn, two.load_leases)
     loop = asyncio.get_running_loop()
     a, b, c = "52:54:00:cc:00:0a", "52:54:00:cc:00:0b", "52:54:00:cc:00:0c"
     address = IPv4Address("127.0.0.100")

@@ -172,7 +172,7 @@ def test_the_csrf_token_is_the_session_ids_hmac_under_the_secret() -> None:
 
 
 def test_the_session_cache_trusts_a_read_for_a_second_and_drops_what_the_store_tells() -> None:
-    cache = auth.SessionCache(seconds=1.0, size=2)
+    cache = auth.SessionCache(size=2)  # the default: "within a second", as the README says
     a = SessionRecord("a" * 64, "ops", 0.0, 100.0)
     b = SessionRecord("b" * 64, "ci", 0.0, 100.0)
     cache.put(a, tick=10.0, epoch=cache.epoch)

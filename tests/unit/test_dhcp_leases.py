@@ -190,7 +190,8 @@ def test_learn_applies_a_free_of_another_instance_to_the_record_it_names() -> No
     leases = table()
     theirs = Lease(ip(100), A, LeaseState.BOUND, 900, since=10)
     leases.learn(theirs)
-    assert leases.offer(B, 11, reserved=NONE) is not None  # B is offered .101, not A's .100
+    offered = leases.offer(B, 11, reserved=NONE)
+    assert offered is not None and offered.lease.ip == ip(101)  # not A's .100
     assert leases.holder(ip(100), 12) == theirs
     # A release elsewhere at 20 names the record decided at 10: this table forgets it too.
     free = Lease(ip(100), A, LeaseState.FREE, 20, since=10)
